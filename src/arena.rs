@@ -1,0 +1,196 @@
+//! The arena: size-classed blocks carved from the region, with one free list per class.
+//!
+//! Only the writer-lock holder calls these. Every offset taken from the region (free-list
+//! links, block headers) is validated before use, so a corrupted arena yields
+//! `Error::Corrupted`, never a wild access.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::error::{Error, Result};
+use crate::layout::*;
+use crate::region::Region;
+
+/// The size class holding `size` bytes (header included) and that class's block size.
+pub fn class_for(size: u64) -> Result<(u32, u64)> {
+    let size = size.max(SMALL_STEP);
+    if size <= SMALL_LIMIT {
+        let class = (align_up(size, SMALL_STEP) / SMALL_STEP - 1) as u32;
+        return Ok((class, class_size(class)));
+    }
+    // size lies in (2^k, 2^(k+1)]; classes there are 2^k * 5/4, 6/4, 7/4, 8/4.
+    let k = 63 - (size - 1).leading_zeros();
+    if k >= LARGE_SHIFT_MAX {
+        return Err(Error::ValueTooLarge { len: size as usize, max: 1 << LARGE_SHIFT_MAX });
+    }
+    let quarter = 1u64 << (k - 2);
+    let step = (size - (1u64 << k)).div_ceil(quarter); // 1..=4
+    let class = SMALL_CLASSES + 4 * (k - 8) + (step as u32 - 1);
+    Ok((class, class_size(class)))
+}
+
+pub fn class_size(class: u32) -> u64 {
+    if class < SMALL_CLASSES {
+        (class as u64 + 1) * SMALL_STEP
+    } else {
+        let c = class - SMALL_CLASSES;
+        let k = 8 + c / 4;
+        (1u64 << k) + (c as u64 % 4 + 1) * (1u64 << (k - 2))
+    }
+}
+
+fn free_head(class: u32) -> u64 {
+    H_FREE_HEADS + 8 * class as u64
+}
+
+/// The arena of a region whose header is initialised.
+pub struct Arena<'r> {
+    pub r: &'r Region,
+}
+
+impl<'r> Arena<'r> {
+    pub fn init(r: &Region) -> Result<()> {
+        r.u64(H_ARENA_TOP)?.store(HEADER_SIZE, Relaxed);
+        r.u64(H_BYTES_IN_USE)?.store(0, Relaxed);
+        for c in 0..NUM_CLASSES {
+            r.u64(free_head(c))?.store(0, Relaxed);
+        }
+        Ok(())
+    }
+
+    fn top(&self) -> Result<u64> {
+        let top = self.r.u64(H_ARENA_TOP)?.load(Relaxed);
+        if top < HEADER_SIZE || top % BLOCK_ALIGN != 0 {
+            return Err(Error::corrupted("arena top"));
+        }
+        Ok(top)
+    }
+
+    /// Checks that `block` is a block boundary below the arena top with the given tag, and
+    /// returns its class.
+    pub fn check_block(&self, block: u64, tag: u32) -> Result<u32> {
+        if block < HEADER_SIZE || block % BLOCK_ALIGN != 0 || block >= self.top()? {
+            return Err(Error::corrupted("block offset"));
+        }
+        if self.r.u32(block + B_TAG)?.load(Relaxed) != tag {
+            return Err(Error::corrupted("block tag"));
+        }
+        let class = self.r.u32(block + B_CLASS)?.load(Relaxed);
+        if class >= NUM_CLASSES || block + class_size(class) > self.top()? {
+            return Err(Error::corrupted("block size class"));
+        }
+        Ok(class)
+    }
+
+    /// Bytes a block of `class` can hold after its header.
+    pub fn payload_capacity(class: u32) -> u64 {
+        class_size(class) - BLOCK_HEADER
+    }
+
+    /// Allocates a block with room for `payload` bytes; returns the block offset.
+    /// Fails with `NeedGrow` (changing nothing) when the region must grow first.
+    pub fn alloc(&self, payload: u64) -> Result<u64> {
+        let (class, size) = class_for(payload + BLOCK_HEADER)?;
+        let head_word = self.r.u64(free_head(class))?;
+        let head = head_word.load(Relaxed);
+        let block = if head != 0 {
+            if self.check_block(head, TAG_FREE)? != class {
+                return Err(Error::corrupted("free list holds a block of another class"));
+            }
+            let next = self.r.u64(head + B_NEXT_FREE)?.load(Relaxed);
+            if next != 0 {
+                self.check_block(next, TAG_FREE)?;
+            }
+            head_word.store(next, Relaxed);
+            head
+        } else {
+            let top = self.top()?;
+            let end = top + size;
+            if end > self.r.len() {
+                return Err(Error::NeedGrow { needed: end });
+            }
+            self.r.u64(H_ARENA_TOP)?.store(end, Relaxed);
+            top
+        };
+        self.r.u32(block + B_CLASS)?.store(class, Relaxed);
+        self.r.u32(block + B_TAG)?.store(TAG_ALLOCATED, Relaxed);
+        let used = self.r.u64(H_BYTES_IN_USE)?;
+        used.store(used.load(Relaxed) + size, Relaxed);
+        Ok(block)
+    }
+
+    /// Returns a block to its free list (or to the uncarved space if it is the last block).
+    pub fn free(&self, block: u64) -> Result<()> {
+        let class = self.check_block(block, TAG_ALLOCATED)?;
+        let size = class_size(class);
+        let used = self.r.u64(H_BYTES_IN_USE)?;
+        used.store(used.load(Relaxed).saturating_sub(size), Relaxed);
+        self.r.u32(block + B_TAG)?.store(TAG_FREE, Relaxed);
+        if block + size == self.top()? {
+            self.r.u64(H_ARENA_TOP)?.store(block, Relaxed);
+            return Ok(());
+        }
+        let head_word = self.r.u64(free_head(class))?;
+        self.r.u64(block + B_NEXT_FREE)?.store(head_word.load(Relaxed), Relaxed);
+        head_word.store(block, Relaxed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_cover_every_size_with_at_most_a_quarter_slack() {
+        let mut prev = 0;
+        for class in 0..NUM_CLASSES {
+            let size = class_size(class);
+            assert!(size > prev && size % BLOCK_ALIGN == 0, "class {class}");
+            prev = size;
+        }
+        for size in (1..5000u64).chain((12..40).map(|k| (1u64 << k) + 3)) {
+            let (class, csize) = class_for(size).unwrap();
+            assert!(csize >= size, "{size}");
+            assert!(csize <= (size * 5 / 4).max(SMALL_STEP) + SMALL_STEP, "{size} -> {csize}");
+            assert_eq!(class_size(class), csize);
+            if class > 0 {
+                assert!(class_size(class - 1) < size.max(SMALL_STEP), "{size} not in the smallest class");
+            }
+        }
+    }
+
+    fn region(words: &mut Vec<u64>) -> Region {
+        // SAFETY: the vector outlives the region in each test.
+        let r = unsafe { Region::new(words.as_mut_ptr().cast(), words.len() * 8) };
+        Arena::init(&r).unwrap();
+        r
+    }
+
+    #[test]
+    fn reuses_freed_blocks_and_asks_to_grow_when_out_of_room() {
+        let mut mem = vec![0u64; (HEADER_SIZE as usize + 4096) / 8];
+        let r = region(&mut mem);
+        let a = Arena { r: &r };
+        let b1 = a.alloc(100).unwrap();
+        let b2 = a.alloc(100).unwrap();
+        a.free(b1).unwrap();
+        assert_eq!(a.alloc(90).unwrap(), b1, "same class reuses the freed block");
+        assert!(matches!(a.alloc(8000), Err(Error::NeedGrow { .. })));
+        a.free(b2).unwrap();
+        a.free(b1).unwrap();
+        assert_eq!(r.u64(H_BYTES_IN_USE).unwrap().load(Relaxed), 0);
+        assert!(a.free(b1).is_err(), "double free is detected");
+    }
+
+    #[test]
+    fn corrupted_free_list_is_an_error() {
+        let mut mem = vec![0u64; (HEADER_SIZE as usize + 4096) / 8];
+        let r = region(&mut mem);
+        let a = Arena { r: &r };
+        let b1 = a.alloc(10).unwrap();
+        let _b2 = a.alloc(10).unwrap();
+        a.free(b1).unwrap();
+        r.u64(b1 + B_NEXT_FREE).unwrap().store(u64::MAX - 3, Relaxed);
+        assert!(matches!(a.alloc(10), Err(Error::Corrupted(_))));
+    }
+}

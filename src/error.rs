@@ -1,0 +1,63 @@
+//! Errors of the core. The binding maps them to JS `TypeError` / `RangeError` / `Error`.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// An access fell outside the region as this thread knows it. Either the region grew in
+    /// another thread (refresh the length and retry) or the store memory is corrupted.
+    OutOfBounds { off: u64, size: u64 },
+    /// The arena needs the region to be at least `needed` bytes long.
+    NeedGrow { needed: u64 },
+    /// The region cannot grow to `needed` bytes: the store's `maxBytes` limit is reached.
+    Full { needed: u64, max: u64 },
+    /// The store memory holds something no correct writer could have written.
+    Corrupted(String),
+    /// A lock or a seqlock did not become free within the timeout.
+    Timeout(&'static str),
+    KeyTooLong { len: usize, max: usize },
+    ValueTooLarge { len: usize, max: usize },
+    /// The bytes are not a value this store can decode (see `codec`).
+    Decode(String),
+    /// A value that cannot be encoded.
+    Encode(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn corrupted(what: &str) -> Error {
+        Error::Corrupted(what.to_string())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::OutOfBounds { off, size } => write!(
+                f,
+                "store memory is corrupted: {size} bytes at offset {off} lie outside the buffer"
+            ),
+            Error::NeedGrow { needed } => write!(f, "the store needs {needed} bytes"),
+            Error::Full { needed, max } => write!(
+                f,
+                "store is full: it needs {needed} bytes but maxBytes is {max}; delete keys or create the manager with a larger maxBytes"
+            ),
+            Error::Corrupted(what) => write!(f, "store memory is corrupted: {what}"),
+            Error::Timeout(what) => write!(
+                f,
+                "timed out waiting for the {what}; the store memory may be corrupted"
+            ),
+            Error::KeyTooLong { len, max } => {
+                write!(f, "key is {len} bytes long in UTF-8; the limit is {max}")
+            }
+            Error::ValueTooLarge { len, max } => {
+                write!(f, "encoded value is {len} bytes; the limit is {max}")
+            }
+            Error::Decode(what) => write!(f, "cannot decode stored value: {what}"),
+            Error::Encode(what) => write!(f, "{what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

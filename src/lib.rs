@@ -1,0 +1,32 @@
+//! shared-kv-store: a key-value store living in one shared memory region.
+//!
+//! The core (everything but `binding`) knows nothing of Node: it works on a [`Region`] of
+//! bytes that several threads map at once, and is tested with `cargo test --no-default-features`.
+//! The `binding` module adapts it to JS with napi-rs.
+//!
+//! - [`layout`]: every offset and constant of the memory format
+//! - [`region`]: bounds-checked atomic access to the bytes
+//! - [`lock`]: the writer lock and bounded waiting
+//! - [`arena`]: size-classed allocation with free lists
+//! - [`table`]: the hash index and its seqlock protocol
+//! - [`store`]: get / set / delete
+//! - [`value`], [`codec`]: the value model and its msgpack encoding (shared with the JS codec)
+
+pub mod arena;
+pub mod codec;
+pub mod error;
+pub mod hash;
+pub mod layout;
+pub mod lock;
+pub mod region;
+pub mod store;
+pub mod table;
+pub mod value;
+
+#[cfg(feature = "node")]
+mod binding;
+
+pub use error::{Error, Result};
+pub use region::Region;
+pub use store::{Stats, Store};
+pub use value::Value;

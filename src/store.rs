@@ -1,0 +1,231 @@
+//! The store: get / set / delete over one region, composed from the lock, arena and index.
+
+use std::sync::atomic::{fence, Ordering::Acquire, Ordering::Relaxed};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::arena::{class_for, Arena};
+use crate::error::{Error, Result};
+use crate::hash::hash_key;
+use crate::layout::*;
+use crate::lock::{lock, Backoff};
+use crate::region::Region;
+use crate::table::{Find, Read, Table};
+
+/// One thread's handle on a store region. Cheap; each thread attaches its own.
+pub struct Store {
+    region: Region,
+    /// Copied at attach time: a seed overwritten later in shared memory cannot redirect us.
+    seed: u64,
+}
+
+/// A snapshot of the store's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub entries: u64,
+    /// Bytes in allocated blocks (index included).
+    pub bytes_used: u64,
+    /// Bytes carved from the region so far (used + free blocks + header).
+    pub bytes_reserved: u64,
+    pub buffer_bytes: u64,
+    pub index_slots: u64,
+}
+
+/// Smallest region [`Store::create`] accepts: the header plus the initial index.
+pub const MIN_REGION_BYTES: u64 = HEADER_SIZE + BLOCK_HEADER + INITIAL_TABLE_CAP * SLOT_SIZE + BLOCK_ALIGN;
+
+impl Store {
+    /// Formats `region` as an empty store.
+    pub fn create(region: Region, seed: u64) -> Result<Store> {
+        if region.len() < MIN_REGION_BYTES {
+            return Err(Error::NeedGrow { needed: MIN_REGION_BYTES });
+        }
+        let r = &region;
+        r.zero(0, HEADER_SIZE)?;
+        r.u32(H_VERSION)?.store(LAYOUT_VERSION, Relaxed);
+        r.u32(H_HEADER_SIZE)?.store(HEADER_SIZE as u32, Relaxed);
+        r.u64(H_HASH_SEED)?.store(seed, Relaxed);
+        Arena::init(r)?;
+        let block = Arena { r }.alloc(INITIAL_TABLE_CAP * SLOT_SIZE)?;
+        r.zero(block + BLOCK_HEADER, INITIAL_TABLE_CAP * SLOT_SIZE)?;
+        Table::publish_location(r, block, INITIAL_TABLE_CAP)?;
+        // Magic last, with release: a thread that sees it sees a formatted store.
+        r.u64(H_MAGIC)?.store(MAGIC, std::sync::atomic::Ordering::Release);
+        Ok(Store { region, seed })
+    }
+
+    /// Attaches to a region some thread formatted with [`Store::create`].
+    pub fn attach(region: Region) -> Result<Store> {
+        let r = &region;
+        if r.u64(H_MAGIC)?.load(Acquire) != MAGIC {
+            return Err(Error::corrupted("not a shared-kv-store buffer (bad magic)"));
+        }
+        if r.u32(H_VERSION)?.load(Relaxed) != LAYOUT_VERSION
+            || r.u32(H_HEADER_SIZE)?.load(Relaxed) != HEADER_SIZE as u32
+        {
+            return Err(Error::corrupted("store layout version is not supported by this build"));
+        }
+        let seed = r.u64(H_HASH_SEED)?.load(Relaxed);
+        Ok(Store { region, seed })
+    }
+
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// Tells the store the region now has `len` valid bytes (after it grew in place).
+    ///
+    /// # Safety
+    /// As [`Region::set_len`].
+    pub unsafe fn set_region_len(&mut self, len: usize) {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.region.set_len(len) }
+    }
+
+    fn check_key(key: &[u8]) -> Result<()> {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(Error::KeyTooLong { len: key.len(), max: MAX_KEY_BYTES });
+        }
+        Ok(())
+    }
+
+    /// Copies the value of `key` into `out`. Returns the entry's version (changes on every
+    /// write of the key), or None if the key is absent. Takes no lock.
+    pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<Option<u64>> {
+        Self::check_key(key)?;
+        let r = &self.region;
+        let hash = hash_key(self.seed, key);
+        let epoch_word = r.u32(H_TABLE_EPOCH)?;
+        let mut backoff = Backoff::new("entry being written");
+        loop {
+            let epoch = epoch_word.load(Acquire);
+            let attempt = Table::load(r).and_then(|t| t.read(r, key, hash, out));
+            fence(Acquire);
+            let moved = epoch_word.load(Relaxed) != epoch;
+            match attempt {
+                // The index may have moved (and its old block been reused) while we read it.
+                _ if moved => {}
+                Ok(Read::Hit(seq)) => return Ok(Some((epoch as u64) << 32 | seq as u64)),
+                Ok(Read::Miss) => return Ok(None),
+                Ok(Read::Retry) => {}
+                Err(e) => return Err(e),
+            }
+            backoff.snooze()?;
+        }
+    }
+
+    /// Stores `value` under `key`. The value is rewritten in place when it fits its block
+    /// (unless `refit`, which moves it to a block of its own size class).
+    ///
+    /// Fails with `NeedGrow` when the region must grow first; the store is then unchanged
+    /// apart from a possibly rebuilt (larger) index, and the caller retries after growing.
+    pub fn set(&self, key: &[u8], value: &[u8], refit: bool) -> Result<()> {
+        Self::check_key(key)?;
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(Error::ValueTooLarge { len: value.len(), max: MAX_VALUE_BYTES });
+        }
+        let r = &self.region;
+        let hash = hash_key(self.seed, key);
+        let _guard = lock(r.u32(H_WRITE_LOCK)?)?;
+        let arena = Arena { r };
+        let mut table = Table::load(r)?;
+        let (klen, vlen) = (key.len() as u64, value.len() as u64);
+        let payload = align_up(klen, 8) + vlen;
+
+        let vacant = match table.find(r, key, hash)? {
+            Find::Found(s) => {
+                let class = arena.check_block(s.data, TAG_ALLOCATED)?;
+                let fits = payload <= Arena::payload_capacity(class);
+                if fits && (!refit || class_for(payload + BLOCK_HEADER)?.0 == class) {
+                    let odd = Table::begin_write(r, s.at)?;
+                    r.write(value_offset(s.data, klen), value)?;
+                    r.u32(s.at + S_VAL_LEN)?.store(vlen as u32, Relaxed);
+                    return Table::end_write(r, s.at, odd);
+                }
+                let block = self.write_block(key, value)?;
+                Table::publish(r, s.at, hash, block, klen, vlen)?;
+                return arena.free(s.data);
+            }
+            Find::Vacant(v) => v,
+        };
+
+        let live = r.u64(H_LIVE)?.load(Relaxed);
+        let tombstones = r.u64(H_TOMBSTONES)?.load(Relaxed);
+        let vacant = match vacant {
+            Some(at) if (live + tombstones + 1) * MAX_LOAD_DEN <= table.cap * MAX_LOAD_NUM => at,
+            _ => {
+                table.rebuild(r, live)?;
+                table = Table::load(r)?;
+                match table.find(r, key, hash)? {
+                    Find::Vacant(Some(at)) => at,
+                    _ => return Err(Error::corrupted("rebuilt index has no room")),
+                }
+            }
+        };
+        let block = self.write_block(key, value)?;
+        let was_tombstone = r.u32(vacant + S_STATE)?.load(Relaxed) == STATE_TOMBSTONE;
+        Table::publish(r, vacant, hash, block, klen, vlen)?;
+        r.u64(H_LIVE)?.store(live + 1, Relaxed);
+        if was_tombstone {
+            r.u64(H_TOMBSTONES)?.store(tombstones.saturating_sub(1), Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Allocates a block and fills it with key and value; not yet reachable by readers.
+    fn write_block(&self, key: &[u8], value: &[u8]) -> Result<u64> {
+        let r = &self.region;
+        let block = Arena { r }.alloc(align_up(key.len() as u64, 8) + value.len() as u64)?;
+        r.write(block + BLOCK_HEADER, key)?;
+        r.write(value_offset(block, key.len() as u64), value)?;
+        Ok(block)
+    }
+
+    /// Removes `key`; returns whether it was present.
+    pub fn delete(&self, key: &[u8]) -> Result<bool> {
+        Self::check_key(key)?;
+        let r = &self.region;
+        let hash = hash_key(self.seed, key);
+        let _guard = lock(r.u32(H_WRITE_LOCK)?)?;
+        let Find::Found(s) = Table::load(r)?.find(r, key, hash)? else {
+            return Ok(false);
+        };
+        let arena = Arena { r };
+        arena.check_block(s.data, TAG_ALLOCATED)?;
+        let odd = Table::begin_write(r, s.at)?;
+        r.u32(s.at + S_STATE)?.store(STATE_TOMBSTONE, Relaxed);
+        Table::end_write(r, s.at, odd)?;
+        let live = r.u64(H_LIVE)?;
+        live.store(live.load(Relaxed).saturating_sub(1), Relaxed);
+        let tombstones = r.u64(H_TOMBSTONES)?;
+        tombstones.store(tombstones.load(Relaxed) + 1, Relaxed);
+        arena.free(s.data)?;
+        Ok(true)
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        let r = &self.region;
+        Ok(Stats {
+            entries: r.u64(H_LIVE)?.load(Relaxed),
+            bytes_used: r.u64(H_BYTES_IN_USE)?.load(Relaxed),
+            bytes_reserved: r.u64(H_ARENA_TOP)?.load(Relaxed),
+            buffer_bytes: r.len(),
+            index_slots: Table::load(r)?.cap,
+        })
+    }
+
+    /// Typed access for Rust callers: the value encoded with rmp-serde (msgpack, structs as maps).
+    pub fn get_as<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let mut buf = Vec::new();
+        match self.get(key.as_bytes(), &mut buf)? {
+            None => Ok(None),
+            Some(_) => rmp_serde::from_slice(&buf).map(Some).map_err(|e| Error::Decode(e.to_string())),
+        }
+    }
+
+    pub fn set_as<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
+        let bytes = rmp_serde::to_vec_named(value).map_err(|e| Error::Encode(e.to_string()))?;
+        self.set(key.as_bytes(), &bytes, false)
+    }
+}
