@@ -10,22 +10,23 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
-/// How long any wait in the store may last before it reports an error.
+/// How long a wait in the store may last, by default, before it reports an error.
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Spin, then yield, then sleep, until a deadline.
 pub struct Backoff {
     spins: u32,
     start: Option<Instant>,
+    timeout: Duration,
     what: &'static str,
 }
 
 impl Backoff {
-    pub fn new(what: &'static str) -> Self {
-        Backoff { spins: 0, start: None, what }
+    pub fn new(what: &'static str, timeout: Duration) -> Self {
+        Backoff { spins: 0, start: None, timeout, what }
     }
 
-    /// Waits a little; errors once the total wait exceeds [`WAIT_TIMEOUT`].
+    /// Waits a little; errors once the total wait exceeds the timeout.
     pub fn snooze(&mut self) -> Result<()> {
         self.spins += 1;
         if self.spins < 64 {
@@ -34,7 +35,7 @@ impl Backoff {
         }
         let start = *self.start.get_or_insert_with(Instant::now);
         let waited = start.elapsed();
-        if waited > WAIT_TIMEOUT {
+        if waited > self.timeout {
             return Err(Error::Timeout(self.what));
         }
         if waited < Duration::from_millis(1) {
@@ -60,9 +61,9 @@ pub struct WriteGuard<'a> {
     tag: u32,
 }
 
-pub fn lock(word: &AtomicU32) -> Result<WriteGuard<'_>> {
+pub fn lock(word: &AtomicU32, timeout: Duration) -> Result<WriteGuard<'_>> {
     let tag = thread_tag();
-    let mut backoff = Backoff::new("store write lock");
+    let mut backoff = Backoff::new("store write lock", timeout);
     loop {
         let cur = word.load(Ordering::Relaxed);
         if cur == 0
@@ -103,7 +104,7 @@ mod tests {
                 let (word, counter) = (word.clone(), counter.clone());
                 std::thread::spawn(move || {
                     for _ in 0..20_000 {
-                        let _g = lock(&word).unwrap();
+                        let _g = lock(&word, WAIT_TIMEOUT).unwrap();
                         // Non-atomic read-modify-write: loses updates unless the lock excludes.
                         let v = counter.load(Ordering::Relaxed);
                         counter.store(v + 1, Ordering::Relaxed);
@@ -119,6 +120,13 @@ mod tests {
     #[test]
     fn forged_self_owned_word_is_an_error_not_a_deadlock() {
         let word = AtomicU32::new(thread_tag());
-        assert!(matches!(lock(&word), Err(Error::Corrupted(_))));
+        assert!(matches!(lock(&word, WAIT_TIMEOUT), Err(Error::Corrupted(_))));
+    }
+
+    #[test]
+    fn a_lock_that_never_clears_times_out() {
+        let word = AtomicU32::new(thread_tag() + 1);
+        let err = lock(&word, Duration::from_millis(20)).err();
+        assert_eq!(err, Some(Error::Timeout("store write lock")));
     }
 }

@@ -8,7 +8,8 @@ use crate::arena::{class_for, Arena};
 use crate::error::{Error, Result};
 use crate::hash::hash_key;
 use crate::layout::*;
-use crate::lock::{lock, Backoff};
+use crate::lock::{lock, Backoff, WAIT_TIMEOUT};
+use std::time::Duration;
 use crate::region::Region;
 use crate::table::{Find, Read, Table};
 
@@ -17,6 +18,8 @@ pub struct Store {
     region: Region,
     /// Copied at attach time: a seed overwritten later in shared memory cannot redirect us.
     seed: u64,
+    /// How long an operation waits for the writer lock or a slot being written.
+    pub wait_timeout: Duration,
 }
 
 /// A snapshot of the store's counters.
@@ -52,7 +55,7 @@ impl Store {
         Table::publish_location(r, block, INITIAL_TABLE_CAP)?;
         // Magic last, with release: a thread that sees it sees a formatted store.
         r.u64(H_MAGIC)?.store(MAGIC, std::sync::atomic::Ordering::Release);
-        Ok(Store { region, seed })
+        Ok(Store { region, seed, wait_timeout: WAIT_TIMEOUT })
     }
 
     /// Attaches to a region some thread formatted with [`Store::create`].
@@ -67,7 +70,7 @@ impl Store {
             return Err(Error::corrupted("store layout version is not supported by this build"));
         }
         let seed = r.u64(H_HASH_SEED)?.load(Relaxed);
-        Ok(Store { region, seed })
+        Ok(Store { region, seed, wait_timeout: WAIT_TIMEOUT })
     }
 
     pub fn region(&self) -> &Region {
@@ -97,7 +100,7 @@ impl Store {
         let r = &self.region;
         let hash = hash_key(self.seed, key);
         let epoch_word = r.u32(H_TABLE_EPOCH)?;
-        let mut backoff = Backoff::new("entry being written");
+        let mut backoff = Backoff::new("entry being written", self.wait_timeout);
         loop {
             let epoch = epoch_word.load(Acquire);
             let attempt = Table::load(r).and_then(|t| t.read(r, key, hash, out));
@@ -127,7 +130,7 @@ impl Store {
         }
         let r = &self.region;
         let hash = hash_key(self.seed, key);
-        let _guard = lock(r.u32(H_WRITE_LOCK)?)?;
+        let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
         let arena = Arena { r };
         let mut table = Table::load(r)?;
         let (klen, vlen) = (key.len() as u64, value.len() as u64);
@@ -187,7 +190,7 @@ impl Store {
         Self::check_key(key)?;
         let r = &self.region;
         let hash = hash_key(self.seed, key);
-        let _guard = lock(r.u32(H_WRITE_LOCK)?)?;
+        let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
         let Find::Found(s) = Table::load(r)?.find(r, key, hash)? else {
             return Ok(false);
         };

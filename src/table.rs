@@ -193,6 +193,9 @@ impl Table {
     /// Rebuilds the index in a new block sized for `live` entries, dropping tombstones.
     /// Fails with `NeedGrow` (changing nothing) if the new block does not fit yet.
     pub fn rebuild(&self, r: &Region, live: u64) -> Result<()> {
+        if live > self.cap {
+            return Err(Error::corrupted("entry count exceeds the index size"));
+        }
         let arena = Arena { r };
         let cap = ((live + 1) * 2).next_power_of_two().max(INITIAL_TABLE_CAP);
         let bytes = cap.checked_mul(SLOT_SIZE).ok_or(Error::corrupted("entry count"))?;

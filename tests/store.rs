@@ -1,0 +1,169 @@
+mod common;
+
+use common::{Mem, Rng};
+use shared_kv_store::{Error, Store};
+
+const MIB: usize = 1 << 20;
+
+fn get(s: &Store, k: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    s.get(k.as_bytes(), &mut out).unwrap().map(|_| out)
+}
+
+#[test]
+fn set_get_overwrite_delete() {
+    let mem = Mem::new(MIB);
+    let s = mem.create(MIB);
+    assert_eq!(get(&s, "a"), None);
+    s.set(b"a", b"one", false).unwrap();
+    assert_eq!(get(&s, "a").as_deref(), Some(&b"one"[..]));
+    s.set(b"a", b"a longer value that needs a new block", false).unwrap();
+    assert_eq!(get(&s, "a").as_deref(), Some(&b"a longer value that needs a new block"[..]));
+    s.set(b"a", b"", false).unwrap();
+    assert_eq!(get(&s, "a").as_deref(), Some(&b""[..]));
+    s.set(b"", b"empty key", false).unwrap();
+    assert_eq!(get(&s, "").as_deref(), Some(&b"empty key"[..]));
+    assert!(s.delete(b"a").unwrap());
+    assert!(!s.delete(b"a").unwrap());
+    assert_eq!(get(&s, "a"), None);
+    assert_eq!(s.stats().unwrap().entries, 1);
+}
+
+#[test]
+fn versions_change_on_every_write() {
+    let mem = Mem::new(MIB);
+    let s = mem.create(MIB);
+    let mut out = Vec::new();
+    s.set(b"k", b"1", false).unwrap();
+    let v1 = s.get(b"k", &mut out).unwrap().unwrap();
+    assert_eq!(s.get(b"k", &mut out).unwrap(), Some(v1), "reads do not change the version");
+    s.set(b"k", b"2", false).unwrap();
+    let v2 = s.get(b"k", &mut out).unwrap().unwrap();
+    s.set(b"k", &[7; 300], false).unwrap();
+    let v3 = s.get(b"k", &mut out).unwrap().unwrap();
+    assert!(v1 != v2 && v2 != v3 && v1 != v3);
+}
+
+#[test]
+fn refit_moves_a_shrunk_value_to_a_smaller_block() {
+    let mem = Mem::new(MIB);
+    let s = mem.create(MIB);
+    s.set(b"k", &[1; 10_000], false).unwrap();
+    let big = s.stats().unwrap().bytes_used;
+    s.set(b"k", b"small", false).unwrap();
+    assert_eq!(s.stats().unwrap().bytes_used, big, "reuses the larger block in place");
+    s.set(b"k", b"small", true).unwrap();
+    assert!(s.stats().unwrap().bytes_used < big - 9_000, "refit releases the slack");
+    assert_eq!(get(&s, "k").as_deref(), Some(&b"small"[..]));
+}
+
+#[test]
+fn space_is_reused_and_accounting_returns_to_the_index_alone() {
+    let mem = Mem::new(8 * MIB);
+    let s = mem.create(8 * MIB);
+    let empty = s.stats().unwrap().bytes_used;
+    for round in 0..5 {
+        for i in 0..2000 {
+            s.set(format!("key{i}").as_bytes(), &vec![round as u8; i % 300], false).unwrap();
+        }
+        for i in 0..2000 {
+            assert!(s.delete(format!("key{i}").as_bytes()).unwrap());
+        }
+    }
+    let st = s.stats().unwrap();
+    assert_eq!(st.entries, 0);
+    // Only the (grown) index block is left in use.
+    let index_block = shared_kv_store::arena::class_for(st.index_slots * 32 + 8).unwrap().1;
+    assert_eq!(st.bytes_used, index_block);
+    assert!(index_block >= empty);
+    assert!(st.bytes_reserved < 4 * MIB as u64, "freed blocks were reused: {st:?}");
+}
+
+#[test]
+fn asks_to_grow_then_succeeds_after_growing_and_keeps_everything() {
+    let mem = Mem::new(64 * MIB);
+    let mut len = MIB;
+    let mut s = mem.create(len);
+    let value = vec![42u8; 5000];
+    for i in 0..10_000 {
+        let key = format!("k{i}");
+        loop {
+            match s.set(key.as_bytes(), &value, false) {
+                Ok(()) => break,
+                Err(Error::NeedGrow { needed }) => {
+                    assert!(needed as usize > len);
+                    len = (needed as usize).max(len * 2).min(mem.bytes());
+                    // SAFETY: mem holds 64 MiB that stays put.
+                    unsafe { s.set_region_len(len) };
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    assert!(len > 32 * MIB);
+    for i in 0..10_000 {
+        assert_eq!(get(&s, &format!("k{i}")).unwrap(), value);
+    }
+    // Another thread's view with the old length reports bounds errors, never garbage.
+    let stale = mem.attach(MIB);
+    let mut out = Vec::new();
+    for i in 0..100 {
+        match stale.get(format!("k{i}").as_bytes(), &mut out) {
+            Ok(Some(_)) => assert_eq!(out, value),
+            Ok(None) => panic!("stale view lost a key"),
+            Err(Error::OutOfBounds { .. }) | Err(Error::Corrupted(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn key_length_limit() {
+    let mem = Mem::new(MIB);
+    let s = mem.create(MIB);
+    let long = vec![b'k'; shared_kv_store::layout::MAX_KEY_BYTES + 1];
+    assert!(matches!(s.set(&long, b"v", false), Err(Error::KeyTooLong { .. })));
+    s.set(&long[1..], b"v", false).unwrap();
+}
+
+#[test]
+fn typed_access_through_rmp_serde() {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct User {
+        id: u32,
+        name: String,
+        tags: Vec<String>,
+    }
+    let mem = Mem::new(MIB);
+    let s = mem.create(MIB);
+    let u = User { id: 7, name: "Ada".into(), tags: vec!["a".into(), "b".into()] };
+    s.set_as("user", &u).unwrap();
+    assert_eq!(s.get_as::<User>("user").unwrap(), Some(u));
+    // The bytes are the store's own value format: the Rust codec reads them as a plain object.
+    let mut out = Vec::new();
+    s.get(b"user", &mut out).unwrap();
+    let v = shared_kv_store::codec::decode(&out).unwrap();
+    assert!(matches!(v, shared_kv_store::Value::Object(ref f) if f.len() == 3 && f[1].0 == "name"));
+}
+
+#[test]
+fn many_keys_force_index_rebuilds_without_losing_any() {
+    let mem = Mem::new(64 * MIB);
+    let s = mem.create(64 * MIB);
+    let mut rng = Rng(1);
+    let mut model = std::collections::HashMap::new();
+    for step in 0..60_000u32 {
+        let key = format!("k{}", rng.below(20_000));
+        if rng.below(4) == 0 {
+            assert_eq!(s.delete(key.as_bytes()).unwrap(), model.remove(&key).is_some());
+        } else {
+            let val = step.to_le_bytes().repeat(rng.below(40) as usize);
+            s.set(key.as_bytes(), &val, rng.below(8) == 0).unwrap();
+            model.insert(key, val);
+        }
+    }
+    assert_eq!(s.stats().unwrap().entries, model.len() as u64);
+    for (k, v) in &model {
+        assert_eq!(get(&s, k).as_ref(), Some(v), "{k}");
+    }
+}
