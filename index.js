@@ -1,0 +1,252 @@
+'use strict';
+// The JS facade: argument checks, the value codec, and handing the buffer to workers.
+// Everything about the memory (layout, hashing, locking, allocation, growth) is in Rust.
+
+const { receiveMessageOnPort, isMainThread } = require('node:worker_threads');
+const { Encoder, decode } = require('./lib/codec');
+
+let native;
+try {
+  native = require('./shared-kv-store.node');
+} catch (err) {
+  throw new Error(`shared-kv-store: the native addon is not built (run \`npm run build\`): ${err.message}`);
+}
+
+const MIB = 1024 * 1024;
+const DEFAULTS = { initialBytes: 1 * MIB, maxBytes: 1024 * MIB, codec: 'js' };
+/** Marks the handle object, so it is recognised among other messages on a port. */
+const HANDLE = '__sharedKVStore';
+
+// One encoder and one read buffer per thread: calls are synchronous, so they never overlap.
+const encoder = new Encoder();
+let scratch = Buffer.allocUnsafeSlow(64 * 1024);
+
+function checkKey(key) {
+  if (typeof key !== 'string') {
+    throw new TypeError(`key must be a string, got ${key === null ? 'null' : typeof key}`);
+  }
+  // A lone surrogate would be replaced in UTF-8, so two different keys would collide.
+  if (!key.isWellFormed()) throw new TypeError('key must be well-formed UTF-16 (it contains a lone surrogate)');
+}
+
+function checkCodec(codec) {
+  if (codec !== 'js' && codec !== 'native') {
+    throw new TypeError(`codec must be 'js' or 'native', got ${String(codec)}`);
+  }
+  return codec;
+}
+
+class SharedKVStore {
+  #native;
+  #buffer;
+  #jsCodec;
+  #ready;
+
+  /** @internal Use createManager() or createStore(). */
+  constructor(buffer, codec) {
+    this.#jsCodec = checkCodec(codec) === 'js';
+    this.#ready = new Promise((resolve) => {
+      this._attach = (sab) => {
+        this.#buffer = sab;
+        this.#native = new native.NativeStore(sab);
+        delete this._attach;
+        resolve(this);
+      };
+    });
+    if (buffer) this._attach(buffer);
+  }
+
+  /** Resolves with the store once it is attached to the shared memory. */
+  get ready() {
+    return this.#ready;
+  }
+
+  /** Whether the store is attached (a worker's store may still await its handle). */
+  get attached() {
+    return this.#native !== undefined;
+  }
+
+  /** A structured-cloneable handle: pass it in `workerData` and call `createStore(handle)`. */
+  get handle() {
+    return { [HANDLE]: 1, buffer: this.#mem().buffer };
+  }
+
+  #mem() {
+    if (this.#native === undefined) {
+      throw new Error('shared-kv-store: this store has not received its handle yet; await store.ready');
+    }
+    return { native: this.#native, buffer: this.#buffer };
+  }
+
+  get(key) {
+    checkKey(key);
+    const store = this.#mem().native;
+    if (!this.#jsCodec) return store.getValue(key);
+    let n = store.get(key, scratch);
+    while (n > scratch.length) {
+      scratch = Buffer.allocUnsafeSlow(Math.ceil(n * 1.25));
+      n = store.get(key, scratch);
+    }
+    return n < 0 ? undefined : decode(scratch, 0, n);
+  }
+
+  set(key, value, resizeBuffer = false) {
+    checkKey(key);
+    const store = this.#mem().native;
+    if (value === undefined) return false;
+    const refit = resizeBuffer === true;
+    if (!this.#jsCodec) {
+      store.setValue(key, value, refit);
+      return true;
+    }
+    const n = encoder.encode(value);
+    store.set(key, encoder.buf, n, refit);
+    return true;
+  }
+
+  delete(key) {
+    checkKey(key);
+    return this.#mem().native.delete(key);
+  }
+
+  /** Entries, bytes used/reserved, buffer size and index size. */
+  stats() {
+    return this.#mem().native.stats();
+  }
+}
+
+class Manager {
+  #workers = new Set();
+
+  constructor(options) {
+    const opts = { ...DEFAULTS, ...options };
+    for (const name of ['initialBytes', 'maxBytes']) {
+      const v = opts[name];
+      if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+    }
+    if (opts.maxBytes < opts.initialBytes) {
+      throw new RangeError(`maxBytes (${opts.maxBytes}) must be at least initialBytes (${opts.initialBytes})`);
+    }
+    let buffer;
+    try {
+      buffer = native.createBuffer(opts.initialBytes, opts.maxBytes);
+    } catch (err) {
+      if (err instanceof RangeError) throw new RangeError(`cannot create a store of ${opts.initialBytes} to ${opts.maxBytes} bytes: ${err.message}`);
+      throw err;
+    }
+    /** The store itself, also at `globalThis.SharedKVStore.instance`. */
+    this.store = new SharedKVStore(buffer, checkCodec(opts.codec));
+  }
+
+  /** A structured-cloneable handle for `workerData` (pools such as piscina). */
+  get handle() {
+    return this.store.handle;
+  }
+
+  /** Sends the store's handle to `worker`; its `createStore(parentPort)` attaches to it. */
+  registerFork(worker) {
+    if (!worker || typeof worker.postMessage !== 'function') {
+      throw new TypeError('registerFork expects a Worker (something with postMessage)');
+    }
+    if (!this.#workers.has(worker)) {
+      worker.postMessage(this.handle);
+      this.#workers.add(worker);
+    }
+    return true;
+  }
+
+  /** Forgets `worker`: true if it was registered. Its store keeps working (the memory is shared). */
+  unregisterFork(worker) {
+    return this.#workers.delete(worker);
+  }
+}
+
+function createManager(options) {
+  if (options !== undefined && (options === null || typeof options !== 'object')) {
+    throw new TypeError('createManager options must be an object');
+  }
+  const manager = new Manager(options);
+  SharedKVStore.instance = manager.store;
+  globalThis.SharedKVStore = SharedKVStore;
+  return manager;
+}
+
+function isHandle(x) {
+  return x !== null && typeof x === 'object' && x[HANDLE] === 1 && x.buffer instanceof SharedArrayBuffer;
+}
+
+/**
+ * In a worker: `createStore(parentPort)` or `createStore(handle)`.
+ * With a port, a handle already queued (registerFork in the same tick as `new Worker`) is
+ * taken at once; otherwise the store attaches when it arrives (`await store.ready`).
+ */
+function createStore(source, options = {}) {
+  const codec = checkCodec(options.codec ?? DEFAULTS.codec);
+  let store;
+  if (isHandle(source)) {
+    store = new SharedKVStore(source.buffer, codec);
+  } else if (source && typeof source.postMessage === 'function' && typeof source.on === 'function') {
+    store = new SharedKVStore(undefined, codec);
+    attachFromPort(store, source);
+  } else if (source == null && isMainThread && SharedKVStore.instance) {
+    return SharedKVStore.instance;
+  } else {
+    throw new TypeError('createStore expects the parentPort or a handle from manager.handle');
+  }
+  if (!isMainThread || !SharedKVStore.instance) {
+    SharedKVStore.instance = store;
+    globalThis.SharedKVStore = SharedKVStore;
+  }
+  return store;
+}
+
+function attachFromPort(store, port) {
+  // Messages queued before the handle belong to the user: hand them back in order, once
+  // the user has a listener (their listener is usually added right after createStore).
+  const early = [];
+  for (let m; (m = receiveMessageOnPort(port)) !== undefined;) {
+    if (isHandle(m.message)) {
+      store._attach(m.message.buffer);
+      break;
+    }
+    early.push(m.message);
+  }
+  if (early.length) redeliver(port, early);
+  if (store.attached) return;
+  // Not sent yet: listen until it comes, then stop listening so the thread can exit.
+  const onMessage = (message) => {
+    if (!isHandle(message)) return;
+    port.off('message', onMessage);
+    store._attach(message.buffer);
+  };
+  port.on('message', onMessage);
+}
+
+function redeliver(port, messages) {
+  // A microtask runs before the port dispatches anything still queued (that needs an event
+  // loop turn), so the user sees these first, in order.
+  const emitAll = () => queueMicrotask(() => messages.forEach((m) => port.emit('message', m)));
+  if (port.listenerCount('message') > 0) return emitAll();
+  // MessagePort emits no 'newListener' for user listeners: wait for the first one by
+  // wrapping this port's own methods, removed again as soon as it is added.
+  const methods = ['on', 'addListener', 'once', 'prependListener'];
+  for (const name of methods) {
+    port[name] = function (event, listener) {
+      const result = Object.getPrototypeOf(port)[name].call(port, event, listener);
+      if (event === 'message') {
+        for (const m of methods) delete port[m];
+        emitAll();
+      }
+      return result;
+    };
+  }
+}
+
+module.exports = {
+  createManager,
+  createStore,
+  SharedKVStore,
+  Manager,
+  /** The value codecs, exposed for tests and for tools that read dumps of the store. */
+  codec: { Encoder, decode, nativeEncode: native.encode, nativeDecode: native.decode },
+};

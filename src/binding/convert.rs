@@ -1,0 +1,360 @@
+//! JS values <-> [`Value`], for the Rust codec. It classifies values exactly as `lib/codec.js`
+//! does (same supported types, same errors, same depth limit), so both codecs write the same
+//! bytes and refuse the same values. Crossing Node-API once per property makes this path
+//! ~4x slower than the JS codec on small values; it exists so the package works without the
+//! JS codec and so each codec can check the other.
+
+use std::ffi::CStr;
+use std::ptr;
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+use serde_json::Value as Json;
+
+use super::raw::{self, check, global, new_instance, throw, throw_msg};
+use crate::codec::{self, MAX_DEPTH};
+use crate::value::Value;
+
+/// Ancestors are compared for cycles only below this depth: a cycle always gets that deep,
+/// and shallow values pay nothing.
+const CYCLE_CHECK_DEPTH: usize = 32;
+
+type V = sys::napi_value;
+
+pub fn encode_from_js(env: sys::napi_env, v: V) -> Result<Vec<u8>> {
+    let mut w = Walker { env, ancestors: Vec::new(), path: Vec::new() };
+    let value = w.value(v)?;
+    codec::encode(&value).map_err(|e| throw(env, &e))
+}
+
+struct Walker {
+    env: sys::napi_env,
+    ancestors: Vec<V>,
+    path: Vec<String>,
+}
+
+fn type_of(env: sys::napi_env, v: V) -> Result<sys::napi_valuetype> {
+    let mut t = 0;
+    // SAFETY: valid env, value and out-pointer.
+    check(env, unsafe { sys::napi_typeof(env, v, &mut t) })?;
+    Ok(t)
+}
+
+macro_rules! is {
+    ($env:expr, $f:ident, $v:expr) => {{
+        let mut b = false;
+        // SAFETY: valid env, value and out-pointer.
+        check($env, unsafe { sys::$f($env, $v, &mut b) })?;
+        b
+    }};
+}
+
+fn instance_of(env: sys::napi_env, v: V, class: &str) -> Result<bool> {
+    let ctor = global(env, class)?;
+    let mut b = false;
+    // SAFETY: valid env, object and constructor.
+    check(env, unsafe { sys::napi_instanceof(env, v, ctor, &mut b) })?;
+    Ok(b)
+}
+
+pub fn js_string(env: sys::napi_env, v: V) -> Result<String> {
+    let mut len = 0;
+    // SAFETY: a null buffer asks for the length; then we copy into a buffer of len + 1.
+    check(env, unsafe { sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len) })?;
+    let mut buf = vec![0u8; len + 1];
+    check(env, unsafe { sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast(), len + 1, &mut len) })?;
+    buf.truncate(len);
+    // Node-API writes valid UTF-8 (lone surrogates become U+FFFD, as in the JS codec).
+    Ok(String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+/// Items of an array-like produced by `Array.from(v)` (used for Map and Set).
+fn array_from(env: sys::napi_env, v: V) -> Result<V> {
+    let array = global(env, "Array")?;
+    let from = raw::get(env, array, c"from")?;
+    raw::call(env, array, from, &[v])
+}
+
+fn array_items(env: sys::napi_env, arr: V) -> Result<Vec<V>> {
+    let mut n = 0;
+    // SAFETY: valid env and array.
+    check(env, unsafe { sys::napi_get_array_length(env, arr, &mut n) })?;
+    (0..n)
+        .map(|i| {
+            let mut item = ptr::null_mut();
+            // SAFETY: valid env and array; a hole reads as undefined.
+            check(env, unsafe { sys::napi_get_element(env, arr, i, &mut item) })?;
+            Ok(item)
+        })
+        .collect()
+}
+
+impl Walker {
+    fn fail(&self, msg: &str) -> Error {
+        let at = if self.path.is_empty() { String::new() } else { format!(" (at value{})", self.path.concat()) };
+        throw_msg(self.env, b'T', c"ERR_KV_UNSUPPORTED_VALUE", &format!("{msg}{at}"))
+    }
+
+    fn value(&mut self, v: V) -> Result<Value> {
+        let env = self.env;
+        // Same rule as the codecs: no value deeper than MAX_DEPTH containers (checked here too,
+        // so a deep value cannot overflow this walker's stack).
+        if self.ancestors.len() > MAX_DEPTH {
+            let msg = format!("value is nested more than {MAX_DEPTH} levels deep");
+            return Err(throw_msg(env, b'R', c"ERR_KV_TOO_DEEP", &msg));
+        }
+        Ok(match type_of(env, v)? {
+            sys::ValueType::napi_undefined => Value::Undefined,
+            sys::ValueType::napi_null => Value::Null,
+            sys::ValueType::napi_boolean => {
+                let mut b = false;
+                // SAFETY: v is a boolean.
+                check(env, unsafe { sys::napi_get_value_bool(env, v, &mut b) })?;
+                Value::Bool(b)
+            }
+            sys::ValueType::napi_number => {
+                let mut n = 0.0;
+                // SAFETY: v is a number.
+                check(env, unsafe { sys::napi_get_value_double(env, v, &mut n) })?;
+                Value::Number(n)
+            }
+            sys::ValueType::napi_string => Value::String(js_string(env, v)?),
+            sys::ValueType::napi_bigint => {
+                let (mut sign, mut count, mut words) = (0i32, 2usize, [0u64; 2]);
+                // SAFETY: v is a BigInt; we pass room for 2 words and get the real count back.
+                check(env, unsafe { sys::napi_get_value_bigint_words(env, v, &mut sign, &mut count, words.as_mut_ptr()) })?;
+                let mag = if count <= 1 { words[0] as i128 } else { i128::MAX };
+                let i = if sign == 1 { -mag } else { mag };
+                if count > 1 || !(i64::MIN as i128..=u64::MAX as i128).contains(&i) {
+                    return Err(throw_msg(env, b'R', c"ERR_KV_UNSUPPORTED_VALUE", "BigInt values must fit in 64 bits"));
+                }
+                Value::BigInt(i)
+            }
+            sys::ValueType::napi_symbol => return Err(self.fail("symbols cannot be stored")),
+            sys::ValueType::napi_function => return Err(self.fail("functions cannot be stored")),
+            _ => self.object(v)?,
+        })
+    }
+
+    fn object(&mut self, v: V) -> Result<Value> {
+        let env = self.env;
+        if is!(env, napi_is_typedarray, v) {
+            let (mut ty, mut len, mut data, mut ab, mut off) = (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
+            // SAFETY: v is a typed array.
+            check(env, unsafe { sys::napi_get_typedarray_info(env, v, &mut ty, &mut len, &mut data, &mut ab, &mut off) })?;
+            if ty != sys::TypedarrayType::uint8_array {
+                return Err(self.fail("typed arrays other than Uint8Array cannot be stored"));
+            }
+            let bytes = if len == 0 {
+                Vec::new()
+            } else {
+                // SAFETY: V8 reports len bytes at data, alive for this call.
+                unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }.to_vec()
+            };
+            return Ok(Value::Bytes(bytes));
+        }
+        if is!(env, napi_is_date, v) {
+            let mut ms = 0.0;
+            // SAFETY: v is a Date.
+            check(env, unsafe { sys::napi_get_date_value(env, v, &mut ms) })?;
+            return Ok(Value::Date(ms));
+        }
+        if is!(env, napi_is_arraybuffer, v) || is!(env, napi_is_dataview, v) || is!(env, napi_is_promise, v) {
+            return Err(self.fail("ArrayBuffer, DataView and Promise values cannot be stored"));
+        }
+        for class in ["RegExp", "Error", "WeakMap", "WeakSet", "SharedArrayBuffer", "WeakRef"] {
+            if instance_of(env, v, class)? {
+                return Err(self.fail(&format!("{class} values cannot be stored")));
+            }
+        }
+        self.enter(v)?;
+        let out = if is!(env, napi_is_array, v) {
+            self.items(array_items(env, v)?).map(Value::Array)
+        } else if instance_of(env, v, "Map")? {
+            let mut pairs = Vec::new();
+            for (i, pair) in array_items(env, array_from(env, v)?)?.into_iter().enumerate() {
+                let kv = array_items(env, pair)?;
+                self.path.push(format!(".<map entry {i}>"));
+                let entry = (self.value(kv[0])?, self.value(kv[1])?);
+                self.path.pop();
+                pairs.push(entry);
+            }
+            Ok(Value::Map(pairs))
+        } else if instance_of(env, v, "Set")? {
+            self.items(array_items(env, array_from(env, v)?)?).map(Value::Set)
+        } else {
+            self.fields(v).map(Value::Object)
+        };
+        self.ancestors.pop();
+        out
+    }
+
+    fn enter(&mut self, v: V) -> Result<()> {
+        if self.ancestors.len() >= CYCLE_CHECK_DEPTH {
+            for &a in &self.ancestors {
+                let mut same = false;
+                // SAFETY: valid env and values.
+                check(self.env, unsafe { sys::napi_strict_equals(self.env, a, v, &mut same) })?;
+                if same {
+                    return Err(self.fail("value contains a circular reference"));
+                }
+            }
+        }
+        self.ancestors.push(v);
+        Ok(())
+    }
+
+    fn items(&mut self, items: Vec<V>) -> Result<Vec<Value>> {
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            self.path.push(format!("[{i}]"));
+            out.push(self.value(item)?);
+            self.path.pop();
+        }
+        Ok(out)
+    }
+
+    fn fields(&mut self, v: V) -> Result<Vec<(String, Value)>> {
+        let env = self.env;
+        let mut keys = ptr::null_mut();
+        // SAFETY: valid env and object; own enumerable string keys, as Object.keys.
+        check(env, unsafe {
+            sys::napi_get_all_property_names(
+                env,
+                v,
+                sys::KeyCollectionMode::own_only,
+                sys::KeyFilter::enumerable | sys::KeyFilter::skip_symbols,
+                sys::KeyConversion::numbers_to_strings,
+                &mut keys,
+            )
+        })?;
+        let mut out = Vec::new();
+        for key in array_items(env, keys)? {
+            let name = js_string(env, key)?;
+            let mut item = ptr::null_mut();
+            // SAFETY: valid env, object and key; a throwing getter leaves an exception pending.
+            check(env, unsafe { sys::napi_get_property(env, v, key, &mut item) })?;
+            self.path.push(format!(".{name}"));
+            out.push((name, self.value(item)?));
+            self.path.pop();
+        }
+        Ok(out)
+    }
+}
+
+pub fn decode_to_js(env: sys::napi_env, bytes: &[u8]) -> Result<V> {
+    let value = codec::decode(bytes).map_err(|e| throw(env, &e))?;
+    to_js(env, &value)
+}
+
+fn string(env: sys::napi_env, s: &str) -> Result<V> {
+    let mut v = ptr::null_mut();
+    // SAFETY: valid env; s is UTF-8 of the given length.
+    check(env, unsafe { sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut v) })?;
+    Ok(v)
+}
+
+fn call_each(env: sys::napi_env, target: V, method: &CStr, args: &[V]) -> Result<()> {
+    raw::call_method(env, target, method, args).map(|_| ())
+}
+
+/// Builds the JS value. Objects get own data properties (a `__proto__` key is defined, never
+/// assigned, so it cannot change a prototype).
+fn to_js(env: sys::napi_env, v: &Value) -> Result<V> {
+    let mut out = ptr::null_mut();
+    // SAFETY (all calls below): valid env, values created in this scope, valid out-pointers.
+    unsafe {
+        match v {
+            Value::Undefined => check(env, sys::napi_get_undefined(env, &mut out))?,
+            Value::Null => check(env, sys::napi_get_null(env, &mut out))?,
+            Value::Bool(b) => check(env, sys::napi_get_boolean(env, *b, &mut out))?,
+            Value::Number(n) => check(env, sys::napi_create_double(env, *n, &mut out))?,
+            Value::BigInt(i) => match i64::try_from(*i) {
+                Ok(i) => check(env, sys::napi_create_bigint_int64(env, i, &mut out))?,
+                Err(_) => check(env, sys::napi_create_bigint_uint64(env, *i as u64, &mut out))?,
+            },
+            Value::String(s) => out = string(env, s)?,
+            Value::Bytes(b) => {
+                let mut data = ptr::null_mut();
+                check(env, sys::napi_create_buffer_copy(env, b.len(), b.as_ptr().cast(), &mut data, &mut out))?
+            }
+            Value::Array(items) => {
+                check(env, sys::napi_create_array_with_length(env, items.len(), &mut out))?;
+                for (i, item) in items.iter().enumerate() {
+                    check(env, sys::napi_set_element(env, out, i as u32, to_js(env, item)?))?;
+                }
+            }
+            Value::Object(fields) => {
+                check(env, sys::napi_create_object(env, &mut out))?;
+                for (k, item) in fields {
+                    let (key, val) = (string(env, k)?, to_js(env, item)?);
+                    if k == "__proto__" {
+                        let desc = sys::napi_property_descriptor {
+                            utf8name: ptr::null(),
+                            name: key,
+                            method: None,
+                            getter: None,
+                            setter: None,
+                            value: val,
+                            attributes: sys::PropertyAttributes::writable
+                                | sys::PropertyAttributes::enumerable
+                                | sys::PropertyAttributes::configurable,
+                            data: ptr::null_mut(),
+                        };
+                        check(env, sys::napi_define_properties(env, out, 1, &desc))?;
+                    } else {
+                        check(env, sys::napi_set_property(env, out, key, val))?;
+                    }
+                }
+            }
+            Value::Map(pairs) => {
+                out = new_instance(env, global(env, "Map")?, &[])?;
+                for (k, item) in pairs {
+                    call_each(env, out, c"set", &[to_js(env, k)?, to_js(env, item)?])?;
+                }
+            }
+            Value::Set(items) => {
+                out = new_instance(env, global(env, "Set")?, &[])?;
+                for item in items {
+                    call_each(env, out, c"add", &[to_js(env, item)?])?;
+                }
+            }
+            Value::Date(ms) => check(env, sys::napi_create_date(env, *ms, &mut out))?,
+        }
+    }
+    Ok(out)
+}
+
+/// Plain JSON (for small results like `stats()`).
+pub fn json_to_js(env: sys::napi_env, j: &Json) -> Result<V> {
+    let v = match j {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+        Json::String(s) => Value::String(s.clone()),
+        Json::Array(a) => return array_of(env, a),
+        Json::Object(o) => {
+            let mut out = ptr::null_mut();
+            // SAFETY: valid env and out-pointer.
+            check(env, unsafe { sys::napi_create_object(env, &mut out) })?;
+            for (k, item) in o {
+                let (key, val) = (string(env, k)?, json_to_js(env, item)?);
+                // SAFETY: valid env, object, key and value.
+                check(env, unsafe { sys::napi_set_property(env, out, key, val) })?;
+            }
+            return Ok(out);
+        }
+    };
+    to_js(env, &v)
+}
+
+fn array_of(env: sys::napi_env, a: &[Json]) -> Result<V> {
+    let mut out = ptr::null_mut();
+    // SAFETY: valid env and out-pointer.
+    check(env, unsafe { sys::napi_create_array_with_length(env, a.len(), &mut out) })?;
+    for (i, item) in a.iter().enumerate() {
+        // SAFETY: valid env, array and value.
+        check(env, unsafe { sys::napi_set_element(env, out, i as u32, json_to_js(env, item)?) })?;
+    }
+    Ok(out)
+}

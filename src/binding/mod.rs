@@ -1,0 +1,255 @@
+//! The Node binding: the only code that knows about napi.
+//!
+//! Node 20 has no Node-API call for SharedArrayBuffer, so the buffer is made by calling the JS
+//! constructor (growable, with `maxByteLength`), and its address comes from a length-tracking
+//! `Uint8Array` over it (`napi_get_typedarray_info`). V8 reserves `maxByteLength` up front, so
+//! the address never changes when the buffer grows; the length this thread trusts is the one
+//! that view reports, never one read from the shared bytes.
+
+mod convert;
+mod raw;
+
+use std::hash::{BuildHasher, Hasher};
+use std::ptr;
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi_derive::napi;
+
+use crate::error::Error as CoreError;
+use crate::region::Region;
+use crate::store::Store;
+use raw::{check, global, new_instance, throw, Raw};
+
+/// Grow in steps of at least this much, so many small sets do not each call `grow`.
+const GROW_STEP: u64 = 1 << 20;
+
+/// Creates the store's SharedArrayBuffer (`initial` bytes, growable to `max`) and formats it.
+#[napi(js_name = "createBuffer")]
+pub fn create_buffer(env: Env, initial: f64, max: f64) -> Result<Raw> {
+    let env = env.raw();
+    let sab = new_shared_buffer(env, initial, max)?;
+    let (base, len) = typed_view(env, sab)?.1;
+    let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    // SAFETY: base/len describe the live buffer we just created; `sab` keeps it alive until
+    // the caller stores it, and every NativeStore holds its own reference.
+    let region = unsafe { Region::new(base, len) };
+    Store::create(region, seed).map_err(|e| throw(env, &e))?;
+    Ok(Raw(sab))
+}
+
+fn new_shared_buffer(env: sys::napi_env, initial: f64, max: f64) -> Result<sys::napi_value> {
+    let ctor = global(env, "SharedArrayBuffer")?;
+    let mut opts = ptr::null_mut();
+    let mut max_v = ptr::null_mut();
+    let mut initial_v = ptr::null_mut();
+    // SAFETY: plain Node-API calls on this thread's env with valid out-pointers.
+    unsafe {
+        check(env, sys::napi_create_object(env, &mut opts))?;
+        check(env, sys::napi_create_double(env, max, &mut max_v))?;
+        check(env, sys::napi_set_named_property(env, opts, c"maxByteLength".as_ptr(), max_v))?;
+        check(env, sys::napi_create_double(env, initial, &mut initial_v))?;
+    }
+    new_instance(env, ctor, &[initial_v, opts])
+}
+
+/// A length-tracking Uint8Array over `sab`, with its data pointer and current length.
+fn typed_view(env: sys::napi_env, sab: sys::napi_value) -> Result<(sys::napi_value, (*mut u8, usize))> {
+    let view = new_instance(env, global(env, "Uint8Array")?, &[sab])?;
+    Ok((view, view_info(env, view)?))
+}
+
+fn view_info(env: sys::napi_env, view: sys::napi_value) -> Result<(*mut u8, usize)> {
+    let (mut ty, mut len, mut data, mut ab, mut offset) = (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
+    // SAFETY: out-pointers are valid; a non-typed-array argument yields an error status.
+    check(env, unsafe { sys::napi_get_typedarray_info(env, view, &mut ty, &mut len, &mut data, &mut ab, &mut offset) })?;
+    if ty != sys::TypedarrayType::uint8_array {
+        return Err(Error::new(Status::InvalidArg, "expected a Uint8Array".to_string()));
+    }
+    Ok((data.cast(), len))
+}
+
+/// The bytes of a Uint8Array argument.
+///
+/// # Safety
+/// The array must stay alive and unresized for the returned lifetime (one native call).
+unsafe fn bytes_of<'a>(env: sys::napi_env, view: sys::napi_value) -> Result<&'a [u8]> {
+    let (data, len) = view_info(env, view)?;
+    if len == 0 {
+        return Ok(&[]); // data may be null for an empty array
+    }
+    // SAFETY: V8 reports `len` readable bytes at `data`; the caller keeps them alive.
+    Ok(unsafe { std::slice::from_raw_parts(data, len) })
+}
+
+/// One thread's handle on a store buffer.
+#[napi(custom_finalize)]
+pub struct NativeStore {
+    store: Store,
+    /// Keeps the SharedArrayBuffer alive and lets us call its `grow`.
+    sab: sys::napi_ref,
+    /// The length-tracking view whose length is the trusted region length.
+    view: sys::napi_ref,
+    base: *mut u8,
+    max: u64,
+    /// Reused between gets, so a get allocates nothing once warm.
+    buf: Vec<u8>,
+}
+
+#[napi]
+impl NativeStore {
+    /// Attaches to a buffer made by `createBuffer` (in this thread or another).
+    #[napi(constructor)]
+    pub fn new(env: Env, sab: Raw) -> Result<Self> {
+        let env = env.raw();
+        let (view, (base, len)) = typed_view(env, sab.0)?;
+        let max = raw::get_number(env, sab.0, c"maxByteLength")? as u64;
+        // SAFETY: as in create_buffer; the references taken below keep the buffer alive for
+        // as long as this object exists.
+        let store = Store::attach(unsafe { Region::new(base, len) }).map_err(|e| throw(env, &e))?;
+        let (mut sab_ref, mut view_ref) = (ptr::null_mut(), ptr::null_mut());
+        // SAFETY: creating strong references to live values of this env.
+        unsafe {
+            check(env, sys::napi_create_reference(env, sab.0, 1, &mut sab_ref))?;
+            check(env, sys::napi_create_reference(env, view, 1, &mut view_ref))?;
+        }
+        Ok(NativeStore { store, sab: sab_ref, view: view_ref, base, max, buf: Vec::new() })
+    }
+
+    /// Copies the encoded value of `key` into `out`. Returns its length (when larger than
+    /// `out`, nothing was copied: call again with a buffer that size), or -1 if absent.
+    #[napi]
+    pub fn get(&mut self, env: Env, key: String, out: Raw) -> Result<f64> {
+        let env = env.raw();
+        let found = self.run(env, |store, buf| store.get(key.as_bytes(), buf))?;
+        if found.is_none() {
+            return Ok(-1.0);
+        }
+        let (dst, cap) = view_info(env, out.0)?;
+        if !self.buf.is_empty() && self.buf.len() <= cap {
+            // SAFETY: dst holds cap >= buf.len() bytes of a private (non-shared) Uint8Array.
+            unsafe { ptr::copy_nonoverlapping(self.buf.as_ptr(), dst, self.buf.len()) };
+        }
+        Ok(self.buf.len() as f64)
+    }
+
+    /// Stores the first `len` bytes of `bytes` (an encoded value) under `key`.
+    #[napi]
+    pub fn set(&mut self, env: Env, key: String, bytes: Raw, len: u32, refit: bool) -> Result<()> {
+        let env = env.raw();
+        // SAFETY: the caller's Uint8Array outlives this call.
+        let all = unsafe { bytes_of(env, bytes.0)? };
+        let value = &all[..(len as usize).min(all.len())];
+        self.run(env, |store, _| store.set(key.as_bytes(), value, refit))
+    }
+
+    #[napi]
+    pub fn delete(&mut self, env: Env, key: String) -> Result<bool> {
+        self.run(env.raw(), |store, _| store.delete(key.as_bytes()))
+    }
+
+    /// `get` with the Rust codec: decodes natively and builds the JS value.
+    #[napi(js_name = "getValue")]
+    pub fn get_value(&mut self, env: Env, key: String) -> Result<Raw> {
+        let env = env.raw();
+        match self.run(env, |store, buf| store.get(key.as_bytes(), buf))? {
+            None => raw::undefined(env).map(Raw),
+            Some(_) => convert::decode_to_js(env, &self.buf).map(Raw),
+        }
+    }
+
+    /// `set` with the Rust codec: walks the JS value natively and encodes it.
+    #[napi(js_name = "setValue")]
+    pub fn set_value(&mut self, env: Env, key: String, value: Raw, refit: bool) -> Result<()> {
+        let env = env.raw();
+        let bytes = convert::encode_from_js(env, value.0)?;
+        self.run(env, |store, _| store.set(key.as_bytes(), &bytes, refit))
+    }
+
+    #[napi]
+    pub fn stats(&mut self, env: Env) -> Result<Raw> {
+        let env = env.raw();
+        let stats = self.run(env, |store, _| store.stats())?;
+        let json = serde_json::to_value(stats).map_err(|e| Error::from_reason(e.to_string()))?;
+        convert::json_to_js(env, &json).map(Raw)
+    }
+}
+
+impl NativeStore {
+    /// Runs a core operation, growing the buffer or catching up with growth done by another
+    /// thread as the core asks, and turning core errors into JS exceptions.
+    fn run<T>(&mut self, env: sys::napi_env, mut op: impl FnMut(&Store, &mut Vec<u8>) -> std::result::Result<T, CoreError>) -> Result<T> {
+        let mut refreshed = false;
+        for _ in 0..16 {
+            match op(&self.store, &mut self.buf) {
+                Ok(v) => return Ok(v),
+                Err(CoreError::NeedGrow { needed }) => self.grow(env, needed)?,
+                // Another thread may have grown the buffer: catch up once, then believe it.
+                Err(CoreError::OutOfBounds { .. }) if !refreshed => {
+                    refreshed = true;
+                    self.refresh(env)?;
+                }
+                Err(e) => return Err(throw(env, &e)),
+            }
+        }
+        Err(throw(env, &CoreError::corrupted("operation kept asking for more memory")))
+    }
+
+    /// Re-reads the buffer's current length from our view.
+    fn refresh(&mut self, env: sys::napi_env) -> Result<u64> {
+        let view = raw::deref(env, self.view)?;
+        let (base, len) = view_info(env, view)?;
+        if base != self.base {
+            return Err(throw(env, &CoreError::corrupted("the buffer moved")));
+        }
+        // SAFETY: V8 reports `len` valid bytes at the unchanged base.
+        unsafe { self.store.set_region_len(len) };
+        Ok(len as u64)
+    }
+
+    /// Grows the buffer to at least `needed` bytes (doubling, capped at maxByteLength).
+    fn grow(&mut self, env: sys::napi_env, needed: u64) -> Result<()> {
+        if needed > self.max {
+            return Err(throw(env, &CoreError::Full { needed, max: self.max }));
+        }
+        let len = self.refresh(env)?;
+        if len >= needed {
+            return Ok(()); // another thread grew it
+        }
+        let target = needed.max(len * 2).max(len + GROW_STEP).min(self.max);
+        let sab = raw::deref(env, self.sab)?;
+        // Another thread may grow it concurrently; `grow` then throws if we ask for less than
+        // it now has, which the refresh below settles.
+        raw::call_method(env, sab, c"grow", &[raw::number(env, target as f64)?]).or_else(|_| raw::clear_exception(env))?;
+        if self.refresh(env)? < needed {
+            return Err(throw(env, &CoreError::Full { needed, max: self.max }));
+        }
+        Ok(())
+    }
+}
+
+impl ObjectFinalize for NativeStore {
+    fn finalize(self, env: Env) -> Result<()> {
+        // SAFETY: references created in `new` on this env, deleted exactly once.
+        unsafe {
+            sys::napi_delete_reference(env.raw(), self.sab);
+            sys::napi_delete_reference(env.raw(), self.view);
+        }
+        Ok(())
+    }
+}
+
+/// Encodes a JS value with the Rust codec (used to check both codecs write the same bytes).
+#[napi]
+pub fn encode(env: Env, value: Raw) -> Result<Buffer> {
+    convert::encode_from_js(env.raw(), value.0).map(Buffer::from)
+}
+
+/// Decodes bytes with the Rust codec into a JS value.
+#[napi]
+pub fn decode(env: Env, bytes: Raw) -> Result<Raw> {
+    let env = env.raw();
+    // SAFETY: the caller's Uint8Array outlives this call.
+    let bytes = unsafe { bytes_of(env, bytes.0)? };
+    convert::decode_to_js(env, bytes).map(Raw)
+}
