@@ -5,7 +5,7 @@
 // ~250 ns), and because msgpackr, which is as fast, cannot round-trip Map or -0, renames
 // `__proto__` keys and registers extensions process-wide.
 
-const MAX_DEPTH = 1000; // as codec::MAX_DEPTH
+const MAX_DEPTH = 256; // as codec::MAX_DEPTH
 const CYCLE_CHECK_DEPTH = 32; // as binding/convert.rs
 const EXT_UNDEFINED = 0x00;
 const EXT_TIMESTAMP = 0xff; // -1

@@ -20,7 +20,10 @@ pub fn class_for(size: u64) -> Result<(u32, u64)> {
     // size lies in (2^k, 2^(k+1)]; classes there are 2^k * 5/4, 6/4, 7/4, 8/4.
     let k = 63 - (size - 1).leading_zeros();
     if k >= LARGE_SHIFT_MAX {
-        return Err(Error::ValueTooLarge { len: size as usize, max: 1 << LARGE_SHIFT_MAX });
+        return Err(Error::ValueTooLarge {
+            len: size as usize,
+            max: 1 << LARGE_SHIFT_MAX,
+        });
     }
     let quarter = 1u64 << (k - 2);
     let step = (size - (1u64 << k)).div_ceil(quarter); // 1..=4
@@ -130,7 +133,9 @@ impl<'r> Arena<'r> {
             return Ok(());
         }
         let head_word = self.r.u64(free_head(class))?;
-        self.r.u64(block + B_NEXT_FREE)?.store(head_word.load(Relaxed), Relaxed);
+        self.r
+            .u64(block + B_NEXT_FREE)?
+            .store(head_word.load(Relaxed), Relaxed);
         head_word.store(block, Relaxed);
         Ok(())
     }
@@ -151,10 +156,16 @@ mod tests {
         for size in (1..5000u64).chain((12..40).map(|k| (1u64 << k) + 3)) {
             let (class, csize) = class_for(size).unwrap();
             assert!(csize >= size, "{size}");
-            assert!(csize <= (size * 5 / 4).max(SMALL_STEP) + SMALL_STEP, "{size} -> {csize}");
+            assert!(
+                csize <= (size * 5 / 4).max(SMALL_STEP) + SMALL_STEP,
+                "{size} -> {csize}"
+            );
             assert_eq!(class_size(class), csize);
             if class > 0 {
-                assert!(class_size(class - 1) < size.max(SMALL_STEP), "{size} not in the smallest class");
+                assert!(
+                    class_size(class - 1) < size.max(SMALL_STEP),
+                    "{size} not in the smallest class"
+                );
             }
         }
     }
@@ -174,7 +185,11 @@ mod tests {
         let b1 = a.alloc(100).unwrap();
         let b2 = a.alloc(100).unwrap();
         a.free(b1).unwrap();
-        assert_eq!(a.alloc(90).unwrap(), b1, "same class reuses the freed block");
+        assert_eq!(
+            a.alloc(90).unwrap(),
+            b1,
+            "same class reuses the freed block"
+        );
         assert!(matches!(a.alloc(8000), Err(Error::NeedGrow { .. })));
         a.free(b2).unwrap();
         a.free(b1).unwrap();
@@ -190,7 +205,9 @@ mod tests {
         let b1 = a.alloc(10).unwrap();
         let _b2 = a.alloc(10).unwrap();
         a.free(b1).unwrap();
-        r.u64(b1 + B_NEXT_FREE).unwrap().store(u64::MAX - 3, Relaxed);
+        r.u64(b1 + B_NEXT_FREE)
+            .unwrap()
+            .store(u64::MAX - 3, Relaxed);
         assert!(matches!(a.alloc(10), Err(Error::Corrupted(_))));
     }
 }

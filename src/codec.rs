@@ -25,7 +25,9 @@ use rmp::Marker;
 use crate::error::{Error, Result};
 use crate::value::Value;
 
-pub const MAX_DEPTH: usize = 1000;
+/// Deep enough for real data; shallow enough that recursion stays far from any thread's stack
+/// limit, even in a debug build (a debug frame here is a few KiB).
+pub const MAX_DEPTH: usize = 256;
 pub const EXT_UNDEFINED: i8 = 0;
 pub const EXT_TIMESTAMP: i8 = -1;
 pub const EXT_SET: i8 = 0x73;
@@ -46,29 +48,12 @@ fn io(e: impl std::fmt::Display) -> Error {
 
 fn write(out: &mut Vec<u8>, v: &Value, depth: usize) -> Result<()> {
     if depth > MAX_DEPTH {
-        return Err(Error::Encode(format!("value is nested more than {MAX_DEPTH} levels deep")));
+        return Err(Error::Encode(format!(
+            "value is nested more than {MAX_DEPTH} levels deep"
+        )));
     }
     match v {
-        Value::Undefined => enc::write_ext_meta(out, 1, EXT_UNDEFINED).map(|_| out.push(0)).map_err(io)?,
-        Value::Null => enc::write_nil(out).map_err(io)?,
-        Value::Bool(b) => enc::write_bool(out, *b).map_err(io)?,
-        Value::Number(n) => write_number(out, *n)?,
-        Value::BigInt(i) => {
-            if let Ok(i) = i64::try_from(*i) {
-                enc::write_i64(out, i).map_err(io)?
-            } else {
-                let u = u64::try_from(*i).map_err(|_| Error::Encode("BigInt outside the 64-bit range".into()))?;
-                enc::write_u64(out, u).map_err(io)?
-            }
-        }
-        Value::String(s) => enc::write_str(out, s).map_err(io)?,
-        Value::Bytes(b) => enc::write_bin(out, b).map_err(io)?,
-        Value::Array(items) => {
-            enc::write_array_len(out, len32(items.len())?).map_err(io)?;
-            for item in items {
-                write(out, item, depth + 1)?;
-            }
-        }
+        Value::Array(items) => write_items(out, items, depth)?,
         Value::Object(fields) => {
             enc::write_map_len(out, len32(fields.len())?).map_err(io)?;
             for (k, item) in fields {
@@ -86,12 +71,44 @@ fn write(out: &mut Vec<u8>, v: &Value, depth: usize) -> Result<()> {
         }
         Value::Set(items) => {
             write_tag(out, EXT_SET)?;
-            enc::write_array_len(out, len32(items.len())?).map_err(io)?;
-            for item in items {
-                write(out, item, depth + 1)?;
+            write_items(out, items, depth)?;
+        }
+        scalar => write_scalar(out, scalar)?,
+    }
+    Ok(())
+}
+
+fn write_items(out: &mut Vec<u8>, items: &[Value], depth: usize) -> Result<()> {
+    enc::write_array_len(out, len32(items.len())?).map_err(io)?;
+    for item in items {
+        write(out, item, depth + 1)?;
+    }
+    Ok(())
+}
+
+/// Kept out of `write` so that each level of recursion costs little stack.
+#[inline(never)]
+fn write_scalar(out: &mut Vec<u8>, v: &Value) -> Result<()> {
+    match v {
+        Value::Undefined => enc::write_ext_meta(out, 1, EXT_UNDEFINED)
+            .map(|_| out.push(0))
+            .map_err(io)?,
+        Value::Null => enc::write_nil(out).map_err(io)?,
+        Value::Bool(b) => enc::write_bool(out, *b).map_err(io)?,
+        Value::Number(n) => write_number(out, *n)?,
+        Value::BigInt(i) => {
+            if let Ok(i) = i64::try_from(*i) {
+                enc::write_i64(out, i).map_err(io)?
+            } else {
+                let u = u64::try_from(*i)
+                    .map_err(|_| Error::Encode("BigInt outside the 64-bit range".into()))?;
+                enc::write_u64(out, u).map_err(io)?
             }
         }
+        Value::String(s) => enc::write_str(out, s).map_err(io)?,
+        Value::Bytes(b) => enc::write_bin(out, b).map_err(io)?,
         Value::Date(ms) => write_date(out, *ms)?,
+        _ => unreachable!("containers are written by `write`"),
     }
     Ok(())
 }
@@ -126,7 +143,10 @@ fn write_date(out: &mut Vec<u8>, ms: f64) -> Result<()> {
         return Ok(());
     }
     let ms = ms.trunc() as i64;
-    let (sec, nsec) = (ms.div_euclid(1000), (ms.rem_euclid(1000) * 1_000_000) as u32);
+    let (sec, nsec) = (
+        ms.div_euclid(1000),
+        (ms.rem_euclid(1000) * 1_000_000) as u32,
+    );
     if nsec == 0 && (0..1i64 << 32).contains(&sec) {
         enc::write_ext_meta(out, 4, EXT_TIMESTAMP).map_err(io)?;
         out.extend_from_slice(&(sec as u32).to_be_bytes());
@@ -145,7 +165,10 @@ pub fn decode(bytes: &[u8]) -> Result<Value> {
     let mut r = Reader { b: bytes, pos: 0 };
     let v = r.value(0)?;
     if r.pos != bytes.len() {
-        return Err(Error::Decode(format!("{} bytes after the value", bytes.len() - r.pos)));
+        return Err(Error::Decode(format!(
+            "{} bytes after the value",
+            bytes.len() - r.pos
+        )));
     }
     Ok(v)
 }
@@ -161,7 +184,11 @@ fn short() -> Error {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len()).ok_or_else(short)?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or_else(short)?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -188,11 +215,51 @@ impl<'a> Reader<'a> {
         Ok(n)
     }
 
+    /// The recursive path: kept small (containers only) so that each level of nesting costs
+    /// little stack; scalars are parsed out of line.
     fn value(&mut self, depth: usize) -> Result<Value> {
         if depth > MAX_DEPTH {
-            return Err(Error::Decode(format!("value is nested more than {MAX_DEPTH} levels deep")));
+            return Err(Error::Decode(format!(
+                "value is nested more than {MAX_DEPTH} levels deep"
+            )));
         }
-        Ok(match Marker::from_u8(self.u8()?) {
+        let b = self.u8()?;
+        match b {
+            0x90..=0x9f => self.array((b & 0x0f) as usize, depth),
+            0xdc => self.sized_container(2, depth, Self::array),
+            0xdd => self.sized_container(4, depth, Self::array),
+            0x80..=0x8f => self.map((b & 0x0f) as usize, depth, false),
+            0xde => self.sized_container(2, depth, Self::object_or_map),
+            0xdf => self.sized_container(4, depth, Self::object_or_map),
+            0xd4 => self.ext(1, depth),
+            0xd5 => self.ext(2, depth),
+            0xd6 => self.ext(4, depth),
+            0xd7 => self.ext(8, depth),
+            0xd8 => self.ext(16, depth),
+            0xc7 => self.sized_container(1, depth, Self::ext),
+            0xc8 => self.sized_container(2, depth, Self::ext),
+            0xc9 => self.sized_container(4, depth, Self::ext),
+            _ => self.scalar(b),
+        }
+    }
+
+    fn sized_container(
+        &mut self,
+        len_bytes: usize,
+        depth: usize,
+        f: fn(&mut Self, usize, usize) -> Result<Value>,
+    ) -> Result<Value> {
+        let n = self.len(len_bytes)?;
+        f(self, n, depth)
+    }
+
+    fn object_or_map(&mut self, n: usize, depth: usize) -> Result<Value> {
+        self.map(n, depth, false)
+    }
+
+    #[inline(never)]
+    fn scalar(&mut self, b: u8) -> Result<Value> {
+        Ok(match Marker::from_u8(b) {
             Marker::FixPos(n) => Value::Number(n as f64),
             Marker::FixNeg(n) => Value::Number(n as f64),
             Marker::Null => Value::Null,
@@ -215,38 +282,33 @@ impl<'a> Reader<'a> {
             Marker::Bin8 => self.sized(1, Self::bytes)?,
             Marker::Bin16 => self.sized(2, Self::bytes)?,
             Marker::Bin32 => self.sized(4, Self::bytes)?,
-            Marker::FixArray(n) => self.array(n as usize, depth)?,
-            Marker::Array16 => { let n = self.len(2)?; self.array(n, depth)? }
-            Marker::Array32 => { let n = self.len(4)?; self.array(n, depth)? }
-            Marker::FixMap(n) => self.map(n as usize, depth, false)?,
-            Marker::Map16 => { let n = self.len(2)?; self.map(n, depth, false)? }
-            Marker::Map32 => { let n = self.len(4)?; self.map(n, depth, false)? }
-            Marker::FixExt1 => self.ext(1, depth)?,
-            Marker::FixExt2 => self.ext(2, depth)?,
-            Marker::FixExt4 => self.ext(4, depth)?,
-            Marker::FixExt8 => self.ext(8, depth)?,
-            Marker::FixExt16 => self.ext(16, depth)?,
-            Marker::Ext8 => { let n = self.len(1)?; self.ext(n, depth)? }
-            Marker::Ext16 => { let n = self.len(2)?; self.ext(n, depth)? }
-            Marker::Ext32 => { let n = self.len(4)?; self.ext(n, depth)? }
-            Marker::Reserved => return Err(Error::Decode("reserved byte 0xc1".into())),
+            _ => return Err(Error::Decode("reserved byte 0xc1".into())),
         })
     }
 
-    fn sized(&mut self, len_bytes: usize, f: fn(&mut Self, usize) -> Result<Value>) -> Result<Value> {
+    fn sized(
+        &mut self,
+        len_bytes: usize,
+        f: fn(&mut Self, usize) -> Result<Value>,
+    ) -> Result<Value> {
         let n = self.len(len_bytes)?;
         f(self, n)
     }
     fn string(&mut self, n: usize) -> Result<Value> {
         // Invalid UTF-8 becomes U+FFFD, as JS's TextDecoder does.
-        Ok(Value::String(String::from_utf8_lossy(self.take(n)?).into_owned()))
+        Ok(Value::String(
+            String::from_utf8_lossy(self.take(n)?).into_owned(),
+        ))
     }
     fn bytes(&mut self, n: usize) -> Result<Value> {
         Ok(Value::Bytes(self.take(n)?.to_vec()))
     }
     fn array(&mut self, n: usize, depth: usize) -> Result<Value> {
         let n = self.count(n)?;
-        (0..n).map(|_| self.value(depth + 1)).collect::<Result<_>>().map(Value::Array)
+        (0..n)
+            .map(|_| self.value(depth + 1))
+            .collect::<Result<_>>()
+            .map(Value::Array)
     }
     fn map(&mut self, n: usize, depth: usize, as_map: bool) -> Result<Value> {
         let n = self.count(n)?;
@@ -291,7 +353,9 @@ impl<'a> Reader<'a> {
                 self.map(n, depth, true)?
             }
             (EXT_TIMESTAMP, 1) => Value::Date(f64::NAN),
-            (EXT_TIMESTAMP, 4) => Value::Date(u32::from_be_bytes(data.try_into().unwrap()) as f64 * 1000.0),
+            (EXT_TIMESTAMP, 4) => {
+                Value::Date(u32::from_be_bytes(data.try_into().unwrap()) as f64 * 1000.0)
+            }
             (EXT_TIMESTAMP, 8) => {
                 let v = u64::from_be_bytes(data.try_into().unwrap());
                 Value::Date(date_ms((v & ((1 << 34) - 1)) as i64, (v >> 34) as u32))
@@ -300,7 +364,11 @@ impl<'a> Reader<'a> {
                 i64::from_be_bytes(data[4..].try_into().unwrap()),
                 u32::from_be_bytes(data[..4].try_into().unwrap()),
             )),
-            _ => return Err(Error::Decode(format!("unknown extension type {ty} with {n} bytes"))),
+            _ => {
+                return Err(Error::Decode(format!(
+                    "unknown extension type {ty} with {n} bytes"
+                )))
+            }
         })
     }
 }

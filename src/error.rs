@@ -6,17 +6,31 @@ use std::fmt;
 pub enum Error {
     /// An access fell outside the region as this thread knows it. Either the region grew in
     /// another thread (refresh the length and retry) or the store memory is corrupted.
-    OutOfBounds { off: u64, size: u64 },
+    OutOfBounds {
+        off: u64,
+        size: u64,
+    },
     /// The arena needs the region to be at least `needed` bytes long.
-    NeedGrow { needed: u64 },
+    NeedGrow {
+        needed: u64,
+    },
     /// The region cannot grow to `needed` bytes: the store's `maxBytes` limit is reached.
-    Full { needed: u64, max: u64 },
+    Full {
+        needed: u64,
+        max: u64,
+    },
     /// The store memory holds something no correct writer could have written.
     Corrupted(String),
     /// A lock or a seqlock did not become free within the timeout.
     Timeout(&'static str),
-    KeyTooLong { len: usize, max: usize },
-    ValueTooLarge { len: usize, max: usize },
+    KeyTooLong {
+        len: usize,
+        max: usize,
+    },
+    ValueTooLarge {
+        len: usize,
+        max: usize,
+    },
     /// The bytes are not a value this store can decode (see `codec`).
     Decode(String),
     /// A value that cannot be encoded.

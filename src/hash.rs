@@ -47,14 +47,19 @@ mod tests {
             buckets[(hash_key(7, format!("key:{i}").as_bytes()) & 1023) as usize] += 1;
         }
         // ~98 per bucket expected; a poor hash leaves buckets empty or overfull.
-        assert!(buckets.iter().all(|&n| (40..200).contains(&n)), "{buckets:?}");
+        assert!(
+            buckets.iter().all(|&n| (40..200).contains(&n)),
+            "{buckets:?}"
+        );
     }
 
     #[test]
     fn seed_and_length_change_the_hash() {
         assert_ne!(hash_key(1, b"abc"), hash_key(2, b"abc"));
         assert_ne!(hash_key(1, b"a"), hash_key(1, b"a\0"));
-        let set: HashSet<u64> = (0..1000u32).map(|i| hash_key(0, &i.to_le_bytes())).collect();
+        let set: HashSet<u64> = (0..1000u32)
+            .map(|i| hash_key(0, &i.to_le_bytes()))
+            .collect();
         assert_eq!(set.len(), 1000);
     }
 }

@@ -23,7 +23,12 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(what: &'static str, timeout: Duration) -> Self {
-        Backoff { spins: 0, start: None, timeout, what }
+        Backoff {
+            spins: 0,
+            start: None,
+            timeout,
+            what,
+        }
     }
 
     /// Waits a little; errors once the total wait exceeds the timeout.
@@ -75,7 +80,9 @@ pub fn lock(word: &AtomicU32, timeout: Duration) -> Result<WriteGuard<'_>> {
         }
         if cur == tag {
             // Only reachable if the lock word was forged: this thread never re-enters.
-            return Err(Error::corrupted("write lock claims to be held by this thread"));
+            return Err(Error::corrupted(
+                "write lock claims to be held by this thread",
+            ));
         }
         backoff.snooze()?;
     }
@@ -120,7 +127,10 @@ mod tests {
     #[test]
     fn forged_self_owned_word_is_an_error_not_a_deadlock() {
         let word = AtomicU32::new(thread_tag());
-        assert!(matches!(lock(&word, WAIT_TIMEOUT), Err(Error::Corrupted(_))));
+        assert!(matches!(
+            lock(&word, WAIT_TIMEOUT),
+            Err(Error::Corrupted(_))
+        ));
     }
 
     #[test]

@@ -26,7 +26,10 @@ impl Region {
     /// for the lifetime of the Region (the binding keeps the SharedArrayBuffer alive).
     pub unsafe fn new(base: *mut u8, len: usize) -> Self {
         debug_assert!(base as usize % 8 == 0);
-        Region { base, len: len as u64 }
+        Region {
+            base,
+            len: len as u64,
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -178,7 +181,9 @@ mod tests {
         let region = unsafe { Region::new(mem.as_mut_ptr().cast(), 512) };
         for off in 0..16u64 {
             for len in 0..40usize {
-                let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(7) ^ off as u8).collect();
+                let data: Vec<u8> = (0..len)
+                    .map(|i| (i as u8).wrapping_mul(7) ^ off as u8)
+                    .collect();
                 region.write(off, &data).unwrap();
                 let mut out = vec![0; len];
                 region.read(off, &mut out).unwrap();

@@ -9,9 +9,9 @@ use crate::error::{Error, Result};
 use crate::hash::hash_key;
 use crate::layout::*;
 use crate::lock::{lock, Backoff, WAIT_TIMEOUT};
-use std::time::Duration;
 use crate::region::Region;
 use crate::table::{Find, Read, Table};
+use std::time::Duration;
 
 /// One thread's handle on a store region. Cheap; each thread attaches its own.
 pub struct Store {
@@ -36,13 +36,16 @@ pub struct Stats {
 }
 
 /// Smallest region [`Store::create`] accepts: the header plus the initial index.
-pub const MIN_REGION_BYTES: u64 = HEADER_SIZE + BLOCK_HEADER + INITIAL_TABLE_CAP * SLOT_SIZE + BLOCK_ALIGN;
+pub const MIN_REGION_BYTES: u64 =
+    HEADER_SIZE + BLOCK_HEADER + INITIAL_TABLE_CAP * SLOT_SIZE + BLOCK_ALIGN;
 
 impl Store {
     /// Formats `region` as an empty store.
     pub fn create(region: Region, seed: u64) -> Result<Store> {
         if region.len() < MIN_REGION_BYTES {
-            return Err(Error::NeedGrow { needed: MIN_REGION_BYTES });
+            return Err(Error::NeedGrow {
+                needed: MIN_REGION_BYTES,
+            });
         }
         let r = &region;
         r.zero(0, HEADER_SIZE)?;
@@ -54,8 +57,13 @@ impl Store {
         r.zero(block + BLOCK_HEADER, INITIAL_TABLE_CAP * SLOT_SIZE)?;
         Table::publish_location(r, block, INITIAL_TABLE_CAP)?;
         // Magic last, with release: a thread that sees it sees a formatted store.
-        r.u64(H_MAGIC)?.store(MAGIC, std::sync::atomic::Ordering::Release);
-        Ok(Store { region, seed, wait_timeout: WAIT_TIMEOUT })
+        r.u64(H_MAGIC)?
+            .store(MAGIC, std::sync::atomic::Ordering::Release);
+        Ok(Store {
+            region,
+            seed,
+            wait_timeout: WAIT_TIMEOUT,
+        })
     }
 
     /// Attaches to a region some thread formatted with [`Store::create`].
@@ -67,10 +75,16 @@ impl Store {
         if r.u32(H_VERSION)?.load(Relaxed) != LAYOUT_VERSION
             || r.u32(H_HEADER_SIZE)?.load(Relaxed) != HEADER_SIZE as u32
         {
-            return Err(Error::corrupted("store layout version is not supported by this build"));
+            return Err(Error::corrupted(
+                "store layout version is not supported by this build",
+            ));
         }
         let seed = r.u64(H_HASH_SEED)?.load(Relaxed);
-        Ok(Store { region, seed, wait_timeout: WAIT_TIMEOUT })
+        Ok(Store {
+            region,
+            seed,
+            wait_timeout: WAIT_TIMEOUT,
+        })
     }
 
     pub fn region(&self) -> &Region {
@@ -88,7 +102,10 @@ impl Store {
 
     fn check_key(key: &[u8]) -> Result<()> {
         if key.len() > MAX_KEY_BYTES {
-            return Err(Error::KeyTooLong { len: key.len(), max: MAX_KEY_BYTES });
+            return Err(Error::KeyTooLong {
+                len: key.len(),
+                max: MAX_KEY_BYTES,
+            });
         }
         Ok(())
     }
@@ -126,7 +143,10 @@ impl Store {
     pub fn set(&self, key: &[u8], value: &[u8], refit: bool) -> Result<()> {
         Self::check_key(key)?;
         if value.len() > MAX_VALUE_BYTES {
-            return Err(Error::ValueTooLarge { len: value.len(), max: MAX_VALUE_BYTES });
+            return Err(Error::ValueTooLarge {
+                len: value.len(),
+                max: MAX_VALUE_BYTES,
+            });
         }
         let r = &self.region;
         let hash = hash_key(self.seed, key);
@@ -171,7 +191,8 @@ impl Store {
         Table::publish(r, vacant, hash, block, klen, vlen)?;
         r.u64(H_LIVE)?.store(live + 1, Relaxed);
         if was_tombstone {
-            r.u64(H_TOMBSTONES)?.store(tombstones.saturating_sub(1), Relaxed);
+            r.u64(H_TOMBSTONES)?
+                .store(tombstones.saturating_sub(1), Relaxed);
         }
         Ok(())
     }
@@ -223,7 +244,9 @@ impl Store {
         let mut buf = Vec::new();
         match self.get(key.as_bytes(), &mut buf)? {
             None => Ok(None),
-            Some(_) => rmp_serde::from_slice(&buf).map(Some).map_err(|e| Error::Decode(e.to_string())),
+            Some(_) => rmp_serde::from_slice(&buf)
+                .map(Some)
+                .map_err(|e| Error::Decode(e.to_string())),
         }
     }
 

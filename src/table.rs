@@ -143,7 +143,13 @@ impl Table {
     }
 
     /// Some(true): the key, value copied; Some(false): another key or a tombstone; None: empty.
-    fn read_entry(r: &Region, at: u64, key: &[u8], hash: u64, out: &mut Vec<u8>) -> Result<Option<bool>> {
+    fn read_entry(
+        r: &Region,
+        at: u64,
+        key: &[u8],
+        hash: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<bool>> {
         let s = Self::read_slot(r, at)?;
         match s.state {
             STATE_EMPTY => return Ok(None),
@@ -157,7 +163,10 @@ impl Table {
         let val = value_offset(s.data, s.key_len);
         if val.checked_add(s.val_len).is_none_or(|end| end > r.len()) {
             // Checked before allocating: a forged length must not make us allocate 4 GiB.
-            return Err(Error::OutOfBounds { off: val, size: s.val_len });
+            return Err(Error::OutOfBounds {
+                off: val,
+                size: s.val_len,
+            });
         }
         out.resize(s.val_len as usize, 0);
         r.read(val, out)?;
@@ -180,7 +189,14 @@ impl Table {
     }
 
     /// Fills slot `at` with a live entry (seqlocked).
-    pub fn publish(r: &Region, at: u64, hash: u64, data: u64, key_len: u64, val_len: u64) -> Result<()> {
+    pub fn publish(
+        r: &Region,
+        at: u64,
+        hash: u64,
+        data: u64,
+        key_len: u64,
+        val_len: u64,
+    ) -> Result<()> {
         let odd = Self::begin_write(r, at)?;
         r.u64(at + S_HASH)?.store(hash, Relaxed);
         r.u64(at + S_DATA)?.store(data, Relaxed);
@@ -198,9 +214,14 @@ impl Table {
         }
         let arena = Arena { r };
         let cap = ((live + 1) * 2).next_power_of_two().max(INITIAL_TABLE_CAP);
-        let bytes = cap.checked_mul(SLOT_SIZE).ok_or(Error::corrupted("entry count"))?;
+        let bytes = cap
+            .checked_mul(SLOT_SIZE)
+            .ok_or(Error::corrupted("entry count"))?;
         let block = arena.alloc(bytes)?;
-        let new = Table { off: block + BLOCK_HEADER, cap };
+        let new = Table {
+            off: block + BLOCK_HEADER,
+            cap,
+        };
         r.zero(new.off, bytes)?;
         for i in 0..self.cap {
             let s = Self::read_slot(r, self.off + i * SLOT_SIZE)?;

@@ -35,9 +35,18 @@ impl Value {
         let num = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
         match (self, other) {
             (Number(a), Number(b)) | (Date(a), Date(b)) => num(*a, *b),
-            (Array(a), Array(b)) | (Set(a), Set(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same(y)),
-            (Object(a), Object(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && x.1.same(&y.1)),
-            (Map(a), Map(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0.same(&y.0) && x.1.same(&y.1)),
+            (Array(a), Array(b)) | (Set(a), Set(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same(y))
+            }
+            (Object(a), Object(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && x.1.same(&y.1))
+            }
+            (Map(a), Map(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| x.0.same(&y.0) && x.1.same(&y.1))
+            }
             _ => self == other,
         }
     }
@@ -48,17 +57,31 @@ impl Value {
             Value::Null => Json::Null,
             Value::Bool(b) => json!(b),
             Value::Number(n) if n.is_nan() => json!({ "$number": "NaN" }),
-            Value::Number(n) if n.is_infinite() => json!({ "$number": if *n > 0.0 { "Infinity" } else { "-Infinity" } }),
+            Value::Number(n) if n.is_infinite() => {
+                json!({ "$number": if *n > 0.0 { "Infinity" } else { "-Infinity" } })
+            }
             Value::Number(n) if *n == 0.0 && n.is_sign_negative() => json!({ "$number": "-0" }),
-            Value::Number(n) if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 => json!(*n as i64),
+            Value::Number(n) if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 => {
+                json!(*n as i64)
+            }
             Value::Number(n) => json!(n),
             Value::BigInt(i) => json!({ "$bigint": i.to_string() }),
             Value::String(s) => json!(s),
-            Value::Bytes(b) => json!({ "$bytes": b.iter().map(|x| format!("{x:02x}")).collect::<String>() }),
+            Value::Bytes(b) => {
+                json!({ "$bytes": b.iter().map(|x| format!("{x:02x}")).collect::<String>() })
+            }
             Value::Array(a) => Json::Array(a.iter().map(Value::to_tagged_json).collect()),
-            Value::Object(o) => Json::Object(o.iter().map(|(k, v)| (k.clone(), v.to_tagged_json())).collect()),
-            Value::Map(m) => json!({ "$map": m.iter().map(|(k, v)| json!([k.to_tagged_json(), v.to_tagged_json()])).collect::<Vec<_>>() }),
-            Value::Set(s) => json!({ "$set": s.iter().map(Value::to_tagged_json).collect::<Vec<_>>() }),
+            Value::Object(o) => Json::Object(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.to_tagged_json()))
+                    .collect(),
+            ),
+            Value::Map(m) => {
+                json!({ "$map": m.iter().map(|(k, v)| json!([k.to_tagged_json(), v.to_tagged_json()])).collect::<Vec<_>>() })
+            }
+            Value::Set(s) => {
+                json!({ "$set": s.iter().map(Value::to_tagged_json).collect::<Vec<_>>() })
+            }
             Value::Date(ms) if ms.is_nan() => json!({ "$date": "invalid" }),
             Value::Date(ms) => json!({ "$date": *ms as i64 }),
         }
@@ -70,7 +93,11 @@ impl Value {
             Json::Bool(b) => Value::Bool(*b),
             Json::Number(n) => Value::Number(n.as_f64().ok_or("number")?),
             Json::String(s) => Value::String(s.clone()),
-            Json::Array(a) => Value::Array(a.iter().map(Value::from_tagged_json).collect::<Result<_, _>>()?),
+            Json::Array(a) => Value::Array(
+                a.iter()
+                    .map(Value::from_tagged_json)
+                    .collect::<Result<_, _>>()?,
+            ),
             Json::Object(o) => match tagged(o) {
                 Some(("$undefined", _)) => Value::Undefined,
                 Some(("$number", t)) => Value::Number(match t.as_str().ok_or("$number")? {
@@ -80,24 +107,45 @@ impl Value {
                     "-0" => -0.0,
                     other => return Err(format!("$number {other}")),
                 }),
-                Some(("$bigint", t)) => Value::BigInt(t.as_str().and_then(|s| s.parse().ok()).ok_or("$bigint")?),
+                Some(("$bigint", t)) => {
+                    Value::BigInt(t.as_str().and_then(|s| s.parse().ok()).ok_or("$bigint")?)
+                }
                 Some(("$bytes", t)) => {
                     let s = t.as_str().ok_or("$bytes")?;
-                    Value::Bytes((0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| e.to_string())).collect::<Result<_, _>>()?)
+                    Value::Bytes(
+                        (0..s.len())
+                            .step_by(2)
+                            .map(|i| {
+                                u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| e.to_string())
+                            })
+                            .collect::<Result<_, _>>()?,
+                    )
                 }
                 Some(("$map", Json::Array(pairs))) => Value::Map(
                     pairs
                         .iter()
                         .map(|p| match p {
-                            Json::Array(kv) if kv.len() == 2 => Ok((Value::from_tagged_json(&kv[0])?, Value::from_tagged_json(&kv[1])?)),
+                            Json::Array(kv) if kv.len() == 2 => Ok((
+                                Value::from_tagged_json(&kv[0])?,
+                                Value::from_tagged_json(&kv[1])?,
+                            )),
                             _ => Err("$map pair".to_string()),
                         })
                         .collect::<Result<_, _>>()?,
                 ),
-                Some(("$set", Json::Array(items))) => Value::Set(items.iter().map(Value::from_tagged_json).collect::<Result<_, _>>()?),
+                Some(("$set", Json::Array(items))) => Value::Set(
+                    items
+                        .iter()
+                        .map(Value::from_tagged_json)
+                        .collect::<Result<_, _>>()?,
+                ),
                 Some(("$date", Json::String(s))) if s == "invalid" => Value::Date(f64::NAN),
                 Some(("$date", t)) => Value::Date(t.as_f64().ok_or("$date")?),
-                _ => Value::Object(o.iter().map(|(k, v)| Ok((k.clone(), Value::from_tagged_json(v)?))).collect::<Result<_, String>>()?),
+                _ => Value::Object(
+                    o.iter()
+                        .map(|(k, v)| Ok((k.clone(), Value::from_tagged_json(v)?)))
+                        .collect::<Result<_, String>>()?,
+                ),
             },
         })
     }

@@ -9,7 +9,9 @@ pub struct Mem {
 
 impl Mem {
     pub fn new(bytes: usize) -> Mem {
-        Mem { words: vec![0; bytes.div_ceil(8)] }
+        Mem {
+            words: vec![0; bytes.div_ceil(8)],
+        }
     }
     pub fn bytes(&self) -> usize {
         self.words.len() * 8
@@ -23,7 +25,9 @@ impl Mem {
     }
     pub fn as_mut_bytes(&mut self) -> &mut [u8] {
         // SAFETY: a u64 slice reinterpreted as bytes; no Region is alive while this borrow is.
-        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast(), self.words.len() * 8) }
+        unsafe {
+            std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast(), self.words.len() * 8)
+        }
     }
     pub fn create(&self, len: usize) -> Store {
         Store::create(self.region(len), 0x5eed).unwrap()

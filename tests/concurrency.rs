@@ -17,7 +17,11 @@ fn check(v: &[u8]) -> (u8, u32) {
     assert!(v.len() >= 5, "torn value: {v:?}");
     let (w, seq) = (v[0], u32::from_le_bytes(v[1..5].try_into().unwrap()));
     for (i, b) in v[5..].iter().enumerate() {
-        assert_eq!(*b, (seq as u8) ^ w ^ (i as u8), "torn value from writer {w} seq {seq}");
+        assert_eq!(
+            *b,
+            (seq as u8) ^ w ^ (i as u8),
+            "torn value from writer {w} seq {seq}"
+        );
     }
     (w, seq)
 }
@@ -47,14 +51,26 @@ fn writers_and_readers_never_see_torn_lost_or_backward_values() {
                     while !done.load(Ordering::Relaxed) {
                         let w = rng.below(WRITERS as u64) as u8;
                         let k = rng.below(OWN_KEYS as u64) as u32;
-                        if s.get(format!("own:{w}:{k}").as_bytes(), &mut out).unwrap().is_some() {
+                        if s.get(format!("own:{w}:{k}").as_bytes(), &mut out)
+                            .unwrap()
+                            .is_some()
+                        {
                             let (ww, seq) = check(&out);
                             assert_eq!(ww, w);
                             let slot = &mut last[(w as u32 * OWN_KEYS + k) as usize];
-                            assert!(seq >= *slot, "key own:{w}:{k} went back from {slot} to {seq}");
+                            assert!(
+                                seq >= *slot,
+                                "key own:{w}:{k} went back from {slot} to {seq}"
+                            );
                             *slot = seq;
                         }
-                        if s.get(format!("shared:{}", rng.below(SHARED_KEYS as u64)).as_bytes(), &mut out).unwrap().is_some() {
+                        if s.get(
+                            format!("shared:{}", rng.below(SHARED_KEYS as u64)).as_bytes(),
+                            &mut out,
+                        )
+                        .unwrap()
+                        .is_some()
+                        {
                             check(&out);
                         }
                         reads += 1;
@@ -83,7 +99,12 @@ fn writers_and_readers_never_see_torn_lost_or_backward_values() {
                             last[k as usize] = Some(v);
                         }
                         let shared = format!("shared:{}", rng.below(SHARED_KEYS as u64));
-                        s.set(shared.as_bytes(), &make(w, seq, rng.below(100) as usize), false).unwrap();
+                        s.set(
+                            shared.as_bytes(),
+                            &make(w, seq, rng.below(100) as usize),
+                            false,
+                        )
+                        .unwrap();
                     }
                     last
                 })
@@ -101,13 +122,19 @@ fn writers_and_readers_never_see_torn_lost_or_backward_values() {
         let mut live = 0;
         for (w, last) in finals.iter().enumerate() {
             for (k, v) in last.iter().enumerate() {
-                let got = s.get(format!("own:{w}:{k}").as_bytes(), &mut out).unwrap().map(|_| out.clone());
+                let got = s
+                    .get(format!("own:{w}:{k}").as_bytes(), &mut out)
+                    .unwrap()
+                    .map(|_| out.clone());
                 assert_eq!(&got, v, "own:{w}:{k}");
                 live += v.is_some() as u64;
             }
         }
         for k in 0..SHARED_KEYS {
-            if s.get(format!("shared:{k}").as_bytes(), &mut out).unwrap().is_some() {
+            if s.get(format!("shared:{k}").as_bytes(), &mut out)
+                .unwrap()
+                .is_some()
+            {
                 check(&out);
                 live += 1;
             }

@@ -12,7 +12,8 @@ fn populated() -> Mem {
     let mem = Mem::new(LEN);
     let s = mem.create(LEN);
     for i in 0..300 {
-        s.set(format!("key{i}").as_bytes(), &vec![i as u8; i * 3], false).unwrap();
+        s.set(format!("key{i}").as_bytes(), &vec![i as u8; i * 3], false)
+            .unwrap();
     }
     for i in (0..300).step_by(7) {
         s.delete(format!("key{i}").as_bytes()).unwrap();
@@ -26,7 +27,13 @@ fn exercise(s: &mut Store, rng: &mut Rng) {
     for _ in 0..100 {
         let key = format!("key{}", rng.below(400));
         let _ = match rng.below(4) {
-            0 => s.set(key.as_bytes(), &vec![1; rng.below(500) as usize], rng.below(2) == 0).map(|_| ()),
+            0 => s
+                .set(
+                    key.as_bytes(),
+                    &vec![1; rng.below(500) as usize],
+                    rng.below(2) == 0,
+                )
+                .map(|_| ()),
             1 => s.delete(key.as_bytes()).map(|_| ()),
             2 => s.stats().map(|_| ()),
             _ => s.get(key.as_bytes(), &mut out).map(|_| ()),
@@ -39,7 +46,11 @@ fn random_bytes_in_each_area_give_errors_not_crashes() {
     let pristine = populated();
     let index_end = layout::HEADER_SIZE as usize + 64 * 1024;
     // (area start, area end): header, the first index, the data arena.
-    let areas = [(0, layout::HEADER_SIZE as usize), (layout::HEADER_SIZE as usize, index_end), (index_end, 200_000)];
+    let areas = [
+        (0, layout::HEADER_SIZE as usize),
+        (layout::HEADER_SIZE as usize, index_end),
+        (index_end, 200_000),
+    ];
     let mut rng = Rng(42);
     for round in 0..150 {
         let mut mem = Mem::new(LEN);
@@ -69,7 +80,9 @@ fn a_region_of_random_bytes_with_a_valid_header_gives_errors_not_crashes() {
         let mut mem = Mem::new(LEN);
         let seed = rng.next();
         let mut fill = Rng(seed | 1);
-        mem.as_mut_bytes().iter_mut().for_each(|b| *b = fill.next() as u8);
+        mem.as_mut_bytes()
+            .iter_mut()
+            .for_each(|b| *b = fill.next() as u8);
         // Keep the magic and version so that attach succeeds and the operations run.
         let b = mem.as_mut_bytes();
         b[..8].copy_from_slice(&layout::MAGIC.to_ne_bytes());

@@ -17,8 +17,12 @@ fn set_get_overwrite_delete() {
     assert_eq!(get(&s, "a"), None);
     s.set(b"a", b"one", false).unwrap();
     assert_eq!(get(&s, "a").as_deref(), Some(&b"one"[..]));
-    s.set(b"a", b"a longer value that needs a new block", false).unwrap();
-    assert_eq!(get(&s, "a").as_deref(), Some(&b"a longer value that needs a new block"[..]));
+    s.set(b"a", b"a longer value that needs a new block", false)
+        .unwrap();
+    assert_eq!(
+        get(&s, "a").as_deref(),
+        Some(&b"a longer value that needs a new block"[..])
+    );
     s.set(b"a", b"", false).unwrap();
     assert_eq!(get(&s, "a").as_deref(), Some(&b""[..]));
     s.set(b"", b"empty key", false).unwrap();
@@ -36,7 +40,11 @@ fn versions_change_on_every_write() {
     let mut out = Vec::new();
     s.set(b"k", b"1", false).unwrap();
     let v1 = s.get(b"k", &mut out).unwrap().unwrap();
-    assert_eq!(s.get(b"k", &mut out).unwrap(), Some(v1), "reads do not change the version");
+    assert_eq!(
+        s.get(b"k", &mut out).unwrap(),
+        Some(v1),
+        "reads do not change the version"
+    );
     s.set(b"k", b"2", false).unwrap();
     let v2 = s.get(b"k", &mut out).unwrap().unwrap();
     s.set(b"k", &[7; 300], false).unwrap();
@@ -51,9 +59,16 @@ fn refit_moves_a_shrunk_value_to_a_smaller_block() {
     s.set(b"k", &[1; 10_000], false).unwrap();
     let big = s.stats().unwrap().bytes_used;
     s.set(b"k", b"small", false).unwrap();
-    assert_eq!(s.stats().unwrap().bytes_used, big, "reuses the larger block in place");
+    assert_eq!(
+        s.stats().unwrap().bytes_used,
+        big,
+        "reuses the larger block in place"
+    );
     s.set(b"k", b"small", true).unwrap();
-    assert!(s.stats().unwrap().bytes_used < big - 9_000, "refit releases the slack");
+    assert!(
+        s.stats().unwrap().bytes_used < big - 9_000,
+        "refit releases the slack"
+    );
     assert_eq!(get(&s, "k").as_deref(), Some(&b"small"[..]));
 }
 
@@ -64,7 +79,12 @@ fn space_is_reused_and_accounting_returns_to_the_index_alone() {
     let empty = s.stats().unwrap().bytes_used;
     for round in 0..5 {
         for i in 0..2000 {
-            s.set(format!("key{i}").as_bytes(), &vec![round as u8; i % 300], false).unwrap();
+            s.set(
+                format!("key{i}").as_bytes(),
+                &vec![round as u8; i % 300],
+                false,
+            )
+            .unwrap();
         }
         for i in 0..2000 {
             assert!(s.delete(format!("key{i}").as_bytes()).unwrap());
@@ -73,10 +93,15 @@ fn space_is_reused_and_accounting_returns_to_the_index_alone() {
     let st = s.stats().unwrap();
     assert_eq!(st.entries, 0);
     // Only the (grown) index block is left in use.
-    let index_block = shared_kv_store::arena::class_for(st.index_slots * 32 + 8).unwrap().1;
+    let index_block = shared_kv_store::arena::class_for(st.index_slots * 32 + 8)
+        .unwrap()
+        .1;
     assert_eq!(st.bytes_used, index_block);
     assert!(index_block >= empty);
-    assert!(st.bytes_reserved < 4 * MIB as u64, "freed blocks were reused: {st:?}");
+    assert!(
+        st.bytes_reserved < 4 * MIB as u64,
+        "freed blocks were reused: {st:?}"
+    );
 }
 
 #[test]
@@ -122,7 +147,10 @@ fn key_length_limit() {
     let mem = Mem::new(MIB);
     let s = mem.create(MIB);
     let long = vec![b'k'; shared_kv_store::layout::MAX_KEY_BYTES + 1];
-    assert!(matches!(s.set(&long, b"v", false), Err(Error::KeyTooLong { .. })));
+    assert!(matches!(
+        s.set(&long, b"v", false),
+        Err(Error::KeyTooLong { .. })
+    ));
     s.set(&long[1..], b"v", false).unwrap();
 }
 
@@ -136,7 +164,11 @@ fn typed_access_through_rmp_serde() {
     }
     let mem = Mem::new(MIB);
     let s = mem.create(MIB);
-    let u = User { id: 7, name: "Ada".into(), tags: vec!["a".into(), "b".into()] };
+    let u = User {
+        id: 7,
+        name: "Ada".into(),
+        tags: vec!["a".into(), "b".into()],
+    };
     s.set_as("user", &u).unwrap();
     assert_eq!(s.get_as::<User>("user").unwrap(), Some(u));
     // The bytes are the store's own value format: the Rust codec reads them as a plain object.
@@ -155,7 +187,10 @@ fn many_keys_force_index_rebuilds_without_losing_any() {
     for step in 0..60_000u32 {
         let key = format!("k{}", rng.below(20_000));
         if rng.below(4) == 0 {
-            assert_eq!(s.delete(key.as_bytes()).unwrap(), model.remove(&key).is_some());
+            assert_eq!(
+                s.delete(key.as_bytes()).unwrap(),
+                model.remove(&key).is_some()
+            );
         } else {
             let val = step.to_le_bytes().repeat(rng.below(40) as usize);
             s.set(key.as_bytes(), &val, rng.below(8) == 0).unwrap();

@@ -22,7 +22,11 @@ const CYCLE_CHECK_DEPTH: usize = 32;
 type V = sys::napi_value;
 
 pub fn encode_from_js(env: sys::napi_env, v: V) -> Result<Vec<u8>> {
-    let mut w = Walker { env, ancestors: Vec::new(), path: Vec::new() };
+    let mut w = Walker {
+        env,
+        ancestors: Vec::new(),
+        path: Vec::new(),
+    };
     let value = w.value(v)?;
     codec::encode(&value).map_err(|e| throw(env, &e))
 }
@@ -60,12 +64,17 @@ fn instance_of(env: sys::napi_env, v: V, class: &str) -> Result<bool> {
 pub fn js_string(env: sys::napi_env, v: V) -> Result<String> {
     let mut len = 0;
     // SAFETY: a null buffer asks for the length; then we copy into a buffer of len + 1.
-    check(env, unsafe { sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len) })?;
+    check(env, unsafe {
+        sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len)
+    })?;
     let mut buf = vec![0u8; len + 1];
-    check(env, unsafe { sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast(), len + 1, &mut len) })?;
+    check(env, unsafe {
+        sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast(), len + 1, &mut len)
+    })?;
     buf.truncate(len);
     // Node-API writes valid UTF-8 (lone surrogates become U+FFFD, as in the JS codec).
-    Ok(String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    Ok(String::from_utf8(buf)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// Items of an array-like produced by `Array.from(v)` (used for Map and Set).
@@ -83,7 +92,9 @@ fn array_items(env: sys::napi_env, arr: V) -> Result<Vec<V>> {
         .map(|i| {
             let mut item = ptr::null_mut();
             // SAFETY: valid env and array; a hole reads as undefined.
-            check(env, unsafe { sys::napi_get_element(env, arr, i, &mut item) })?;
+            check(env, unsafe {
+                sys::napi_get_element(env, arr, i, &mut item)
+            })?;
             Ok(item)
         })
         .collect()
@@ -91,8 +102,17 @@ fn array_items(env: sys::napi_env, arr: V) -> Result<Vec<V>> {
 
 impl Walker {
     fn fail(&self, msg: &str) -> Error {
-        let at = if self.path.is_empty() { String::new() } else { format!(" (at value{})", self.path.concat()) };
-        throw_msg(self.env, b'T', c"ERR_KV_UNSUPPORTED_VALUE", &format!("{msg}{at}"))
+        let at = if self.path.is_empty() {
+            String::new()
+        } else {
+            format!(" (at value{})", self.path.concat())
+        };
+        throw_msg(
+            self.env,
+            b'T',
+            c"ERR_KV_UNSUPPORTED_VALUE",
+            &format!("{msg}{at}"),
+        )
     }
 
     fn value(&mut self, v: V) -> Result<Value> {
@@ -122,11 +142,28 @@ impl Walker {
             sys::ValueType::napi_bigint => {
                 let (mut sign, mut count, mut words) = (0i32, 2usize, [0u64; 2]);
                 // SAFETY: v is a BigInt; we pass room for 2 words and get the real count back.
-                check(env, unsafe { sys::napi_get_value_bigint_words(env, v, &mut sign, &mut count, words.as_mut_ptr()) })?;
-                let mag = if count <= 1 { words[0] as i128 } else { i128::MAX };
+                check(env, unsafe {
+                    sys::napi_get_value_bigint_words(
+                        env,
+                        v,
+                        &mut sign,
+                        &mut count,
+                        words.as_mut_ptr(),
+                    )
+                })?;
+                let mag = if count <= 1 {
+                    words[0] as i128
+                } else {
+                    i128::MAX
+                };
                 let i = if sign == 1 { -mag } else { mag };
                 if count > 1 || !(i64::MIN as i128..=u64::MAX as i128).contains(&i) {
-                    return Err(throw_msg(env, b'R', c"ERR_KV_UNSUPPORTED_VALUE", "BigInt values must fit in 64 bits"));
+                    return Err(throw_msg(
+                        env,
+                        b'R',
+                        c"ERR_KV_UNSUPPORTED_VALUE",
+                        "BigInt values must fit in 64 bits",
+                    ));
                 }
                 Value::BigInt(i)
             }
@@ -139,9 +176,14 @@ impl Walker {
     fn object(&mut self, v: V) -> Result<Value> {
         let env = self.env;
         if is!(env, napi_is_typedarray, v) {
-            let (mut ty, mut len, mut data, mut ab, mut off) = (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
+            let (mut ty, mut len, mut data, mut ab, mut off) =
+                (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
             // SAFETY: v is a typed array.
-            check(env, unsafe { sys::napi_get_typedarray_info(env, v, &mut ty, &mut len, &mut data, &mut ab, &mut off) })?;
+            check(env, unsafe {
+                sys::napi_get_typedarray_info(
+                    env, v, &mut ty, &mut len, &mut data, &mut ab, &mut off,
+                )
+            })?;
             if ty != sys::TypedarrayType::uint8_array {
                 return Err(self.fail("typed arrays other than Uint8Array cannot be stored"));
             }
@@ -159,10 +201,20 @@ impl Walker {
             check(env, unsafe { sys::napi_get_date_value(env, v, &mut ms) })?;
             return Ok(Value::Date(ms));
         }
-        if is!(env, napi_is_arraybuffer, v) || is!(env, napi_is_dataview, v) || is!(env, napi_is_promise, v) {
+        if is!(env, napi_is_arraybuffer, v)
+            || is!(env, napi_is_dataview, v)
+            || is!(env, napi_is_promise, v)
+        {
             return Err(self.fail("ArrayBuffer, DataView and Promise values cannot be stored"));
         }
-        for class in ["RegExp", "Error", "WeakMap", "WeakSet", "SharedArrayBuffer", "WeakRef"] {
+        for class in [
+            "RegExp",
+            "Error",
+            "WeakMap",
+            "WeakSet",
+            "SharedArrayBuffer",
+            "WeakRef",
+        ] {
             if instance_of(env, v, class)? {
                 return Err(self.fail(&format!("{class} values cannot be stored")));
             }
@@ -172,7 +224,10 @@ impl Walker {
             self.items(array_items(env, v)?).map(Value::Array)
         } else if instance_of(env, v, "Map")? {
             let mut pairs = Vec::new();
-            for (i, pair) in array_items(env, array_from(env, v)?)?.into_iter().enumerate() {
+            for (i, pair) in array_items(env, array_from(env, v)?)?
+                .into_iter()
+                .enumerate()
+            {
                 let kv = array_items(env, pair)?;
                 self.path.push(format!(".<map entry {i}>"));
                 let entry = (self.value(kv[0])?, self.value(kv[1])?);
@@ -181,7 +236,8 @@ impl Walker {
             }
             Ok(Value::Map(pairs))
         } else if instance_of(env, v, "Set")? {
-            self.items(array_items(env, array_from(env, v)?)?).map(Value::Set)
+            self.items(array_items(env, array_from(env, v)?)?)
+                .map(Value::Set)
         } else {
             self.fields(v).map(Value::Object)
         };
@@ -194,7 +250,9 @@ impl Walker {
             for &a in &self.ancestors {
                 let mut same = false;
                 // SAFETY: valid env and values.
-                check(self.env, unsafe { sys::napi_strict_equals(self.env, a, v, &mut same) })?;
+                check(self.env, unsafe {
+                    sys::napi_strict_equals(self.env, a, v, &mut same)
+                })?;
                 if same {
                     return Err(self.fail("value contains a circular reference"));
                 }
@@ -233,7 +291,9 @@ impl Walker {
             let name = js_string(env, key)?;
             let mut item = ptr::null_mut();
             // SAFETY: valid env, object and key; a throwing getter leaves an exception pending.
-            check(env, unsafe { sys::napi_get_property(env, v, key, &mut item) })?;
+            check(env, unsafe {
+                sys::napi_get_property(env, v, key, &mut item)
+            })?;
             self.path.push(format!(".{name}"));
             out.push((name, self.value(item)?));
             self.path.pop();
@@ -250,7 +310,9 @@ pub fn decode_to_js(env: sys::napi_env, bytes: &[u8]) -> Result<V> {
 fn string(env: sys::napi_env, s: &str) -> Result<V> {
     let mut v = ptr::null_mut();
     // SAFETY: valid env; s is UTF-8 of the given length.
-    check(env, unsafe { sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut v) })?;
+    check(env, unsafe {
+        sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut v)
+    })?;
     Ok(v)
 }
 
@@ -271,17 +333,35 @@ fn to_js(env: sys::napi_env, v: &Value) -> Result<V> {
             Value::Number(n) => check(env, sys::napi_create_double(env, *n, &mut out))?,
             Value::BigInt(i) => match i64::try_from(*i) {
                 Ok(i) => check(env, sys::napi_create_bigint_int64(env, i, &mut out))?,
-                Err(_) => check(env, sys::napi_create_bigint_uint64(env, *i as u64, &mut out))?,
+                Err(_) => check(
+                    env,
+                    sys::napi_create_bigint_uint64(env, *i as u64, &mut out),
+                )?,
             },
             Value::String(s) => out = string(env, s)?,
             Value::Bytes(b) => {
                 let mut data = ptr::null_mut();
-                check(env, sys::napi_create_buffer_copy(env, b.len(), b.as_ptr().cast(), &mut data, &mut out))?
+                check(
+                    env,
+                    sys::napi_create_buffer_copy(
+                        env,
+                        b.len(),
+                        b.as_ptr().cast(),
+                        &mut data,
+                        &mut out,
+                    ),
+                )?
             }
             Value::Array(items) => {
-                check(env, sys::napi_create_array_with_length(env, items.len(), &mut out))?;
+                check(
+                    env,
+                    sys::napi_create_array_with_length(env, items.len(), &mut out),
+                )?;
                 for (i, item) in items.iter().enumerate() {
-                    check(env, sys::napi_set_element(env, out, i as u32, to_js(env, item)?))?;
+                    check(
+                        env,
+                        sys::napi_set_element(env, out, i as u32, to_js(env, item)?),
+                    )?;
                 }
             }
             Value::Object(fields) => {
@@ -351,10 +431,14 @@ pub fn json_to_js(env: sys::napi_env, j: &Json) -> Result<V> {
 fn array_of(env: sys::napi_env, a: &[Json]) -> Result<V> {
     let mut out = ptr::null_mut();
     // SAFETY: valid env and out-pointer.
-    check(env, unsafe { sys::napi_create_array_with_length(env, a.len(), &mut out) })?;
+    check(env, unsafe {
+        sys::napi_create_array_with_length(env, a.len(), &mut out)
+    })?;
     for (i, item) in a.iter().enumerate() {
         // SAFETY: valid env, array and value.
-        check(env, unsafe { sys::napi_set_element(env, out, i as u32, json_to_js(env, item)?) })?;
+        check(env, unsafe {
+            sys::napi_set_element(env, out, i as u32, json_to_js(env, item)?)
+        })?;
     }
     Ok(out)
 }

@@ -30,7 +30,9 @@ pub fn create_buffer(env: Env, initial: f64, max: f64) -> Result<Raw> {
     let env = env.raw();
     let sab = new_shared_buffer(env, initial, max)?;
     let (base, len) = typed_view(env, sab)?.1;
-    let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let seed = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     // SAFETY: base/len describe the live buffer we just created; `sab` keeps it alive until
     // the caller stores it, and every NativeStore holds its own reference.
     let region = unsafe { Region::new(base, len) };
@@ -47,24 +49,44 @@ fn new_shared_buffer(env: sys::napi_env, initial: f64, max: f64) -> Result<sys::
     unsafe {
         check(env, sys::napi_create_object(env, &mut opts))?;
         check(env, sys::napi_create_double(env, max, &mut max_v))?;
-        check(env, sys::napi_set_named_property(env, opts, c"maxByteLength".as_ptr(), max_v))?;
+        check(
+            env,
+            sys::napi_set_named_property(env, opts, c"maxByteLength".as_ptr(), max_v),
+        )?;
         check(env, sys::napi_create_double(env, initial, &mut initial_v))?;
     }
     new_instance(env, ctor, &[initial_v, opts])
 }
 
 /// A length-tracking Uint8Array over `sab`, with its data pointer and current length.
-fn typed_view(env: sys::napi_env, sab: sys::napi_value) -> Result<(sys::napi_value, (*mut u8, usize))> {
+fn typed_view(
+    env: sys::napi_env,
+    sab: sys::napi_value,
+) -> Result<(sys::napi_value, (*mut u8, usize))> {
     let view = new_instance(env, global(env, "Uint8Array")?, &[sab])?;
     Ok((view, view_info(env, view)?))
 }
 
 fn view_info(env: sys::napi_env, view: sys::napi_value) -> Result<(*mut u8, usize)> {
-    let (mut ty, mut len, mut data, mut ab, mut offset) = (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
+    let (mut ty, mut len, mut data, mut ab, mut offset) =
+        (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
     // SAFETY: out-pointers are valid; a non-typed-array argument yields an error status.
-    check(env, unsafe { sys::napi_get_typedarray_info(env, view, &mut ty, &mut len, &mut data, &mut ab, &mut offset) })?;
+    check(env, unsafe {
+        sys::napi_get_typedarray_info(
+            env,
+            view,
+            &mut ty,
+            &mut len,
+            &mut data,
+            &mut ab,
+            &mut offset,
+        )
+    })?;
     if ty != sys::TypedarrayType::uint8_array {
-        return Err(Error::new(Status::InvalidArg, "expected a Uint8Array".to_string()));
+        return Err(Error::new(
+            Status::InvalidArg,
+            "expected a Uint8Array".to_string(),
+        ));
     }
     Ok((data.cast(), len))
 }
@@ -113,7 +135,14 @@ impl NativeStore {
             check(env, sys::napi_create_reference(env, sab.0, 1, &mut sab_ref))?;
             check(env, sys::napi_create_reference(env, view, 1, &mut view_ref))?;
         }
-        Ok(NativeStore { store, sab: sab_ref, view: view_ref, base, max, buf: Vec::new() })
+        Ok(NativeStore {
+            store,
+            sab: sab_ref,
+            view: view_ref,
+            base,
+            max,
+            buf: Vec::new(),
+        })
     }
 
     /// Copies the encoded value of `key` into `out`. Returns its length (when larger than
@@ -178,7 +207,11 @@ impl NativeStore {
 impl NativeStore {
     /// Runs a core operation, growing the buffer or catching up with growth done by another
     /// thread as the core asks, and turning core errors into JS exceptions.
-    fn run<T>(&mut self, env: sys::napi_env, mut op: impl FnMut(&Store, &mut Vec<u8>) -> std::result::Result<T, CoreError>) -> Result<T> {
+    fn run<T>(
+        &mut self,
+        env: sys::napi_env,
+        mut op: impl FnMut(&Store, &mut Vec<u8>) -> std::result::Result<T, CoreError>,
+    ) -> Result<T> {
         let mut refreshed = false;
         for _ in 0..16 {
             match op(&self.store, &mut self.buf) {
@@ -192,7 +225,10 @@ impl NativeStore {
                 Err(e) => return Err(throw(env, &e)),
             }
         }
-        Err(throw(env, &CoreError::corrupted("operation kept asking for more memory")))
+        Err(throw(
+            env,
+            &CoreError::corrupted("operation kept asking for more memory"),
+        ))
     }
 
     /// Re-reads the buffer's current length from our view.
@@ -210,7 +246,13 @@ impl NativeStore {
     /// Grows the buffer to at least `needed` bytes (doubling, capped at maxByteLength).
     fn grow(&mut self, env: sys::napi_env, needed: u64) -> Result<()> {
         if needed > self.max {
-            return Err(throw(env, &CoreError::Full { needed, max: self.max }));
+            return Err(throw(
+                env,
+                &CoreError::Full {
+                    needed,
+                    max: self.max,
+                },
+            ));
         }
         let len = self.refresh(env)?;
         if len >= needed {
@@ -220,9 +262,16 @@ impl NativeStore {
         let sab = raw::deref(env, self.sab)?;
         // Another thread may grow it concurrently; `grow` then throws if we ask for less than
         // it now has, which the refresh below settles.
-        raw::call_method(env, sab, c"grow", &[raw::number(env, target as f64)?]).or_else(|_| raw::clear_exception(env))?;
+        raw::call_method(env, sab, c"grow", &[raw::number(env, target as f64)?])
+            .or_else(|_| raw::clear_exception(env))?;
         if self.refresh(env)? < needed {
-            return Err(throw(env, &CoreError::Full { needed, max: self.max }));
+            return Err(throw(
+                env,
+                &CoreError::Full {
+                    needed,
+                    max: self.max,
+                },
+            ));
         }
         Ok(())
     }

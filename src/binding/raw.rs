@@ -41,9 +41,15 @@ pub fn check(env: sys::napi_env, status: sys::napi_status) -> Result<()> {
     // SAFETY: valid env and out-pointer.
     unsafe { sys::napi_is_exception_pending(env, &mut pending) };
     if pending {
-        return Err(Error::new(Status::PendingException, "JS exception".to_string()));
+        return Err(Error::new(
+            Status::PendingException,
+            "JS exception".to_string(),
+        ));
     }
-    Err(Error::new(Status::GenericFailure, format!("Node-API call failed with status {status}")))
+    Err(Error::new(
+        Status::GenericFailure,
+        format!("Node-API call failed with status {status}"),
+    ))
 }
 
 /// Which JS error class a core error becomes, and its `code`.
@@ -83,7 +89,9 @@ pub fn throw_msg(env: sys::napi_env, k: u8, code: &CStr, msg: &str) -> Error {
 pub fn clear_exception(env: sys::napi_env) -> Result<sys::napi_value> {
     let mut e = ptr::null_mut();
     // SAFETY: valid env and out-pointer.
-    check(env, unsafe { sys::napi_get_and_clear_last_exception(env, &mut e) })?;
+    check(env, unsafe {
+        sys::napi_get_and_clear_last_exception(env, &mut e)
+    })?;
     Ok(e)
 }
 
@@ -98,7 +106,9 @@ pub fn global(env: sys::napi_env, name: &str) -> Result<sys::napi_value> {
 pub fn get(env: sys::napi_env, obj: sys::napi_value, name: &CStr) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
     // SAFETY: valid env, object and NUL-terminated name.
-    check(env, unsafe { sys::napi_get_named_property(env, obj, name.as_ptr(), &mut v) })?;
+    check(env, unsafe {
+        sys::napi_get_named_property(env, obj, name.as_ptr(), &mut v)
+    })?;
     Ok(v)
 }
 
@@ -124,21 +134,39 @@ pub fn undefined(env: sys::napi_env) -> Result<sys::napi_value> {
     Ok(v)
 }
 
-pub fn new_instance(env: sys::napi_env, ctor: sys::napi_value, args: &[sys::napi_value]) -> Result<sys::napi_value> {
+pub fn new_instance(
+    env: sys::napi_env,
+    ctor: sys::napi_value,
+    args: &[sys::napi_value],
+) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
     // SAFETY: valid env, constructor and argument array.
-    check(env, unsafe { sys::napi_new_instance(env, ctor, args.len(), args.as_ptr(), &mut v) })?;
+    check(env, unsafe {
+        sys::napi_new_instance(env, ctor, args.len(), args.as_ptr(), &mut v)
+    })?;
     Ok(v)
 }
 
-pub fn call(env: sys::napi_env, this: sys::napi_value, f: sys::napi_value, args: &[sys::napi_value]) -> Result<sys::napi_value> {
+pub fn call(
+    env: sys::napi_env,
+    this: sys::napi_value,
+    f: sys::napi_value,
+    args: &[sys::napi_value],
+) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
     // SAFETY: valid env, receiver, function and argument array.
-    check(env, unsafe { sys::napi_call_function(env, this, f, args.len(), args.as_ptr(), &mut v) })?;
+    check(env, unsafe {
+        sys::napi_call_function(env, this, f, args.len(), args.as_ptr(), &mut v)
+    })?;
     Ok(v)
 }
 
-pub fn call_method(env: sys::napi_env, obj: sys::napi_value, name: &CStr, args: &[sys::napi_value]) -> Result<sys::napi_value> {
+pub fn call_method(
+    env: sys::napi_env,
+    obj: sys::napi_value,
+    name: &CStr,
+    args: &[sys::napi_value],
+) -> Result<sys::napi_value> {
     let f = get(env, obj, name)?;
     call(env, obj, f, args)
 }
@@ -146,6 +174,8 @@ pub fn call_method(env: sys::napi_env, obj: sys::napi_value, name: &CStr, args: 
 pub fn deref(env: sys::napi_env, r: sys::napi_ref) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
     // SAFETY: `r` is a strong reference of this env, so the value is alive.
-    check(env, unsafe { sys::napi_get_reference_value(env, r, &mut v) })?;
+    check(env, unsafe {
+        sys::napi_get_reference_value(env, r, &mut v)
+    })?;
     Ok(v)
 }
