@@ -73,6 +73,11 @@ class Encoder {
     return err;
   }
 
+  loneSurrogate() {
+    // UTF-8 cannot carry it: refusing beats silently storing U+FFFD instead.
+    return this.fail(TypeError, 'ERR_KV_UNSUPPORTED_VALUE', 'strings must be well-formed UTF-16 (this one has a lone surrogate)');
+  }
+
   write(v) {
     switch (typeof v) {
       case 'string': return this.writeString(v);
@@ -135,7 +140,7 @@ class Encoder {
           buf[p++] = 0xf0 | (c >> 18); buf[p++] = 0x80 | ((c >> 12) & 0x3f);
           buf[p++] = 0x80 | ((c >> 6) & 0x3f); buf[p++] = 0x80 | (c & 0x3f);
         } else {
-          if ((c & 0xf800) === 0xd800) c = 0xfffd; // lone surrogate, as TextEncoder does
+          if ((c & 0xf800) === 0xd800) throw this.loneSurrogate();
           buf[p++] = 0xe0 | (c >> 12); buf[p++] = 0x80 | ((c >> 6) & 0x3f); buf[p++] = 0x80 | (c & 0x3f);
         }
       }
@@ -150,6 +155,7 @@ class Encoder {
       }
       return;
     }
+    if (!s.isWellFormed()) throw this.loneSurrogate();
     this.ensure(5 + n * 3);
     const len = this.buf.utf8Write(s, this.pos + 5);
     const h = len < 0x100 ? 2 : len < 0x10000 ? 3 : 5;

@@ -61,20 +61,20 @@ fn instance_of(env: sys::napi_env, v: V, class: &str) -> Result<bool> {
     Ok(b)
 }
 
-pub fn js_string(env: sys::napi_env, v: V) -> Result<String> {
+/// The string as UTF-16, so that a lone surrogate is seen (the UTF-8 call would replace it).
+fn utf16(env: sys::napi_env, v: V) -> Result<Vec<u16>> {
     let mut len = 0;
-    // SAFETY: a null buffer asks for the length; then we copy into a buffer of len + 1.
+    // SAFETY: a null buffer asks for the length.
     check(env, unsafe {
-        sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len)
+        sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut len)
     })?;
-    let mut buf = vec![0u8; len + 1];
+    let mut buf = vec![0u16; len + 1];
+    // SAFETY: buf has room for len + 1 units.
     check(env, unsafe {
-        sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr().cast(), len + 1, &mut len)
+        sys::napi_get_value_string_utf16(env, v, buf.as_mut_ptr(), len + 1, &mut len)
     })?;
     buf.truncate(len);
-    // Node-API writes valid UTF-8 (lone surrogates become U+FFFD, as in the JS codec).
-    Ok(String::from_utf8(buf)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    Ok(buf)
 }
 
 /// Items of an array-like produced by `Array.from(v)` (used for Map and Set).
@@ -101,6 +101,12 @@ fn array_items(env: sys::napi_env, arr: V) -> Result<Vec<V>> {
 }
 
 impl Walker {
+    fn string(&self, v: V) -> Result<String> {
+        String::from_utf16(&utf16(self.env, v)?).map_err(|_| {
+            self.fail("strings must be well-formed UTF-16 (this one has a lone surrogate)")
+        })
+    }
+
     fn fail(&self, msg: &str) -> Error {
         let at = if self.path.is_empty() {
             String::new()
@@ -138,7 +144,7 @@ impl Walker {
                 check(env, unsafe { sys::napi_get_value_double(env, v, &mut n) })?;
                 Value::Number(n)
             }
-            sys::ValueType::napi_string => Value::String(js_string(env, v)?),
+            sys::ValueType::napi_string => Value::String(self.string(v)?),
             sys::ValueType::napi_bigint => {
                 let (mut sign, mut count, mut words) = (0i32, 2usize, [0u64; 2]);
                 // SAFETY: v is a BigInt; we pass room for 2 words and get the real count back.
@@ -288,7 +294,7 @@ impl Walker {
         })?;
         let mut out = Vec::new();
         for key in array_items(env, keys)? {
-            let name = js_string(env, key)?;
+            let name = self.string(key)?;
             let mut item = ptr::null_mut();
             // SAFETY: valid env, object and key; a throwing getter leaves an exception pending.
             check(env, unsafe {

@@ -36,8 +36,14 @@ pub fn create_buffer(env: Env, initial: f64, max: f64) -> Result<Raw> {
     // SAFETY: base/len describe the live buffer we just created; `sab` keeps it alive until
     // the caller stores it, and every NativeStore holds its own reference.
     let region = unsafe { Region::new(base, len) };
-    Store::create(region, seed).map_err(|e| throw(env, &e))?;
-    Ok(Raw(sab))
+    match Store::create(region, seed) {
+        Ok(_) => Ok(Raw(sab)),
+        Err(CoreError::NeedGrow { needed }) => {
+            let msg = format!("initialBytes must be at least {needed} (room for the header and the initial index)");
+            Err(raw::throw_msg(env, b'R', c"ERR_KV_OPTIONS", &msg))
+        }
+        Err(e) => Err(throw(env, &e)),
+    }
 }
 
 fn new_shared_buffer(env: sys::napi_env, initial: f64, max: f64) -> Result<sys::napi_value> {

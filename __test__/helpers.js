@@ -1,0 +1,33 @@
+'use strict';
+const path = require('node:path');
+const { Worker } = require('node:worker_threads');
+const { once } = require('node:events');
+
+const PKG = path.join(__dirname, '..');
+
+/** Starts a worker running `body`, with `kv` = require('shared-kv-store') in scope. */
+function worker(body, options = {}) {
+  const code = `'use strict';
+const kv = require(${JSON.stringify(PKG)});
+const { parentPort, workerData } = require('node:worker_threads');
+${body}`;
+  return new Worker(code, { eval: true, ...options });
+}
+
+/** Resolves with the worker's exit code; rejects on an uncaught error in it. */
+async function exited(w) {
+  const [code] = await Promise.race([once(w, 'exit'), once(w, 'error').then(([e]) => { throw e; })]);
+  return code;
+}
+
+/** Deterministic PRNG (mulberry32) so failures reproduce. */
+function rng(seed) {
+  return () => {
+    seed |= 0; seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+module.exports = { PKG, worker, exited, rng };
