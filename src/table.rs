@@ -60,13 +60,16 @@ impl Table {
         let loc = r.u64(H_TABLE_LOC)?.load(Acquire);
         let (log2, block) = (loc & 63, (loc >> 6) << 4);
         let (off, cap) = (block + BLOCK_HEADER, 1u64 << log2.min(62));
-        let ok = log2 <= 40
-            && cap
-                .checked_mul(SLOT_SIZE)
-                .and_then(|b| b.checked_add(off))
-                .is_some_and(|end| end <= r.len() && off >= HEADER_SIZE);
-        if !ok {
+        if log2 > 40 || block < HEADER_SIZE {
             return Err(Error::corrupted("index location"));
+        }
+        // Past our length may just mean another thread grew the region: OutOfBounds lets
+        // the caller catch up before concluding anything.
+        if off + cap * SLOT_SIZE > r.len() {
+            return Err(Error::OutOfBounds {
+                off,
+                size: cap * SLOT_SIZE,
+            });
         }
         Ok(Table { off, cap })
     }

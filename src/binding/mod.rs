@@ -218,22 +218,26 @@ impl NativeStore {
         env: sys::napi_env,
         mut op: impl FnMut(&Store, &mut Vec<u8>) -> std::result::Result<T, CoreError>,
     ) -> Result<T> {
-        let mut refreshed = false;
         for _ in 0..16 {
             match op(&self.store, &mut self.buf) {
                 Ok(v) => return Ok(v),
                 Err(CoreError::NeedGrow { needed }) => self.grow(env, needed)?,
-                // Another thread may have grown the buffer: catch up once, then believe it.
-                Err(CoreError::OutOfBounds { .. }) if !refreshed => {
-                    refreshed = true;
-                    self.refresh(env)?;
+                // Another thread may have grown the buffer: catch up and retry. Out of bounds
+                // at a length that did not change is corruption.
+                Err(e @ CoreError::OutOfBounds { .. }) => {
+                    let before = self.store.region().len();
+                    if self.refresh(env)? == before {
+                        return Err(throw(env, &e));
+                    }
                 }
                 Err(e) => return Err(throw(env, &e)),
             }
         }
         Err(throw(
             env,
-            &CoreError::corrupted("operation kept asking for more memory"),
+            &CoreError::corrupted(
+                "operation kept asking for more memory or catching up with growth",
+            ),
         ))
     }
 

@@ -1,0 +1,223 @@
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+const { once } = require('node:events');
+const { createManager } = require('..');
+const { worker, exited, rng } = require('./helpers');
+
+test('registerFork in the same tick as new Worker: the store works at once in the worker', async () => {
+  const manager = createManager();
+  manager.store.set('exampleKey', { value: 'Hello from Main!' });
+  const w = worker(`
+    const store = kv.createStore(parentPort);
+    if (!store.attached) throw new Error('not attached synchronously');
+    parentPort.postMessage(store.get('exampleKey'));
+    store.set('workerKey', { from: 'worker' });
+    store.set('gone', 1);
+    parentPort.postMessage(store.delete('gone'));
+  `);
+  assert.equal(manager.registerFork(w), true);
+  const [first] = await once(w, 'message');
+  assert.deepEqual(first, { value: 'Hello from Main!' });
+  const [deleted] = await once(w, 'message');
+  assert.equal(deleted, true);
+  assert.equal(await exited(w), 0, 'the worker exits on its own: the store holds nothing open');
+  assert.deepEqual(manager.store.get('workerKey'), { from: 'worker' });
+  assert.equal(manager.store.get('gone'), undefined);
+  assert.equal(manager.unregisterFork(w), true);
+  assert.equal(manager.unregisterFork(w), false);
+});
+
+test('registerFork later: the store attaches when the handle arrives, user messages keep their order', async () => {
+  const manager = createManager();
+  manager.store.set('k', 'v');
+  const w = worker(`
+    const store = kv.createStore(parentPort);
+    const seen = [];
+    parentPort.on('message', (m) => {
+      seen.push(m);
+      if (m === 'last') { parentPort.postMessage({ seen, attached: store.attached }); parentPort.close(); }
+    });
+    store.ready.then((s) => parentPort.postMessage({ got: s.get('k') }));
+  `);
+  w.postMessage('first');
+  w.postMessage('second');
+  await new Promise((r) => setTimeout(r, 50)); // the worker is running and listening by now
+  manager.registerFork(w);
+  w.postMessage('last');
+  const messages = [];
+  w.on('message', (m) => messages.push(m));
+  await exited(w);
+  assert.deepEqual(messages.find((m) => m.got), { got: 'v' });
+  const { seen, attached } = messages.find((m) => m.seen);
+  assert.equal(attached, true);
+  assert.deepEqual(seen.filter((m) => typeof m === 'string'), ['first', 'second', 'last']);
+});
+
+test('user messages sent before registerFork in the same tick reach the user, in order', async () => {
+  const manager = createManager();
+  const w = worker(`
+    const store = kv.createStore(parentPort);
+    const attachedAtOnce = store.attached;
+    parentPort.on('message', (m) => {
+      parentPort.postMessage({ m, attachedAtOnce });
+      if (m === 'c') parentPort.close();
+    });
+  `);
+  w.postMessage('a');
+  manager.registerFork(w);
+  w.postMessage('b');
+  w.postMessage('c');
+  const got = [];
+  w.on('message', (x) => got.push(x));
+  assert.equal(await exited(w), 0);
+  assert.deepEqual(got.map((x) => x.m), ['a', 'b', 'c']);
+  assert.ok(got.every((x) => x.attachedAtOnce));
+});
+
+test('the handle in workerData (no Worker object needed, e.g. for pools)', async () => {
+  const manager = createManager();
+  manager.store.set('fromMain', [1, 2, 3]);
+  const w = worker(`
+    const store = kv.createStore(workerData.kv);
+    store.set('fromWorker', store.get('fromMain').map((x) => x * 2));
+  `, { workerData: { kv: manager.handle } });
+  assert.equal(await exited(w), 0);
+  assert.deepEqual(manager.store.get('fromWorker'), [2, 4, 6]);
+});
+
+test('a write in one thread is visible in another at once, with no message or event-loop turn', async () => {
+  const manager = createManager();
+  const N = 2000;
+  const signal = new Int32Array(new SharedArrayBuffer(8)); // [written, acknowledged]
+  const w = worker(`
+    const store = kv.createStore(workerData.kv);
+    const signal = workerData.signal;
+    for (let i = 0; i < ${N}; i++) {
+      store.set('vis:' + i, { i });
+      Atomics.store(signal, 0, i + 1);
+      Atomics.notify(signal, 0);
+      Atomics.wait(signal, 1, i); // until main has read it
+    }
+  `, { workerData: { kv: manager.handle, signal } });
+  let visible = 0;
+  for (let i = 0; i < N; i++) {
+    while (Atomics.load(signal, 0) < i + 1) Atomics.wait(signal, 0, i, 5000);
+    // Synchronously, in the same turn of main's event loop as the signal:
+    if (manager.store.get('vis:' + i)?.i === i) visible++;
+    Atomics.store(signal, 1, i + 1);
+    Atomics.notify(signal, 1);
+  }
+  assert.equal(await exited(w), 0);
+  assert.equal(visible, N, '100% of new keys visible immediately');
+});
+
+test('readers never see a torn value while writers rewrite it (several threads)', async () => {
+  const manager = createManager();
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  // Each value is self-checking: every field derives from seq; sizes vary so writes go both
+  // in place and to new space.
+  const check = `
+    function check(v) {
+      if (v === undefined) return true;
+      const { seq, list, text, nested } = v;
+      return list.length === seq % 50 && list.every((x) => x === seq) && text === 'x'.repeat(seq % 300) + seq &&
+        nested.seq === seq && nested.map.get('seq') === seq;
+    }`;
+  const make = `(seq) => ({ seq, list: Array(seq % 50).fill(seq), text: 'x'.repeat(seq % 300) + seq, nested: { seq, map: new Map([['seq', seq]]) } })`;
+  const writers = [1, 2].map((id) => worker(`
+    const store = kv.createStore(workerData.kv);
+    const make = ${make};
+    let seq = ${id};
+    while (Atomics.load(workerData.stop, 0) === 0) {
+      store.set('torn:' + (seq % 4), make(seq), seq % 7 === 0);
+      seq += 2;
+    }
+    parentPort.postMessage(seq);
+  `, { workerData: { kv: manager.handle, stop } }));
+  const readers = [1, 2].map(() => worker(`
+    ${check}
+    const store = kv.createStore(workerData.kv);
+    let reads = 0, torn = 0;
+    while (Atomics.load(workerData.stop, 0) === 0) {
+      if (!check(store.get('torn:' + (reads % 4)))) torn++;
+      reads++;
+    }
+    parentPort.postMessage({ reads, torn });
+  `, { workerData: { kv: manager.handle, stop } }));
+  const results = [...writers, ...readers].map((w) => once(w, 'message').then(([m]) => m));
+  // Main reads too, in short bursts so its event loop can take the workers' messages.
+  const checkFn = new Function(`${check}; return check;`)();
+  let mainReads = 0, mainTorn = 0;
+  const deadline = Date.now() + 1500;
+  while (Date.now() < deadline) {
+    for (let i = 0; i < 200; i++, mainReads++) if (!checkFn(manager.store.get('torn:' + (i % 4)))) mainTorn++;
+    await new Promise((r) => setImmediate(r));
+  }
+  Atomics.store(stop, 0, 1);
+  const [w1, w2, ...readStats] = await Promise.all(results);
+  assert.ok(w1 > 100 && w2 > 100, `writers wrote (${w1}, ${w2})`);
+  const reads = readStats.reduce((a, r) => a + r.reads, mainReads);
+  const torn = readStats.reduce((a, r) => a + r.torn, mainTorn);
+  assert.ok(reads > 1000, `${reads} reads`);
+  assert.equal(torn, 0, `${torn} torn values in ${reads} reads`);
+});
+
+test('workers terminated mid-write leave no lock held and no entry half-written', async () => {
+  const manager = createManager();
+  const r = rng(7);
+  const store = manager.store;
+  for (let round = 0; round < 12; round++) {
+    const started = new Int32Array(new SharedArrayBuffer(4));
+    const ws = [0, 1, 2].map((id) => worker(`
+      const store = kv.createStore(workerData.kv);
+      Atomics.store(workerData.started, 0, 1);
+      for (let i = 0; ; i++) {
+        const key = 'term:' + (i % 50);
+        const v = { id: ${id}, i, pad: 'p'.repeat(i % 2000), list: Array(i % 100).fill(i) };
+        store.set(key, v, i % 5 === 0);
+        if (i % 3 === 0) store.delete('term:' + ((i * 7) % 50));
+      }
+    `, { workerData: { kv: manager.handle, started } }));
+    while (Atomics.load(started, 0) === 0) await new Promise((res) => setTimeout(res, 1));
+    await new Promise((res) => setTimeout(res, 1 + Math.floor(r() * 30)));
+    await Promise.all(ws.map((w) => w.terminate()));
+    // Every entry is whole, the lock is free (a set completes), and the count matches.
+    let live = 0;
+    for (let k = 0; k < 50; k++) {
+      const v = store.get('term:' + k);
+      if (v === undefined) continue;
+      live++;
+      assert.equal(v.pad, 'p'.repeat(v.i % 2000));
+      assert.deepEqual(v.list, Array(v.i % 100).fill(v.i));
+    }
+    assert.equal(store.stats().entries, live + (round > 0 ? 1 : 0));
+    assert.equal(store.set('after-terminate', round), true);
+    assert.equal(store.get('after-terminate'), round);
+  }
+});
+
+test('several workers write disjoint keys at once; nothing is lost', async () => {
+  const manager = createManager();
+  const W = 4, N = 3000;
+  const ws = Array.from({ length: W }, (_, id) => worker(`
+    const store = kv.createStore(workerData.kv);
+    for (let i = 0; i < ${N}; i++) store.set('w${id}:' + i, { id: ${id}, i, s: 'v'.repeat(i % 64) });
+  `, { workerData: { kv: manager.handle } }));
+  await Promise.all(ws.map(exited));
+  for (let id = 0; id < W; id++) {
+    for (let i = 0; i < N; i++) assert.deepEqual(manager.store.get(`w${id}:${i}`), { id, i, s: 'v'.repeat(i % 64) });
+  }
+  assert.equal(manager.store.stats().entries, W * N);
+});
+
+test('a process using the store exits on its own when its code is done', () => {
+  const example = path.join(__dirname, '..', 'example', 'main.js');
+  const run = spawnSync(process.execPath, [example], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(run.signal, null, 'not killed by the timeout');
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stdout, /Hello from Main!/);
+  assert.match(run.stdout, /Hello from Worker!/);
+});
