@@ -37,7 +37,8 @@ function checkCodec(codec) {
 }
 
 class SharedKVStore {
-  #native;
+  /** This thread's attachment: `id` for native calls, `owner` releases it when collected. */
+  #att;
   #buffer;
   #jsCodec;
   #ready;
@@ -48,7 +49,7 @@ class SharedKVStore {
     this.#ready = new Promise((resolve) => {
       this._attach = (sab) => {
         this.#buffer = sab;
-        this.#native = new native.NativeStore(sab);
+        this.#att = native.attach(sab);
         delete this._attach;
         resolve(this);
       };
@@ -63,55 +64,56 @@ class SharedKVStore {
 
   /** Whether the store is attached (a worker's store may still await its handle). */
   get attached() {
-    return this.#native !== undefined;
+    return this.#att !== undefined;
   }
 
   /** A structured-cloneable handle: pass it in `workerData` and call `createStore(handle)`. */
   get handle() {
-    return { [HANDLE]: 1, buffer: this.#mem().buffer };
+    this.#id();
+    return { [HANDLE]: 1, buffer: this.#buffer };
   }
 
-  #mem() {
-    if (this.#native === undefined) {
+  #id() {
+    if (this.#att === undefined) {
       throw new Error('shared-kv-store: this store has not received its handle yet; await store.ready');
     }
-    return { native: this.#native, buffer: this.#buffer };
+    return this.#att.id;
   }
 
   get(key) {
     checkKey(key);
-    const store = this.#mem().native;
-    if (!this.#jsCodec) return store.getValue(key);
-    let n = store.get(key, scratch);
+    const id = this.#id();
+    if (!this.#jsCodec) return native.getValue(id, key);
+    let n = native.get(id, key, scratch);
     while (n > scratch.length) {
       scratch = Buffer.allocUnsafeSlow(Math.ceil(n * 1.25));
-      n = store.get(key, scratch);
+      n = native.get(id, key, scratch);
     }
     return n < 0 ? undefined : decode(scratch, 0, n);
   }
 
   set(key, value, resizeBuffer = false) {
     checkKey(key);
-    const store = this.#mem().native;
+    const id = this.#id();
     if (value === undefined) return false;
     const refit = resizeBuffer === true;
     if (!this.#jsCodec) {
-      store.setValue(key, value, refit);
+      native.setValue(id, key, value, refit);
       return true;
     }
     const n = encoder.encode(value);
-    store.set(key, encoder.buf, n, refit);
+    native.set(id, key, encoder.buf, n, refit);
     return true;
   }
 
   delete(key) {
     checkKey(key);
-    return this.#mem().native.delete(key);
+    return native.delete(this.#id(), key);
   }
 
   /** Entries, bytes used/reserved, buffer size and index size. */
   stats() {
-    return this.#mem().native.stats();
+    return native.stats(this.#id());
   }
 }
 

@@ -1,0 +1,113 @@
+/// <reference types="node" />
+import type { MessagePort, Worker } from 'node:worker_threads';
+
+/**
+ * What a store holds: everything JSON carries, plus NaN, ±Infinity, -0, `undefined` inside
+ * arrays and objects, BigInt (64-bit), Date, Buffer/Uint8Array, Map and Set. Class instances
+ * are stored as their own enumerable fields, as JSON does.
+ */
+export type StorableValue =
+  | null
+  | undefined
+  | boolean
+  | number
+  | bigint
+  | string
+  | Date
+  | Uint8Array
+  | StorableValue[]
+  | Map<StorableValue, StorableValue>
+  | Set<StorableValue>
+  | { [key: string]: StorableValue };
+
+/** Rejects, at compile time, values that can never be stored (they throw a TypeError). */
+export type Storable<V> = V extends (...args: any[]) => any ? never : V extends symbol ? never : V;
+
+export interface StoreOptions {
+  /**
+   * `'js'` (default): values are encoded in JS, the fast path. `'native'`: encoded by the
+   * Rust codec. Both write identical bytes, so threads may differ.
+   */
+  codec?: 'js' | 'native';
+}
+
+export interface ManagerOptions extends StoreOptions {
+  /** Initial buffer size in bytes. Default 1 MiB; at least ~37 KiB. */
+  initialBytes?: number;
+  /** The buffer grows in place up to this many bytes. Default 1 GiB; at most 4 GiB. */
+  maxBytes?: number;
+}
+
+/** Structured-cloneable: pass it in `workerData` and call `createStore(handle)` there. */
+export interface StoreHandle {
+  readonly __sharedKVStore: 1;
+  readonly buffer: SharedArrayBuffer;
+}
+
+export interface StoreStats {
+  /** Live keys. */
+  entries: number;
+  /** Bytes in allocated blocks (index included). */
+  bytesUsed: number;
+  /** Bytes carved from the buffer so far (in use, free for reuse, and the header). */
+  bytesReserved: number;
+  /** Current size of the SharedArrayBuffer. */
+  bufferBytes: number;
+  /** Slots in the hash index. */
+  indexSlots: number;
+}
+
+export declare class SharedKVStore {
+  /** The store of this thread (set by `createManager` and `createStore`). */
+  static instance: SharedKVStore | undefined;
+  private constructor();
+  /** Resolves once the store is attached (at once unless a worker awaits its handle). */
+  readonly ready: Promise<this>;
+  readonly attached: boolean;
+  readonly handle: StoreHandle;
+  /** A fresh copy of the value, or undefined. Throws TypeError for a non-string key. */
+  get<T = any>(key: string): T | undefined;
+  /**
+   * Stores a copy of `value`: true; `undefined` is not stored: false (the old value stays).
+   * `resizeBuffer: true` re-fits the value's space instead of reusing a larger one.
+   * Throws TypeError for a bad key or a value that cannot be stored, RangeError for a key
+   * over 16 KiB of UTF-8, nesting deeper than 256, or a full store; the store is then unchanged.
+   */
+  set<V>(key: string, value: Storable<V>, resizeBuffer?: boolean): boolean;
+  /** Whether the key existed. */
+  delete(key: string): boolean;
+  stats(): StoreStats;
+}
+
+export declare class Manager {
+  private constructor();
+  readonly store: SharedKVStore;
+  readonly handle: StoreHandle;
+  /** Sends the handle to the worker; its `createStore(parentPort)` attaches. Returns true. */
+  registerFork(worker: Pick<Worker, 'postMessage'>): true;
+  /** true if the worker was registered (once), else false. */
+  unregisterFork(worker: object): boolean;
+}
+
+/** Main thread: creates the store and sets `globalThis.SharedKVStore.instance`. */
+export declare function createManager(options?: ManagerOptions): Manager;
+
+/** In a worker: attach through the parent port (see README for timing). */
+export declare function createStore(port: MessagePort, options?: StoreOptions): SharedKVStore;
+/** Anywhere: attach through a handle (e.g. `workerData.kv`). */
+export declare function createStore(handle: StoreHandle, options?: StoreOptions): SharedKVStore;
+/** Main thread: the store `createManager` made. */
+export declare function createStore(): SharedKVStore;
+
+/** The value codecs (both write the same bytes). */
+export declare const codec: {
+  Encoder: new (size?: number) => { buf: Buffer; encode(value: unknown): number };
+  decode(bytes: Uint8Array, start?: number, end?: number): unknown;
+  nativeEncode(value: unknown): Buffer;
+  nativeDecode(bytes: Uint8Array): unknown;
+};
+
+declare global {
+  // eslint-disable-next-line no-var
+  var SharedKVStore: typeof import('./index').SharedKVStore | undefined;
+}
