@@ -1,9 +1,11 @@
 //! The writer lock and the bounded waiting used by every spin in the store.
 //!
-//! The lock is one u32 in the shared header: 0 when free, else the holder's thread tag. It is
-//! only ever held inside a single native call that runs no JS, so `worker.terminate()` (which
-//! interrupts JS, not native code) cannot leave it held. Waiting is bounded: a lock word that
-//! never clears (corrupted memory) becomes an error, not a hang.
+//! The lock is one u32 in the shared header: 0 when free, else the holder's thread tag, plus
+//! the PARKED bit when a waiter sleeps. It is only ever held inside a single native call that
+//! runs no JS, so `worker.terminate()` (which interrupts JS, not native code) cannot leave it
+//! held. A waiter spins briefly, then sleeps on a process-wide parking_lot condvar (all threads
+//! of a Node process share the region's address) until the holder's release wakes it. Waiting
+//! is bounded: a lock word that never clears (corrupted memory) becomes an error, not a hang.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -52,11 +54,23 @@ impl Backoff {
     }
 }
 
-/// A nonzero tag unique to the calling thread, stored in lock words it holds.
+/// Set in the lock word while some thread sleeps waiting for it.
+const PARKED: u32 = 1 << 31;
+
+/// Sleeping waiters of every store in the process. The PARKED bit is set under this mutex and
+/// the releaser takes it before notifying, so a wakeup cannot be lost.
+static PARK_LOCK: parking_lot::Mutex<()> = parking_lot::const_mutex(());
+static PARK_WAKE: parking_lot::Condvar = parking_lot::Condvar::new();
+
+/// A waiter re-checks the lock at least this often, even if nobody wakes it.
+const MAX_SLEEP: Duration = Duration::from_millis(10);
+
+/// A nonzero tag unique to the calling thread (without the PARKED bit), stored in lock words
+/// it holds.
 pub fn thread_tag() -> u32 {
     use std::sync::atomic::AtomicU32 as Counter;
     static NEXT: Counter = Counter::new(1);
-    thread_local!(static TAG: u32 = NEXT.fetch_add(1, Ordering::Relaxed).max(1));
+    thread_local!(static TAG: u32 = (NEXT.fetch_add(1, Ordering::Relaxed) & !PARKED).max(1));
     TAG.with(|t| *t)
 }
 
@@ -68,32 +82,69 @@ pub struct WriteGuard<'a> {
 
 pub fn lock(word: &AtomicU32, timeout: Duration) -> Result<WriteGuard<'_>> {
     let tag = thread_tag();
-    let mut backoff = Backoff::new("store write lock", timeout);
+    let start = Instant::now();
+    // Once this thread has slept, others may be asleep too: it keeps the PARKED bit when it
+    // takes the lock, so that its release wakes them.
+    let mut mark = 0;
+    let mut spins = 0u32;
     loop {
         let cur = word.load(Ordering::Relaxed);
-        if cur == 0
-            && word
-                .compare_exchange_weak(0, tag, Ordering::Acquire, Ordering::Relaxed)
+        if cur == 0 {
+            if word
+                .compare_exchange_weak(0, tag | mark, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
-        {
-            return Ok(WriteGuard { word, tag });
+            {
+                return Ok(WriteGuard { word, tag });
+            }
+            continue;
         }
-        if cur == tag {
+        if cur & !PARKED == tag {
             // Only reachable if the lock word was forged: this thread never re-enters.
             return Err(Error::corrupted(
                 "write lock claims to be held by this thread",
             ));
         }
-        backoff.snooze()?;
+        if spins < 100 {
+            spins += 1;
+            std::hint::spin_loop();
+            continue;
+        }
+        let remaining = timeout
+            .checked_sub(start.elapsed())
+            .ok_or(Error::Timeout("store write lock"))?;
+        let mut guard = PARK_LOCK.lock();
+        let cur = word.load(Ordering::Relaxed);
+        let parked = cur != 0
+            && (cur & PARKED != 0
+                || word
+                    .compare_exchange(cur, cur | PARKED, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok());
+        if parked {
+            mark = PARKED;
+            PARK_WAKE.wait_for(&mut guard, remaining.min(MAX_SLEEP));
+        }
     }
 }
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
-        // Release only what we hold: a forged word is left for the next locker to diagnose.
-        let _ = self
-            .word
-            .compare_exchange(self.tag, 0, Ordering::Release, Ordering::Relaxed);
+        loop {
+            let cur = self.word.load(Ordering::Relaxed);
+            if cur & !PARKED != self.tag {
+                return; // not ours (forged): left for the next locker to diagnose
+            }
+            if self
+                .word
+                .compare_exchange_weak(cur, 0, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                if cur & PARKED != 0 {
+                    let _guard = PARK_LOCK.lock();
+                    PARK_WAKE.notify_all();
+                }
+                return;
+            }
+        }
     }
 }
 
@@ -131,6 +182,31 @@ mod tests {
             lock(&word, WAIT_TIMEOUT),
             Err(Error::Corrupted(_))
         ));
+    }
+
+    #[test]
+    fn a_waiter_sleeps_and_the_release_wakes_it() {
+        let word = Arc::new(AtomicU32::new(0));
+        let guard = lock(&word, WAIT_TIMEOUT).unwrap();
+        let waiter = {
+            let word = word.clone();
+            std::thread::spawn(move || {
+                let _g = lock(&word, WAIT_TIMEOUT).unwrap();
+                thread_tag()
+            })
+        };
+        // The waiter gives up spinning and marks the word before it sleeps.
+        while word.load(Ordering::Relaxed) & PARKED == 0 {
+            std::thread::yield_now();
+        }
+        drop(guard);
+        let waiter_tag = waiter.join().unwrap();
+        assert_ne!(waiter_tag, thread_tag());
+        assert_eq!(
+            word.load(Ordering::Relaxed),
+            0,
+            "released, PARKED bit cleared"
+        );
     }
 
     #[test]
