@@ -191,3 +191,25 @@ test('a full store throws RangeError, keeps every earlier value, and deletes mak
   assert.deepEqual(store.get('again4'), chunk);
   createManager();
 });
+
+test('a store that is no longer referenced lets its buffer be collected', () => {
+  const { spawnSync } = require('node:child_process');
+  const script = `
+    const { createManager, createStore } = require(${JSON.stringify(require('node:path').join(__dirname, '..'))});
+    let collected = false;
+    const registry = new FinalizationRegistry(() => { collected = true; });
+    (() => {
+      const m = createManager();
+      m.store.set('k', 'v');
+      for (let i = 0; i < 10; i++) createStore(m.handle).get('k'); // extra attachments
+      registry.register(m.handle.buffer, 'buffer');
+      globalThis.SharedKVStore.instance = undefined;
+    })();
+    (async () => {
+      for (let i = 0; i < 50 && !collected; i++) { gc(); await new Promise((r) => setTimeout(r, 10)); }
+      createManager(); // attaching again reaps anything released while busy
+      process.exit(collected ? 0 : 3);
+    })();`;
+  const run = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(run.status, 0, run.stderr || 'the buffer was never collected: an attachment leaked it');
+});

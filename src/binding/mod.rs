@@ -129,6 +129,8 @@ thread_local! {
     /// than by unwrapping a class instance: measured here, a napi-rs class method with a
     /// string argument costs ~425 ns per call, a plain `#[napi]` function ~160 ns.
     static ATTACHED: RefCell<Vec<Option<Attached>>> = const { RefCell::new(Vec::new()) };
+    /// Attachments whose owner was collected while the table was busy; reaped by `attach`.
+    static RELEASED: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Attaches this thread to a buffer made by `createBuffer` (here or in another thread).
@@ -158,6 +160,11 @@ pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
     };
     let id = ATTACHED.with(|a| {
         let mut a = a.borrow_mut();
+        for id in RELEASED.with(|r| std::mem::take(&mut *r.borrow_mut())) {
+            if let Some(att) = a.get_mut(id).and_then(Option::take) {
+                att.drop_refs(env);
+            }
+        }
         match a.iter().position(Option::is_none) {
             Some(i) => {
                 a[i] = Some(attached);
@@ -196,6 +203,10 @@ pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
     Ok(Raw(out))
 }
 
+/// Finalizer of the `owner` External: releases attachment `id` (passed as the data pointer).
+///
+/// # Safety
+/// Called by Node-API on this thread with the env the attachment was made in.
 unsafe extern "C" fn release(
     env: sys::napi_env,
     data: *mut std::ffi::c_void,
@@ -204,14 +215,27 @@ unsafe extern "C" fn release(
     let id = data as usize;
     // try_with: during thread teardown the table may already be gone (and the env with it).
     let _ = ATTACHED.try_with(|a| {
-        if let Some(att) = a.borrow_mut().get_mut(id).and_then(Option::take) {
-            // SAFETY: references created in `attach` on this env, deleted exactly once.
-            unsafe {
-                sys::napi_delete_reference(env, att.sab);
-                sys::napi_delete_reference(env, att.view);
-            }
+        // If a store call is running (a finalizer run from a GC inside it), the table is
+        // borrowed: leave the slot for the next `attach` to reap rather than panic.
+        let Ok(mut a) = a.try_borrow_mut() else {
+            let _ = RELEASED.try_with(|r| r.borrow_mut().push(id));
+            return;
+        };
+        if let Some(att) = a.get_mut(id).and_then(Option::take) {
+            att.drop_refs(env);
         }
     });
+}
+
+impl Attached {
+    fn drop_refs(self, env: sys::napi_env) {
+        // SAFETY: references created in `attach` on this env, deleted exactly once (the
+        // attachment is consumed).
+        unsafe {
+            sys::napi_delete_reference(env, self.sab);
+            sys::napi_delete_reference(env, self.view);
+        }
+    }
 }
 
 /// Runs `f` on attachment `id`. `f` must not call user JS (it could re-enter the store).
