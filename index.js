@@ -4,6 +4,7 @@
 
 const { receiveMessageOnPort, isMainThread } = require('node:worker_threads');
 const { Encoder, decode } = require('./lib/codec');
+const { ReadCache, cloneAny } = require('./lib/cache');
 
 let native;
 try {
@@ -20,6 +21,10 @@ const HANDLE = '__sharedKVStore';
 // One encoder and one read buffer per thread: calls are synchronous, so they never overlap.
 const encoder = new Encoder();
 let scratch = Buffer.allocUnsafeSlow(64 * 1024);
+/** Filled by native.get with the entry's version: [seq word offset, seq, epoch]. */
+const version = new Uint32Array(3);
+const EPOCH_INDEX = native.epochOffset() >>> 2;
+const EMPTY_CACHE = { stats: () => ({ hits: 0, misses: 0, cachedEntries: 0, cachedBytes: 0 }) };
 
 function checkKey(key) {
   if (typeof key !== 'string') {
@@ -42,6 +47,7 @@ class SharedKVStore {
   #buffer;
   #jsCodec;
   #ready;
+  #cache;
 
   /** @internal Use createManager() or createStore(). */
   constructor(buffer, codec) {
@@ -50,6 +56,8 @@ class SharedKVStore {
       this._attach = (sab) => {
         this.#buffer = sab;
         this.#att = native.attach(sab);
+        // The native codec path builds values in Rust and does not use the read cache.
+        if (this.#jsCodec) this.#cache = new ReadCache(sab, EPOCH_INDEX);
         delete this._attach;
         resolve(this);
       };
@@ -81,15 +89,26 @@ class SharedKVStore {
   }
 
   get(key) {
+    // Hot path first: a cached key was fully checked when it was first read.
+    const cache = this.#cache;
+    if (typeof key === 'string' && cache !== undefined) {
+      const hit = cache.get(key);
+      if (hit !== undefined) return hit;
+    }
     checkKey(key);
     const id = this.#id();
     if (!this.#jsCodec) return native.getValue(id, key);
-    let n = native.get(id, key, scratch);
+    let n = native.get(id, key, scratch, version);
     while (n > scratch.length) {
       scratch = Buffer.allocUnsafeSlow(Math.ceil(n * 1.25));
-      n = native.get(id, key, scratch);
+      n = native.get(id, key, scratch, version);
     }
-    return n < 0 ? undefined : decode(scratch, 0, n);
+    if (n < 0) {
+      cache.forget(key);
+      return undefined;
+    }
+    const value = decode(scratch, 0, n);
+    return cache.note(key, version, value, n) ? cloneAny(value) : value;
   }
 
   set(key, value, resizeBuffer = false) {
@@ -111,9 +130,12 @@ class SharedKVStore {
     return native.delete(this.#id(), key);
   }
 
-  /** Entries, bytes used/reserved, buffer size and index size. */
+  /**
+   * Entries, bytes used/reserved, buffer size and index size (shared), and this thread's read
+   * cache: hits, misses, cachedEntries, cachedBytes.
+   */
   stats() {
-    return native.stats(this.#id());
+    return { ...native.stats(this.#id()), ...(this.#cache ?? EMPTY_CACHE).stats() };
   }
 }
 

@@ -35,6 +35,17 @@ pub struct Stats {
     pub index_slots: u64,
 }
 
+/// Identifies one version of one entry: it changes whenever the entry is written or deleted,
+/// or the index moves. A reader that cached a value can check it is still current by reading
+/// two words: the u32 at `seq_offset` must still be `seq`, then the header's table epoch must
+/// still be `epoch` (in that order: the epoch changes before an old index block is reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    pub epoch: u32,
+    pub seq: u32,
+    pub seq_offset: u64,
+}
+
 /// Smallest region [`Store::create`] accepts: the header plus the initial index.
 pub const MIN_REGION_BYTES: u64 =
     HEADER_SIZE + BLOCK_HEADER + INITIAL_TABLE_CAP * SLOT_SIZE + BLOCK_ALIGN;
@@ -110,9 +121,9 @@ impl Store {
         Ok(())
     }
 
-    /// Copies the value of `key` into `out`. Returns the entry's version (changes on every
-    /// write of the key), or None if the key is absent. Takes no lock.
-    pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<Option<u64>> {
+    /// Copies the value of `key` into `out`. Returns the entry's version, or None if the key
+    /// is absent. Takes no lock.
+    pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<Option<Version>> {
         Self::check_key(key)?;
         let r = &self.region;
         let hash = hash_key(self.seed, key);
@@ -126,7 +137,13 @@ impl Store {
             match attempt {
                 // The index may have moved (and its old block been reused) while we read it.
                 _ if moved => {}
-                Ok(Read::Hit(seq)) => return Ok(Some((epoch as u64) << 32 | seq as u64)),
+                Ok(Read::Hit(seq, at)) => {
+                    return Ok(Some(Version {
+                        epoch,
+                        seq,
+                        seq_offset: at + S_SEQ,
+                    }))
+                }
                 Ok(Read::Miss) => return Ok(None),
                 Ok(Read::Retry) => {}
                 Err(e) => return Err(e),

@@ -49,7 +49,8 @@ pub enum Find {
 
 /// What one lock-free read attempt saw.
 pub enum Read {
-    Hit(u32),
+    /// Found: the slot's SEQ and the slot's offset.
+    Hit(u32, u64),
     Miss,
     Retry,
 }
@@ -137,7 +138,7 @@ impl Table {
             }
             // The slot was stable while we read it, so what we saw is what a writer wrote.
             match outcome? {
-                Some(true) => return Ok(Read::Hit(seq)),
+                Some(true) => return Ok(Read::Hit(seq, at)),
                 Some(false) => {}
                 None => return Ok(Read::Miss),
             }

@@ -213,3 +213,52 @@ fn many_keys_force_index_rebuilds_without_losing_any() {
         assert_eq!(get(&s, k).as_ref(), Some(v), "{k}");
     }
 }
+
+/// The check the JS read cache makes: SEQ word still equal, then the epoch still equal.
+fn still_current(s: &Store, v: shared_kv_store::Version) -> bool {
+    use std::sync::atomic::Ordering::SeqCst;
+    let r = s.region();
+    r.u32(v.seq_offset).unwrap().load(SeqCst) == v.seq
+        && r.u32(shared_kv_store::layout::H_TABLE_EPOCH)
+            .unwrap()
+            .load(SeqCst)
+            == v.epoch
+}
+
+#[test]
+fn a_version_stays_current_until_its_entry_changes_or_the_index_moves() {
+    let mem = Mem::new(16 * MIB);
+    let s = mem.create(16 * MIB);
+    let mut out = Vec::new();
+    s.set(b"k", b"1", false).unwrap();
+    let v = s.get(b"k", &mut out).unwrap().unwrap();
+    s.set(b"other", b"x", false).unwrap();
+    s.delete(b"other").unwrap();
+    assert!(
+        still_current(&s, v),
+        "writes to other keys leave it current"
+    );
+
+    s.set(b"k", b"2", false).unwrap(); // in place
+    assert!(!still_current(&s, v));
+    let v = s.get(b"k", &mut out).unwrap().unwrap();
+    s.set(b"k", &[9; 500], false).unwrap(); // moved to a new block
+    assert!(!still_current(&s, v));
+    let v = s.get(b"k", &mut out).unwrap().unwrap();
+    s.delete(b"k").unwrap();
+    assert!(!still_current(&s, v));
+    s.set(b"k", b"1", false).unwrap(); // same bytes again, possibly in the same slot
+    assert!(
+        !still_current(&s, v),
+        "re-inserting the same value is a new version"
+    );
+
+    let v = s.get(b"k", &mut out).unwrap().unwrap();
+    for i in 0..5000 {
+        s.set(format!("fill{i}").as_bytes(), b"x", false).unwrap(); // forces index rebuilds
+    }
+    assert!(!still_current(&s, v), "the index moved");
+    let v2 = s.get(b"k", &mut out).unwrap().unwrap();
+    assert!(still_current(&s, v2));
+    assert_eq!(out, b"1");
+}

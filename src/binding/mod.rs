@@ -254,24 +254,54 @@ fn with<T>(env: sys::napi_env, id: u32, f: impl FnOnce(&mut Attached) -> Result<
 }
 
 /// Copies the encoded value of `key` into `out`. Returns its length (when larger than
-/// `out`, nothing was copied: call again with a buffer that size), or -1 if absent.
+/// `out`, nothing was copied: call again with a buffer that size), or -1 if absent. On a hit,
+/// `version` (a Uint32Array of 3) receives the entry's version: the byte offset of its SEQ
+/// word, SEQ, and the table epoch, which the JS read cache checks with two `Atomics.load`s.
 #[napi]
-pub fn get(env: Env, id: u32, key: String, out: Raw) -> Result<f64> {
+pub fn get(env: Env, id: u32, key: String, out: Raw, version: Raw) -> Result<f64> {
     let env = env.raw();
     with(env, id, |att| {
-        if att
-            .run(env, |store, buf| store.get(key.as_bytes(), buf))?
-            .is_none()
-        {
+        let Some(v) = att.run(env, |store, buf| store.get(key.as_bytes(), buf))? else {
             return Ok(-1.0);
-        }
+        };
         let (dst, cap) = view_info(env, out.0)?;
         if !att.buf.is_empty() && att.buf.len() <= cap {
             // SAFETY: dst holds cap >= buf.len() bytes of a private (non-shared) Uint8Array.
             unsafe { ptr::copy_nonoverlapping(att.buf.as_ptr(), dst, att.buf.len()) };
         }
+        write_version(env, version.0, v)?;
         Ok(att.buf.len() as f64)
     })
+}
+
+fn write_version(
+    env: sys::napi_env,
+    target: sys::napi_value,
+    v: crate::store::Version,
+) -> Result<()> {
+    let (mut ty, mut len, mut data, mut ab, mut off) =
+        (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
+    // SAFETY: out-pointers are valid; a non-typed-array argument yields an error status.
+    check(env, unsafe {
+        sys::napi_get_typedarray_info(env, target, &mut ty, &mut len, &mut data, &mut ab, &mut off)
+    })?;
+    if ty != sys::TypedarrayType::uint32_array || len < 3 {
+        return Err(Error::new(
+            Status::InvalidArg,
+            "expected a Uint32Array of 3".to_string(),
+        ));
+    }
+    let words = [v.seq_offset as u32, v.seq, v.epoch];
+    // SAFETY: a private Uint32Array with room for 3 aligned u32s.
+    unsafe { ptr::copy_nonoverlapping(words.as_ptr(), data.cast::<u32>(), 3) };
+    Ok(())
+}
+
+/// Layout facts the JS read cache needs (so JS hard-codes none): the byte offset of the
+/// table epoch in the header.
+#[napi(js_name = "epochOffset")]
+pub fn epoch_offset() -> u32 {
+    crate::layout::H_TABLE_EPOCH as u32
 }
 
 /// Stores the first `len` bytes of `bytes` (an encoded value) under `key`.
