@@ -1,0 +1,103 @@
+'use strict';
+// `npm run bench`: runs every scenario of benchmark/scenarios.js in fresh processes (5 each by
+// default), takes medians, and prints one table of results, baselines measured in the same
+// runs, and each ratio against its target. Writes benchmark/results.json and
+// benchmark/results.svg (the chart the README shows).
+//   node benchmark/run.js [--runs 5] [--only hot-get,set-small]
+// Run it alone: on 2 cores a parallel build or test run skews every number.
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { scenarios } = require('./scenarios');
+
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? fallback : process.argv[i + 1];
+};
+const RUNS = Number(arg('runs', 5));
+const ONLY = arg('only', '') ? arg('only', '').split(',') : Object.keys(scenarios);
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+/** What each scenario is judged on: [label, value from medians, target, 'max' | 'min' | 'report', unit]. */
+const CHECKS = {
+  'hot-get': (m) => [
+    ['hot get vs Map+msgpackr unpack', m.store / m.mapUnpack, 0.25, 'max', `${fmt(m.store)} vs ${fmt(m.mapUnpack)} ns`],
+    ['hot get vs structuredClone', m.store / m.structuredClone, null, 'report', `${fmt(m.structuredClone)} ns`],
+    ['hot get vs lmdb-js get', m.store / m.lmdb, null, 'report', `${fmt(m.lmdb)} ns`],
+    ['hot get vs Map floor (result used)', m.store / m.mapFloor, null, 'report', `${fmt(m.mapFloor)} ns`],
+  ],
+  'cold-get-small': (m) => [['cold get, small value', m.store / m.mapUnpack, 1.2, 'max', `${fmt(m.store)} vs ${fmt(m.mapUnpack)} ns`]],
+  'cold-get-1k': (m) => [['cold get, 1 KiB value', m.store / m.mapUnpack, 1.2, 'max', `${fmt(m.store)} vs ${fmt(m.mapUnpack)} ns`]],
+  'cold-get-64k': (m) => [
+    ['cold get, 64 KiB value', m.store / m.mapUnpack, 1.2, 'max', `${fmt(m.store)} vs ${fmt(m.mapUnpack)} ns`],
+    ['cold get 64 KiB vs lmdb-js', m.store / m.lmdb, null, 'report', `${fmt(m.lmdb)} ns`],
+  ],
+  'set-small': (m) => [['set, seed-like value', m.store / m.mapPack, 1.3, 'max', `${fmt(m.store)} vs ${fmt(m.mapPack)} ns`]],
+  'set-1k': (m) => [['set, 1 KiB value', m.store / m.mapPack, 1.3, 'max', `${fmt(m.store)} vs ${fmt(m.mapPack)} ns`]],
+  'two-readers': (m) => [['2 readers vs 1 (throughput)', m.twoThreadsOpsPerSec / m.oneThreadOpsPerSec, 1.8, 'min', `${fmtOps(m.twoThreadsOpsPerSec)} vs ${fmtOps(m.oneThreadOpsPerSec)}`]],
+  'mixed-90-10': (m) => [['2 threads 90/10 vs 1 (throughput)', m.twoThreadsOpsPerSec / m.oneThreadOpsPerSec, null, 'report', `${fmtOps(m.twoThreadsOpsPerSec)} vs ${fmtOps(m.oneThreadOpsPerSec)}`]],
+  scale: (m) => [
+    ['get at 1M keys vs 1k keys', m.get1000000 / m.get1000, 1.5, 'max', `${fmt(m.get1000000)} vs ${fmt(m.get1000)} ns`],
+    ['set at 1M keys vs 1k keys', m.set1000000 / m.set1000, 1.5, 'max', `${fmt(m.set1000000)} vs ${fmt(m.set1000)} ns`],
+    ['memory at 1M small entries vs raw bytes', m.usedBytes / m.rawBytes, 2, 'max', `${(m.usedBytes / 2 ** 20).toFixed(0)} MiB vs ${(m.rawBytes / 2 ** 20).toFixed(0)} MiB raw`],
+  ],
+};
+
+function fmt(ns) {
+  return ns >= 1000 ? `${(ns / 1000).toFixed(1)}k` : ns.toFixed(1);
+}
+function fmtOps(x) {
+  return `${(x / 1e6).toFixed(1)}M ops/s`;
+}
+
+const results = [];
+for (const name of ONLY) {
+  const runs = [];
+  for (let r = 0; r < RUNS; r++) {
+    const out = execFileSync(process.execPath, [path.join(__dirname, 'scenarios.js'), name], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    runs.push(JSON.parse(out.trim().split('\n').pop()).metrics);
+    process.stderr.write('.');
+  }
+  const medians = Object.fromEntries(Object.keys(runs[0]).map((k) => [k, median(runs.map((m) => m[k]))]));
+  for (const [label, ratio, target, kind, detail] of CHECKS[name](medians)) {
+    const met = kind === 'report' ? null : kind === 'max' ? ratio <= target : ratio >= target;
+    results.push({ scenario: name, label, ratio, target, kind, met, detail, medians });
+  }
+}
+process.stderr.write('\n');
+
+const machine = `${os.cpus().length} x ${os.cpus()[0].model.trim()}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${os.platform()}`;
+console.log(`shared-kv-store benchmarks: medians of ${RUNS} fresh processes each (${machine})\n`);
+console.log('| measure | ratio | target | met | detail |\n|---|---:|---:|:---:|---|');
+for (const r of results) {
+  const target = r.target === null ? 'report' : `${r.kind === 'max' ? '<=' : '>='} ${r.target}`;
+  console.log(`| ${r.label} | ${r.ratio.toFixed(2)}x | ${target} | ${r.met === null ? '' : r.met ? 'yes' : 'NO'} | ${r.detail} |`);
+}
+
+fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify({ machine, runs: RUNS, date: new Date().toISOString(), results }, null, 2) + '\n');
+fs.writeFileSync(path.join(__dirname, 'results.svg'), chart(results.filter((r) => r.target !== null)));
+console.log('\nwrote benchmark/results.json and benchmark/results.svg');
+
+/** A horizontal bar per target: the measured ratio, with the target as a tick. */
+function chart(rows) {
+  const W = 720, rowH = 28, left = 290, top = 30, scaleMax = Math.max(2.5, ...rows.map((r) => Math.max(r.ratio, r.target))) * 1.05;
+  const x = (v) => left + (v / scaleMax) * (W - left - 60);
+  const esc = (s) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  const bars = rows.map((r, i) => {
+    const y = top + i * rowH;
+    const color = r.met ? '#2e7d32' : '#c62828';
+    return `<text x="${left - 8}" y="${y + 17}" text-anchor="end">${esc(r.label)}</text>` +
+      `<rect x="${left}" y="${y + 5}" width="${Math.max(1, x(r.ratio) - left)}" height="16" fill="${color}"/>` +
+      `<line x1="${x(r.target)}" x2="${x(r.target)}" y1="${y + 1}" y2="${y + 25}" stroke="#000" stroke-width="2"/>` +
+      `<text x="${x(r.ratio) + 6}" y="${y + 17}">${r.ratio.toFixed(2)}x</text>`;
+  }).join('\n');
+  const h = top + rows.length * rowH + 30;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${h}" font-family="sans-serif" font-size="12">
+<text x="10" y="18" font-weight="bold">Ratio to baseline measured in the same run (black tick: target; green: met)</text>
+${bars}
+<text x="10" y="${h - 8}" fill="#555">${esc(machine)}; medians of ${RUNS} processes</text>
+</svg>
+`;
+}

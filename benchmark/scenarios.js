@@ -1,0 +1,179 @@
+'use strict';
+// One benchmark scenario per process: `node benchmark/scenarios.js <name>` prints one JSON
+// line { name, metrics } (ns per op unless the metric says otherwise). benchmark/run.js runs
+// each in fresh processes and compares them. Every baseline is measured in the same process.
+const path = require('node:path');
+const os = require('node:os');
+const fs = require('node:fs');
+const { Worker } = require('node:worker_threads');
+const { pack, unpack } = require('msgpackr');
+const { createManager } = require('..');
+
+const MIB = 1024 * 1024;
+
+/**
+ * ns per op of `fn(i)` over `n` calls, after warming up on `warm(i)` (by default `fn`; cold
+ * reads warm up on other keys, so that the timed reads are first reads).
+ */
+function nsPerOp(n, fn, warm = fn) {
+  let sink;
+  for (let i = 0; i < Math.min(n, 20_000); i++) sink = warm(i);
+  const t = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) sink = fn(i);
+  const ns = Number(process.hrtime.bigint() - t) / n;
+  if (sink === undefined) throw new Error('benchmark produced undefined');
+  return ns;
+}
+
+function lmdb() {
+  const { open } = require('lmdb');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'skv-bench-'));
+  const db = open({ path: dir, noSync: true });
+  return { db, close: () => { db.close(); fs.rmSync(dir, { recursive: true, force: true }); } };
+}
+
+const seedLike = (i) => ({ id: i, name: `user${i}`, tags: ['a', 'b'] });
+const kib = (i) => ({ id: i, text: 'k'.repeat(1000) });
+const big = (i) => ({ id: i, rows: Array.from({ length: 1000 }, (_, r) => ({ r, s: 'row value ' + r, f: r / 3 })) });
+
+/** Every key read exactly once: the store's cache never has the value (what "cold" means). */
+function coldGet(makeValue, count, withLmdb) {
+  const { store } = createManager({ maxBytes: 1024 * MIB });
+  const map = new Map();
+  const l = withLmdb ? lmdb() : undefined;
+  const warmKeys = Math.min(count, 20_000);
+  for (let i = 0; i < count + warmKeys; i++) {
+    const key = i < count ? `k${i}` : `w${i - count}`;
+    const v = makeValue(i);
+    store.set(key, v);
+    map.set(key, pack(v));
+    l?.db.putSync(key, v);
+  }
+  const metrics = {
+    store: nsPerOp(count, (i) => store.get(`k${i}`), (i) => store.get(`w${i}`)),
+    mapUnpack: nsPerOp(count, (i) => unpack(map.get(`k${i}`)), (i) => unpack(map.get(`w${i}`))),
+  };
+  if (l) {
+    metrics.lmdb = nsPerOp(count, (i) => l.db.get(`k${i}`), (i) => l.db.get(`w${i}`));
+    l.close();
+  }
+  return metrics;
+}
+
+function setBench(makeValue) {
+  const { store } = createManager({ maxBytes: 1024 * MIB });
+  const map = new Map();
+  const KEYS = 10_000, N = 200_000;
+  return {
+    store: nsPerOp(N, (i) => store.set(`k${i % KEYS}`, makeValue(i))),
+    mapPack: nsPerOp(N, (i) => map.set(`k${i % KEYS}`, pack(makeValue(i)))),
+  };
+}
+
+/** Ops per second over `ms` in each of `threads` workers running `body` (with `store`, `i`). */
+async function throughput(handle, threads, body, ms = 1000) {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const store = require(${JSON.stringify(path.join(__dirname, '..'))}).createStore(workerData.kv);
+    let ops = 0, sink;
+    parentPort.postMessage('ready');
+    parentPort.once('message', () => {
+      const t = process.hrtime.bigint();
+      while (Atomics.load(workerData.stop, 0) === 0) {
+        for (let k = 0; k < 1000; k++, ops++) { const i = ops; ${body} }
+      }
+      parentPort.postMessage(ops / (Number(process.hrtime.bigint() - t) / 1e9));
+    });`;
+  const ws = Array.from({ length: threads }, () => new Worker(code, { eval: true, workerData: { kv: handle, stop } }));
+  await Promise.all(ws.map((w) => new Promise((r) => w.once('message', r))));
+  const results = ws.map((w) => new Promise((r) => w.once('message', r)));
+  ws.forEach((w) => w.postMessage('go'));
+  await new Promise((r) => setTimeout(r, ms));
+  Atomics.store(stop, 0, 1);
+  const rates = await Promise.all(results);
+  await Promise.all(ws.map((w) => w.terminate()));
+  return rates.reduce((a, b) => a + b, 0);
+}
+
+const scenarios = {
+  'hot-get'() {
+    const value = { value: 'Benchmark' };
+    const { store } = createManager();
+    store.set('test', value);
+    const objects = new Map([['test', value]]);
+    const bytes = new Map([['test', pack(value)]]);
+    const l = lmdb();
+    l.db.putSync('test', value);
+    const N = 2_000_000;
+    const metrics = {
+      store: nsPerOp(N, () => store.get('test')),
+      mapFloor: nsPerOp(N, () => objects.get('test')),
+      mapUnpack: nsPerOp(N, () => unpack(bytes.get('test'))),
+      structuredClone: nsPerOp(N / 4, () => structuredClone(objects.get('test'))),
+      lmdb: nsPerOp(N / 4, () => l.db.get('test')),
+    };
+    l.close();
+    return metrics;
+  },
+  'cold-get-small': () => coldGet(seedLike, 200_000),
+  'cold-get-1k': () => coldGet(kib, 50_000),
+  'cold-get-64k': () => coldGet(big, 1_000, true),
+  'set-small': () => setBench(seedLike),
+  'set-1k': () => setBench(kib),
+  async 'two-readers'() {
+    const manager = createManager();
+    for (let i = 0; i < 1000; i++) manager.store.set(`k${i}`, seedLike(i));
+    const body = 'sink = store.get("k" + (i % 1000));';
+    const one = await throughput(manager.handle, 1, body);
+    const two = await throughput(manager.handle, 2, body);
+    return { oneThreadOpsPerSec: one, twoThreadsOpsPerSec: two };
+  },
+  async 'mixed-90-10'() {
+    const manager = createManager();
+    for (let i = 0; i < 1000; i++) manager.store.set(`k${i}`, seedLike(i));
+    const body = 'if (i % 10 === 0) store.set("k" + (i % 1000), { id: i, name: "n", tags: ["a"] }); else sink = store.get("k" + ((i * 7) % 1000));';
+    const one = await throughput(manager.handle, 1, body);
+    const two = await throughput(manager.handle, 2, body);
+    return { oneThreadOpsPerSec: one, twoThreadsOpsPerSec: two };
+  },
+  scale() {
+    const result = {};
+    for (const count of [1_000, 1_000_000]) {
+      const { store } = createManager({ maxBytes: 2048 * MIB });
+      let raw = 0;
+      for (let i = 0; i < count; i++) {
+        const key = `key:${i}`;
+        const value = { i };
+        store.set(key, value);
+        raw += Buffer.byteLength(key) + pack(value).length;
+      }
+      const before = store.stats();
+      // Gets: each key once, in a scattered order (cold, like a big working set).
+      const n = Math.min(count, 200_000);
+      const order = (i) => `key:${(i * 7919) % count}`;
+      for (let i = 0; i < 20_000; i++) store.set(`warm:${i}`, { i });
+      result[`get${count}`] = nsPerOp(n, (i) => store.get(order(i)), (i) => store.get(`warm:${i}`));
+      result[`set${count}`] = nsPerOp(n, (i) => store.set(order(i), { i: i + 1 }));
+      if (count === 1_000_000) {
+        result.rawBytes = raw;
+        result.usedBytes = before.bytesUsed;
+      }
+    }
+    return result;
+  },
+};
+
+if (require.main === module) {
+  const name = process.argv[2];
+  if (!scenarios[name]) {
+    console.error(`unknown scenario ${name}; one of: ${Object.keys(scenarios).join(', ')}`);
+    process.exit(2);
+  }
+  Promise.resolve(scenarios[name]()).then((metrics) => {
+    console.log(JSON.stringify({ name, metrics }));
+    process.exit(0);
+  });
+}
+
+module.exports = { scenarios };
