@@ -55,6 +55,13 @@ export interface StoreStats {
   bufferBytes: number;
   /** Slots in the hash index. */
   indexSlots: number;
+  /** This thread's read cache: gets served from it, */
+  hits: number;
+  /** gets that read the shared memory, */
+  misses: number;
+  /** and what it holds (bounded: 10,000 entries, 16 MiB). */
+  cachedEntries: number;
+  cachedBytes: number;
 }
 
 export declare class SharedKVStore {
