@@ -96,6 +96,15 @@ async function throughput(handle, threads, body, ms = 1000) {
   return rates.reduce((a, b) => a + b, 0);
 }
 
+/** Throughput of `body` over 1,000 shared keys: one worker, then two at once. */
+async function scaling(body) {
+  const manager = createManager();
+  for (let i = 0; i < 1000; i++) manager.store.set(`k${i}`, seedLike(i));
+  const one = await throughput(manager.handle, 1, body);
+  const two = await throughput(manager.handle, 2, body);
+  return { oneThreadOpsPerSec: one, twoThreadsOpsPerSec: two };
+}
+
 const scenarios = {
   'hot-get'() {
     const value = { value: 'Benchmark' };
@@ -121,22 +130,9 @@ const scenarios = {
   'cold-get-64k': () => coldGet(big, 1_000, true),
   'set-small': () => setBench(seedLike),
   'set-1k': () => setBench(kib),
-  async 'two-readers'() {
-    const manager = createManager();
-    for (let i = 0; i < 1000; i++) manager.store.set(`k${i}`, seedLike(i));
-    const body = 'sink = store.get("k" + (i % 1000));';
-    const one = await throughput(manager.handle, 1, body);
-    const two = await throughput(manager.handle, 2, body);
-    return { oneThreadOpsPerSec: one, twoThreadsOpsPerSec: two };
-  },
-  async 'mixed-90-10'() {
-    const manager = createManager();
-    for (let i = 0; i < 1000; i++) manager.store.set(`k${i}`, seedLike(i));
-    const body = 'if (i % 10 === 0) store.set("k" + (i % 1000), { id: i, name: "n", tags: ["a"] }); else sink = store.get("k" + ((i * 7) % 1000));';
-    const one = await throughput(manager.handle, 1, body);
-    const two = await throughput(manager.handle, 2, body);
-    return { oneThreadOpsPerSec: one, twoThreadsOpsPerSec: two };
-  },
+  'two-readers': () => scaling('sink = store.get("k" + (i % 1000));'),
+  'mixed-90-10': () =>
+    scaling('if (i % 10 === 0) store.set("k" + (i % 1000), { id: i, name: "n", tags: ["a"] }); else sink = store.get("k" + ((i * 7) % 1000));'),
   scale() {
     const result = {};
     for (const count of [1_000, 1_000_000]) {
