@@ -5,6 +5,7 @@
 const { receiveMessageOnPort, isMainThread } = require('node:worker_threads');
 const { Encoder, decode } = require('./lib/codec');
 const { ReadCache, cloneAny } = require('./lib/cache');
+const { Reader, HIT, MISS } = require('./lib/reader');
 
 let native;
 try {
@@ -23,7 +24,8 @@ const encoder = new Encoder();
 let scratch = Buffer.allocUnsafeSlow(64 * 1024);
 /** Filled by native.get with the entry's version: [seq word offset, seq, epoch]. */
 const version = new Uint32Array(3);
-const EPOCH_INDEX = native.epochOffset() >>> 2;
+const LAYOUT = native.layout();
+const EPOCH_INDEX = LAYOUT.tableEpoch >>> 2;
 const EMPTY_CACHE = { stats: () => ({ hits: 0, misses: 0, cachedEntries: 0, cachedBytes: 0 }) };
 
 function checkKey(key) {
@@ -48,6 +50,7 @@ class SharedKVStore {
   #jsCodec;
   #ready;
   #cache;
+  #reader;
 
   /** @internal Use createManager() or createStore(). */
   constructor(buffer, codec) {
@@ -57,7 +60,10 @@ class SharedKVStore {
         this.#buffer = sab;
         this.#att = native.attach(sab);
         // The native codec path builds values in Rust and does not use the read cache.
-        if (this.#jsCodec) this.#cache = new ReadCache(sab, EPOCH_INDEX);
+        if (this.#jsCodec) {
+          this.#cache = new ReadCache(sab, EPOCH_INDEX);
+          this.#reader = new Reader(sab, LAYOUT, native.hashSeed(this.#att.id));
+        }
         delete this._attach;
         resolve(this);
       };
@@ -98,6 +104,18 @@ class SharedKVStore {
     checkKey(key);
     const id = this.#id();
     if (!this.#jsCodec) return native.getValue(id, key);
+    const reader = this.#reader;
+    const found = reader.read(key);
+    if (found === HIT) {
+      const value = reader.value;
+      reader.value = undefined;
+      return this.#cache.note(key, reader.version, value, reader.size) ? cloneAny(value) : value;
+    }
+    if (found === MISS) {
+      this.#cache.forget(key);
+      return undefined;
+    }
+    // The JS reader passed (see lib/reader.js): the native reader decides.
     let n = native.get(id, key, scratch, version);
     while (n > scratch.length) {
       scratch = Buffer.allocUnsafeSlow(Math.ceil(n * 1.25));

@@ -13,7 +13,7 @@
 /// "SKVSTOR1" read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SKVSTOR1");
 /// Bumped whenever the meaning of any offset below changes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2; // 2: 32-bit MurmurHash3 keys
 
 // ---- header -------------------------------------------------------------------------------
 pub const HEADER_SIZE: u64 = 4096;

@@ -98,6 +98,11 @@ impl Store {
         })
     }
 
+    /// The key-hash seed this handle copied at attach time.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
     pub fn region(&self) -> &Region {
         &self.region
     }

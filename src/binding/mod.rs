@@ -297,11 +297,46 @@ fn write_version(
     Ok(())
 }
 
-/// Layout facts the JS read cache needs (so JS hard-codes none): the byte offset of the
-/// table epoch in the header.
-#[napi(js_name = "epochOffset")]
-pub fn epoch_offset() -> u32 {
-    crate::layout::H_TABLE_EPOCH as u32
+/// The layout facts `lib/reader.js` and the read cache need, straight from `layout.rs`, so
+/// JS hard-codes no offset.
+#[napi]
+pub fn layout(env: Env) -> Result<Raw> {
+    use crate::layout::*;
+    let fields = [
+        ("tableEpoch", H_TABLE_EPOCH),
+        ("tableLoc", H_TABLE_LOC),
+        ("slotSize", SLOT_SIZE),
+        ("slotSeq", S_SEQ),
+        ("slotState", S_STATE),
+        ("slotHash", S_HASH),
+        ("slotData", S_DATA),
+        ("slotKeyLen", S_KEY_LEN),
+        ("slotValLen", S_VAL_LEN),
+        ("blockHeader", BLOCK_HEADER),
+        ("stateEmpty", STATE_EMPTY as u64),
+        ("stateLive", STATE_LIVE as u64),
+        ("stateTombstone", STATE_TOMBSTONE as u64),
+        ("layoutVersion", LAYOUT_VERSION as u64),
+    ];
+    let map = fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    convert::json_to_js(env.raw(), &serde_json::Value::Object(map)).map(Raw)
+}
+
+/// The store's key-hash seed, as this thread's attachment copied it (for `lib/reader.js`).
+#[napi(js_name = "hashSeed")]
+pub fn hash_seed(env: Env, id: u32) -> Result<u32> {
+    with(env.raw(), id, |att| Ok(att.store.seed() as u32))
+}
+
+/// The core's hash of `key` with the store's seed (tests check the JS reader's hash against it).
+#[napi(js_name = "hashKey")]
+pub fn hash_key(env: Env, id: u32, key: String) -> Result<u32> {
+    with(env.raw(), id, |att| {
+        Ok(crate::hash::hash_key(att.store.seed(), key.as_bytes()) as u32)
+    })
 }
 
 /// Stores the first `len` bytes of `bytes` (an encoded value) under `key`.
