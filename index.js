@@ -26,6 +26,9 @@ let scratch = Buffer.allocUnsafeSlow(64 * 1024);
 const version = new Uint32Array(3);
 const LAYOUT = native.layout();
 const EPOCH_INDEX = LAYOUT.tableEpoch >>> 2;
+/** setEntry as a plain Node-API callback on the registered encode buffer (see the binding). */
+const rawSetEntry = native.makeRawSetEntry();
+let registeredBuffer;
 const EMPTY_CACHE = { stats: () => ({ hits: 0, misses: 0, cachedEntries: 0, cachedBytes: 0 }) };
 
 function checkKey(key) {
@@ -138,8 +141,12 @@ class SharedKVStore {
       native.setValue(id, key, value, refit);
       return true;
     }
-    const n = encoder.encode(value);
-    native.set(id, key, encoder.buf, n, refit);
+    const end = encoder.encodeEntry(key, value);
+    if (encoder.buf !== registeredBuffer) {
+      native.setEncodeBuffer(encoder.buf); // once, and again only when the encoder grew it
+      registeredBuffer = encoder.buf;
+    }
+    rawSetEntry(id, encoder.keyLength, end, refit);
     return true;
   }
 

@@ -94,3 +94,20 @@ test('strings with a lone surrogate are refused by both codecs (UTF-8 cannot car
   }
   assert.equal(codec.decode(jsEncode('ok \uD83D\uDE00')), 'ok \uD83D\uDE00', 'a proper pair is fine');
 });
+
+test('values that outgrow the encoder buffer mid-encode round-trip (every kind at the boundary)', () => {
+  // A fresh encoder starts at 8 KiB; shifting the boundary byte by byte puts each kind of
+  // item (number, float, string, map key, Date, bytes, nested container) on the edge.
+  const kinds = [(i) => i * 1000, (i) => i / 3, (i) => 'row value ' + i, (i) => ({ r: i }), (i) => new Date(i * 1e9),
+    (i) => Buffer.from([i & 255, 1, 2]), (i) => [i, -i], (i) => new Map([[i, 'v']]), (i) => 2n ** 40n + BigInt(i)];
+  for (let pad = 0; pad < 64; pad++) {
+    for (const kind of kinds) {
+      const value = { pad: 'p'.repeat(pad), rows: Array.from({ length: 1200 }, (_, i) => kind(i)) };
+      const enc = new codec.Encoder();
+      const n = enc.encode(value);
+      const bytes = Buffer.from(enc.buf.subarray(0, n));
+      assert.equal(bytes.toString('hex'), codec.nativeEncode(value).toString('hex'));
+      assert.deepStrictEqual(codec.decode(bytes), value);
+    }
+  }
+});

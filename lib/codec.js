@@ -45,7 +45,35 @@ class Encoder {
 
   /** Encodes `value` into `this.buf`; returns the byte length. Throws TypeError/RangeError. */
   encode(value) {
+    return this.encodeAt(0, value);
+  }
+
+  /**
+   * Writes `key`'s UTF-8 bytes, then `value` encoded, into `this.buf`, so one native call can
+   * take both from one buffer (a string argument costs a conversion per call). Returns the
+   * end of the value; the key is `buf[0, keyLength)`. The key must be well-formed.
+   */
+  encodeEntry(key, value) {
     this.pos = 0;
+    const n = key.length;
+    this.ensure(n);
+    const buf = this.buf;
+    let i = 0;
+    for (; i < n; i++) {
+      const c = key.charCodeAt(i);
+      if (c > 0x7f) break;
+      buf[i] = c;
+    }
+    if (i < n) {
+      this.ensure(n * 3);
+      i = this.buf.utf8Write(key, 0);
+    }
+    this.keyLength = i;
+    return this.encodeAt(i, value);
+  }
+
+  encodeAt(start, value) {
+    this.pos = start;
     this.ancestors.length = 0;
     try {
       this.write(value);
@@ -94,8 +122,8 @@ class Encoder {
   }
 
   writeNumber(v) {
+    this.ensure(9); // before taking this.buf: ensure() may replace it
     const buf = this.buf;
-    this.ensure(9);
     if (v >>> 0 === v && !(v === 0 && 1 / v < 0)) {
       if (v < 0x80) buf[this.pos++] = v;
       else if (v < 0x100) { buf[this.pos++] = 0xcc; buf[this.pos++] = v; }
@@ -125,6 +153,7 @@ class Encoder {
 
   writeString(s) {
     const n = s.length;
+    if (n < 32 && this.writeShortAscii(s, n)) return;
     if (n < 32) {
       // At most 96 bytes: reserve a 2-byte header, encode by hand, shift if it fits fixstr.
       this.ensure(2 + n * 3);
@@ -164,6 +193,25 @@ class Encoder {
     this.pos += len;
   }
 
+  /**
+   * An ASCII string under 32 chars: its byte length is its length, so the fixstr header goes
+   * first and nothing is shifted (the common case; a copyWithin per string cost ~15 ns).
+   * Returns false, having written nothing that counts, at the first non-ASCII char.
+   */
+  writeShortAscii(s, n) {
+    this.ensure(1 + n);
+    const buf = this.buf;
+    const start = this.pos + 1;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0x7f) return false;
+      buf[start + i] = c;
+    }
+    buf[this.pos] = 0xa0 | n;
+    this.pos = start + n;
+    return true;
+  }
+
   /** A str/bin/array/map header of `h` bytes (2, 3 or 5) starting with marker `m8`. */
   writeHeader(m8, len, h) {
     const buf = this.buf;
@@ -182,7 +230,8 @@ class Encoder {
 
   writeObject(v) {
     const c = v.constructor;
-    if (c !== Object && c !== undefined && !Array.isArray(v)) {
+    if (c === Object) return this.writeContainer(v);
+    if (c !== undefined && !Array.isArray(v)) {
       if (v instanceof Uint8Array) return this.writeBytes(v);
       if (ArrayBuffer.isView(v) && !(v instanceof DataView)) {
         throw this.fail(TypeError, 'ERR_KV_UNSUPPORTED_VALUE', 'typed arrays other than Uint8Array cannot be stored');
@@ -203,6 +252,17 @@ class Encoder {
       this.writeTag(EXT_SET);
       this.writeItems(Array.from(v), v.size);
     } else this.writeFields(v);
+    ancestors.pop();
+  }
+
+  /** A plain object (the common case), with the same cycle check as writeObject. */
+  writeContainer(v) {
+    const ancestors = this.ancestors;
+    if (ancestors.length >= CYCLE_CHECK_DEPTH && ancestors.includes(v)) {
+      throw this.fail(TypeError, 'ERR_KV_UNSUPPORTED_VALUE', 'value contains a circular reference');
+    }
+    ancestors.push(v);
+    this.writeFields(v);
     ancestors.pop();
   }
 
