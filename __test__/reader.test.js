@@ -4,7 +4,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const native = require('../shared-kv-store.node');
 const { createManager, codec } = require('..');
-const { Reader, hashAscii, HIT, MISS, FALLBACK } = require('../lib/reader');
+const { Reader, hashAscii, startSlot, HIT, MISS, FALLBACK } = require('../lib/reader');
 const { worker, exited, rng } = require('./helpers');
 
 function setup(options) {
@@ -28,6 +28,16 @@ test('the JS hash is the core hash for ASCII keys', () => {
     assert.equal(hashAscii(key, reader.seed), native.hashKey(att.id, key), JSON.stringify(key));
   }
   assert.equal(hashAscii('caf\u00e9', reader.seed), -1, 'non-ASCII keys go to the native reader');
+});
+
+test('the first probe slot is exactly floor(hash * cap / 2^32), as in the core', () => {
+  const r = rng(3);
+  for (let i = 0; i < 20_000; i++) {
+    const h = Math.floor(r() * 2 ** 32);
+    const cap = 1 + Math.floor(r() * 2 ** (1 + Math.floor(r() * 31)));
+    assert.equal(startSlot(h, cap), Number((BigInt(h) * BigInt(cap)) >> 32n), `${h} ${cap}`);
+  }
+  assert.equal(startSlot(2 ** 32 - 1, 2 ** 31), 2 ** 31 - 1);
 });
 
 test('the JS reader agrees with the native reader through sets, deletes, rebuilds and growth', () => {

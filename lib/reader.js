@@ -56,6 +56,12 @@ function hashAscii(s, seed) {
   return h >>> 0;
 }
 
+/** The first slot a probe visits: floor(hash * cap / 2^32), as layout::start_slot, exactly. */
+function startSlot(h, cap) {
+  // hash * cap can exceed 2^53: split the hash so every product stays exact.
+  return Math.floor(((h >>> 16) * cap + Math.floor(((h & 0xffff) * cap) / 65536)) / 65536);
+}
+
 class Reader {
   /** `layout`: native.layout(); `seed`: native.hashSeed(id). */
   constructor(sab, layout, seed) {
@@ -65,15 +71,15 @@ class Reader {
     this.locIndex = layout.tableLoc >>> 2;
     this.slotSize = layout.slotSize;
     this.seqWord = layout.slotSeq >>> 2;
-    this.stateWord = layout.slotState >>> 2;
-    this.hashWord = layout.slotHash >>> 2;
-    this.dataWord = layout.slotData >>> 2;
-    this.keyLenWord = layout.slotKeyLen >>> 2;
-    this.valLenWord = layout.slotValLen >>> 2;
+    this.refWord = layout.slotRef >>> 2;
+    this.refEmpty = layout.refEmpty;
+    this.refTombstone = layout.refTombstone;
+    this.refBits = layout.refBlockBits;
+    this.refMask = 2 ** layout.refBlockBits - 1;
     this.blockHeader = layout.blockHeader;
-    this.empty = layout.stateEmpty;
-    this.live = layout.stateLive;
-    this.tombstone = layout.stateTombstone;
+    this.word0 = layout.blockWord0 >>> 2;
+    this.valLenWord = layout.blockValLen >>> 2;
+    this.used = layout.flagsUsed;
     /** After a HIT: the value, its encoded size, and its version [seq offset, seq, epoch]. */
     this.value = undefined;
     this.size = 0;
@@ -115,45 +121,53 @@ class Reader {
   attempt(key, h) {
     const { i32, u32, u8, epochIndex } = this;
     const epoch = Atomics.load(i32, epochIndex);
-    const lo = Atomics.load(i32, this.locIndex) >>> 0;
-    const hi = Atomics.load(i32, this.locIndex + 1) >>> 0;
-    const log2 = lo & 63;
-    if (log2 > 31) return FALLBACK;
-    const cap = 2 ** log2;
-    const off = Math.floor((hi * TWO_32 + lo) / 64) * 16 + this.blockHeader;
-    if (off + cap * this.slotSize > this.len) return Atomics.load(i32, epochIndex) !== epoch ? RETRY : this.outside();
-    const mask = cap - 1;
+    const cap = Atomics.load(i32, this.locIndex) >>> 0;
+    const off = (Atomics.load(i32, this.locIndex + 1) >>> 0) * 8 + this.blockHeader;
+    if (cap === 0 || off + cap * this.slotSize > this.len) {
+      return Atomics.load(i32, epochIndex) !== epoch ? RETRY : cap === 0 ? FALLBACK : this.outside();
+    }
     const klen = key.length;
+    const tag = h & 7;
+    const start = startSlot(h, cap);
     for (let p = 0; p < cap; p++) {
-      const slot = off + ((h + p) & mask) * this.slotSize;
+      const idx = start + p < cap ? start + p : start + p - cap;
+      const slot = off + idx * this.slotSize;
       const w = slot >>> 2;
       const seq = Atomics.load(i32, w + this.seqWord);
       if (seq & 1) return RETRY;
-      const state = u32[w + this.stateWord];
-      let found = false;
-      if (state === this.live && u32[w + this.hashWord] === h && u32[w + this.hashWord + 1] === 0 &&
-          u32[w + this.keyLenWord] === klen) {
-        const keyAt = u32[w + this.dataWord] + u32[w + this.dataWord + 1] * TWO_32 + this.blockHeader;
-        const valAt = keyAt + ((klen + 7) & ~7);
-        const valEnd = valAt + u32[w + this.valLenWord];
-        if (valEnd > this.len) {
+      const ref = u32[w + this.refWord];
+      if (ref !== this.refEmpty && ref !== this.refTombstone && ref >>> this.refBits === tag) {
+        const block = (ref & this.refMask) * 8;
+        const bw = block >>> 2;
+        if (block + this.blockHeader > this.len) {
           if (Atomics.load(i32, w + this.seqWord) !== seq || Atomics.load(i32, epochIndex) !== epoch) return RETRY;
           return this.outside();
         }
-        found = true;
-        for (let j = 0; j < klen; j++) {
-          if (u8[keyAt + j] !== key.charCodeAt(j)) {
-            found = false;
-            break;
-          }
+        const word0 = u32[bw + this.word0];
+        if (((word0 >>> 8) & 0xff) !== this.used) {
+          return Atomics.load(i32, w + this.seqWord) !== seq ? RETRY : FALLBACK;
         }
-        if (found) return this.decodeHit(w, seq, epoch, valAt, valEnd, slot);
-      } else if (state !== this.live && state !== this.tombstone && state !== this.empty) {
-        return Atomics.load(i32, w + this.seqWord) !== seq ? RETRY : FALLBACK;
+        if (word0 >>> 16 === klen) {
+          const keyAt = block + this.blockHeader;
+          const valAt = keyAt + klen;
+          const valEnd = valAt + u32[bw + this.valLenWord];
+          if (valEnd > this.len) {
+            if (Atomics.load(i32, w + this.seqWord) !== seq || Atomics.load(i32, epochIndex) !== epoch) return RETRY;
+            return this.outside();
+          }
+          let found = true;
+          for (let j = 0; j < klen; j++) {
+            if (u8[keyAt + j] !== key.charCodeAt(j)) {
+              found = false;
+              break;
+            }
+          }
+          if (found) return this.decodeHit(w, seq, epoch, valAt, valEnd, slot);
+        }
       }
       // What we saw counts only if the slot did not change while we looked.
       if (Atomics.load(i32, w + this.seqWord) !== seq) return RETRY;
-      if (state === this.empty) return Atomics.load(i32, epochIndex) === epoch ? MISS : RETRY;
+      if (ref === this.refEmpty) return Atomics.load(i32, epochIndex) === epoch ? MISS : RETRY;
     }
     return Atomics.load(i32, epochIndex) === epoch ? MISS : RETRY;
   }
@@ -177,4 +191,4 @@ class Reader {
   }
 }
 
-module.exports = { Reader, hashAscii, HIT, MISS, FALLBACK };
+module.exports = { Reader, hashAscii, startSlot, HIT, MISS, FALLBACK };

@@ -12,22 +12,22 @@ use crate::region::Region;
 
 /// The size class holding `size` bytes (header included) and that class's block size.
 pub fn class_for(size: u64) -> Result<(u32, u64)> {
-    let size = size.max(SMALL_STEP);
+    let size = size.max(MIN_BLOCK);
     if size <= SMALL_LIMIT {
         let class = (align_up(size, SMALL_STEP) / SMALL_STEP - 1) as u32;
         return Ok((class, class_size(class)));
     }
-    // size lies in (2^k, 2^(k+1)]; classes there are 2^k * 5/4, 6/4, 7/4, 8/4.
+    // size lies in (2^k, 2^(k+1)]; classes there are 2^k * (1 + i/8), i = 1..=8.
     let k = 63 - (size - 1).leading_zeros();
     if k >= LARGE_SHIFT_MAX {
         return Err(Error::ValueTooLarge {
             len: size as usize,
-            max: 1 << LARGE_SHIFT_MAX,
+            max: MAX_VALUE_BYTES,
         });
     }
-    let quarter = 1u64 << (k - 2);
-    let step = (size - (1u64 << k)).div_ceil(quarter); // 1..=4
-    let class = SMALL_CLASSES + 4 * (k - 8) + (step as u32 - 1);
+    let step_size = 1u64 << (k - 3);
+    let step = (size - (1u64 << k)).div_ceil(step_size); // 1..=8
+    let class = SMALL_CLASSES + LARGE_STEPS * (k - 8) + (step as u32 - 1);
     Ok((class, class_size(class)))
 }
 
@@ -36,13 +36,38 @@ pub fn class_size(class: u32) -> u64 {
         (class as u64 + 1) * SMALL_STEP
     } else {
         let c = class - SMALL_CLASSES;
-        let k = 8 + c / 4;
-        (1u64 << k) + (c as u64 % 4 + 1) * (1u64 << (k - 2))
+        let k = 8 + c / LARGE_STEPS;
+        (1u64 << k) + (c as u64 % LARGE_STEPS as u64 + 1) * (1u64 << (k - 3))
     }
 }
 
 fn free_head(class: u32) -> u64 {
     H_FREE_HEADS + 8 * class as u64
+}
+
+/// A block header, decoded.
+#[derive(Clone, Copy, Debug)]
+pub struct Header {
+    pub class: u32,
+    pub flags: u32,
+    pub key_len: u64,
+    pub val_len: u64,
+}
+
+pub fn read_header(r: &Region, block: u64) -> Result<Header> {
+    let w0 = r.u32(block + B_WORD0)?.load(Relaxed);
+    Ok(Header {
+        class: w0 & 0xff,
+        flags: (w0 >> 8) & 0xff,
+        key_len: (w0 >> 16) as u64,
+        val_len: r.u32(block + B_VAL_LEN)?.load(Relaxed) as u64,
+    })
+}
+
+fn write_word0(r: &Region, block: u64, class: u32, flags: u32, key_len: u64) -> Result<()> {
+    r.u32(block + B_WORD0)?
+        .store(class | flags << 8 | (key_len as u32) << 16, Relaxed);
+    Ok(())
 }
 
 /// The arena of a region whose header is initialised.
@@ -62,26 +87,26 @@ impl<'r> Arena<'r> {
 
     fn top(&self) -> Result<u64> {
         let top = self.r.u64(H_ARENA_TOP)?.load(Relaxed);
-        if top < HEADER_SIZE || top % BLOCK_ALIGN != 0 {
+        if top < HEADER_SIZE || top % BLOCK_ALIGN != 0 || top > MAX_REGION_BYTES {
             return Err(Error::corrupted("arena top"));
         }
         Ok(top)
     }
 
-    /// Checks that `block` is a block boundary below the arena top with the given tag, and
-    /// returns its class.
-    pub fn check_block(&self, block: u64, tag: u32) -> Result<u32> {
+    /// Checks that `block` is a block boundary below the arena top with the given flags, and
+    /// returns its header.
+    pub fn check_block(&self, block: u64, flags: u32) -> Result<Header> {
         if block < HEADER_SIZE || block % BLOCK_ALIGN != 0 || block >= self.top()? {
             return Err(Error::corrupted("block offset"));
         }
-        if self.r.u32(block + B_TAG)?.load(Relaxed) != tag {
-            return Err(Error::corrupted("block tag"));
+        let h = read_header(self.r, block)?;
+        if h.flags != flags {
+            return Err(Error::corrupted("block flags"));
         }
-        let class = self.r.u32(block + B_CLASS)?.load(Relaxed);
-        if class >= NUM_CLASSES || block + class_size(class) > self.top()? {
+        if h.class >= NUM_CLASSES || block + class_size(h.class) > self.top()? {
             return Err(Error::corrupted("block size class"));
         }
-        Ok(class)
+        Ok(h)
     }
 
     /// Bytes a block of `class` can hold after its header.
@@ -89,45 +114,62 @@ impl<'r> Arena<'r> {
         class_size(class) - BLOCK_HEADER
     }
 
-    /// Allocates a block with room for `payload` bytes; returns the block offset.
-    /// Fails with `NeedGrow` (changing nothing) when the region must grow first.
+    /// Allocates a block with room for `payload` bytes; returns the block offset. Its header
+    /// says "used", with zero lengths. Fails with `NeedGrow` (changing nothing) when the
+    /// region must grow first, or `Full` past the format's 4 GiB.
     pub fn alloc(&self, payload: u64) -> Result<u64> {
         let (class, size) = class_for(payload + BLOCK_HEADER)?;
         let head_word = self.r.u64(free_head(class))?;
         let head = head_word.load(Relaxed);
         let block = if head != 0 {
-            if self.check_block(head, TAG_FREE)? != class {
+            if self.check_block(head, FLAGS_FREE)?.class != class {
                 return Err(Error::corrupted("free list holds a block of another class"));
             }
             let next = self.r.u64(head + B_NEXT_FREE)?.load(Relaxed);
             if next != 0 {
-                self.check_block(next, TAG_FREE)?;
+                self.check_block(next, FLAGS_FREE)?;
             }
             head_word.store(next, Relaxed);
             head
         } else {
             let top = self.top()?;
             let end = top + size;
+            if end > MAX_REGION_BYTES {
+                return Err(Error::Full {
+                    needed: end,
+                    max: MAX_REGION_BYTES,
+                });
+            }
             if end > self.r.len() {
                 return Err(Error::NeedGrow { needed: end });
             }
             self.r.u64(H_ARENA_TOP)?.store(end, Relaxed);
             top
         };
-        self.r.u32(block + B_CLASS)?.store(class, Relaxed);
-        self.r.u32(block + B_TAG)?.store(TAG_ALLOCATED, Relaxed);
+        write_word0(self.r, block, class, FLAGS_USED, 0)?;
+        self.r.u32(block + B_VAL_LEN)?.store(0, Relaxed);
         let used = self.r.u64(H_BYTES_IN_USE)?;
         used.store(used.load(Relaxed) + size, Relaxed);
         Ok(block)
     }
 
+    /// Records a data block's key and value lengths (the block must be in use).
+    pub fn set_lengths(&self, block: u64, key_len: u64, val_len: u64) -> Result<()> {
+        let class = read_header(self.r, block)?.class;
+        write_word0(self.r, block, class, FLAGS_USED, key_len)?;
+        self.r
+            .u32(block + B_VAL_LEN)?
+            .store(val_len as u32, Relaxed);
+        Ok(())
+    }
+
     /// Returns a block to its free list (or to the uncarved space if it is the last block).
     pub fn free(&self, block: u64) -> Result<()> {
-        let class = self.check_block(block, TAG_ALLOCATED)?;
+        let class = self.check_block(block, FLAGS_USED)?.class;
         let size = class_size(class);
         let used = self.r.u64(H_BYTES_IN_USE)?;
         used.store(used.load(Relaxed).saturating_sub(size), Relaxed);
-        self.r.u32(block + B_TAG)?.store(TAG_FREE, Relaxed);
+        write_word0(self.r, block, class, FLAGS_FREE, 0)?;
         if block + size == self.top()? {
             self.r.u64(H_ARENA_TOP)?.store(block, Relaxed);
             return Ok(());
@@ -146,28 +188,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classes_cover_every_size_with_at_most_a_quarter_slack() {
+    fn classes_cover_every_size_with_at_most_an_eighth_slack() {
         let mut prev = 0;
         for class in 0..NUM_CLASSES {
             let size = class_size(class);
             assert!(size > prev && size % BLOCK_ALIGN == 0, "class {class}");
             prev = size;
         }
-        for size in (1..5000u64).chain((12..40).map(|k| (1u64 << k) + 3)) {
+        for size in (1..5000u64).chain((12..32).map(|k| (1u64 << k) + 3)) {
             let (class, csize) = class_for(size).unwrap();
             assert!(csize >= size, "{size}");
             assert!(
-                csize <= (size * 5 / 4).max(SMALL_STEP) + SMALL_STEP,
+                csize <= (size * 9 / 8).max(MIN_BLOCK) + SMALL_STEP,
                 "{size} -> {csize}"
             );
             assert_eq!(class_size(class), csize);
-            if class > 0 {
+            if class > 1 {
                 assert!(
-                    class_size(class - 1) < size.max(SMALL_STEP),
+                    class_size(class - 1) < size.max(MIN_BLOCK),
                     "{size} not in the smallest class"
                 );
             }
         }
+        assert!(
+            class_for(1 << 32).is_ok() && class_for((1 << 32) + 1).is_err(),
+            "past the format's 4 GiB"
+        );
     }
 
     fn region(words: &mut Vec<u64>) -> Region {
@@ -186,7 +232,7 @@ mod tests {
         let b2 = a.alloc(100).unwrap();
         a.free(b1).unwrap();
         assert_eq!(
-            a.alloc(90).unwrap(),
+            a.alloc(99).unwrap(),
             b1,
             "same class reuses the freed block"
         );

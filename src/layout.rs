@@ -6,14 +6,17 @@
 //!
 //! ```text
 //! [0, HEADER_SIZE)        header: magic, version, locks, table location, counters, free lists
-//! [HEADER_SIZE, top)      arena: 16-byte aligned blocks (the hash index is one of them)
+//! [HEADER_SIZE, top)      arena: 8-byte aligned blocks (the hash index is one of them)
 //! [top, len)              not yet carved; the region grows at its end
 //! ```
 
 /// "SKVSTOR1" read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SKVSTOR1");
 /// Bumped whenever the meaning of any offset below changes.
-pub const LAYOUT_VERSION: u32 = 2; // 2: 32-bit MurmurHash3 keys
+/// 2: 32-bit MurmurHash3 keys. 3: 8-byte slots, lengths in the block header, any index size.
+pub const LAYOUT_VERSION: u32 = 3;
+/// Offsets are stored as u32 multiples of 8 (with 3 bits to spare): the region stays below 4 GiB.
+pub const MAX_REGION_BYTES: u64 = 1 << 32;
 
 // ---- header -------------------------------------------------------------------------------
 pub const HEADER_SIZE: u64 = 4096;
@@ -25,9 +28,8 @@ pub const H_WRITE_LOCK: u64 = 16; // u32
 /// Bumped every time the index moves to a new block; readers retry when it changes.
 pub const H_TABLE_EPOCH: u64 = 20; // u32
 pub const H_HASH_SEED: u64 = 24; // u64
-/// u64: where the index is, in one word so readers never pair one table's offset with another's
-/// capacity: `(block offset / 16) << 6 | log2(slot count)`; the slots start BLOCK_HEADER into
-/// the block.
+/// u64: where the index is, in one word so readers never pair one table's block with another's
+/// size: `(block offset / 8) << 32 | slot count`; the slots start BLOCK_HEADER into the block.
 pub const H_TABLE_LOC: u64 = 32;
 pub const H_LIVE: u64 = 48; // u64: live entries
 pub const H_TOMBSTONES: u64 = 56; // u64: deleted slots still in probe chains
@@ -36,50 +38,51 @@ pub const H_BYTES_IN_USE: u64 = 72; // u64: sum of allocated block sizes
 pub const H_FREE_HEADS: u64 = 128; // [u64; NUM_CLASSES]: head block of each free list
 
 // ---- arena blocks ---------------------------------------------------------------------------
-/// Blocks start on this boundary; payloads start BLOCK_HEADER bytes later (8-aligned).
-pub const BLOCK_ALIGN: u64 = 16;
-/// u32 tag (allocated / free) + u32 size class.
+/// Blocks start on this boundary (and are multiples of it in size).
+pub const BLOCK_ALIGN: u64 = 8;
+/// Two u32 words. Word 0: size class (bits 0-7), flags (8-15), key length (16-31); word 1:
+/// value length. A data block's key follows the header, its value follows the key.
 pub const BLOCK_HEADER: u64 = 8;
-pub const B_TAG: u64 = 0; // u32
-pub const B_CLASS: u64 = 4; // u32
+pub const B_WORD0: u64 = 0; // u32
+pub const B_VAL_LEN: u64 = 4; // u32
+pub const FLAGS_USED: u32 = 0xA5;
+pub const FLAGS_FREE: u32 = 0x5A;
 /// In a free block: offset of the next free block of the same class (0 = end).
 pub const B_NEXT_FREE: u64 = 8; // u64
-pub const TAG_ALLOCATED: u32 = 0xA110_C8ED;
-pub const TAG_FREE: u32 = 0xF4EE_B10C;
+/// The smallest block: a free one must hold its header and the next-free link.
+pub const MIN_BLOCK: u64 = 16;
 
-/// Size classes: 16-byte steps up to 256 bytes, then four classes per power of two
-/// (at most 25% slack), up to 2^40 bytes.
-pub const SMALL_STEP: u64 = 16;
+/// Size classes: 8-byte steps up to 256 bytes, then eight classes per power of two
+/// (at most 12.5% slack), up to 4 GiB.
+pub const SMALL_STEP: u64 = 8;
 pub const SMALL_LIMIT: u64 = 256;
-pub const SMALL_CLASSES: u32 = (SMALL_LIMIT / SMALL_STEP) as u32; // 16
-pub const LARGE_SHIFT_MAX: u32 = 40;
-pub const NUM_CLASSES: u32 = SMALL_CLASSES + 4 * (LARGE_SHIFT_MAX - 8);
+pub const SMALL_CLASSES: u32 = (SMALL_LIMIT / SMALL_STEP) as u32; // 32
+pub const LARGE_STEPS: u32 = 8;
+pub const LARGE_SHIFT_MAX: u32 = 32;
+pub const NUM_CLASSES: u32 = SMALL_CLASSES + LARGE_STEPS * (LARGE_SHIFT_MAX - 8);
 
 // ---- index slots ----------------------------------------------------------------------------
-/// One slot of the open-addressing index. Its SEQ word is a seqlock (odd while a writer
-/// changes the slot or the value it points to) and doubles as the entry's version.
-pub const SLOT_SIZE: u64 = 32;
+/// One slot of the open-addressing index: SEQ (a seqlock word, odd while a writer changes the
+/// slot or the value it points to; it doubles as the entry's version) and REF.
+pub const SLOT_SIZE: u64 = 8;
 pub const S_SEQ: u64 = 0; // u32
-pub const S_STATE: u64 = 4; // u32
-pub const S_HASH: u64 = 8; // u64
-pub const S_DATA: u64 = 16; // u64: data block offset
-pub const S_KEY_LEN: u64 = 24; // u32
-pub const S_VAL_LEN: u64 = 28; // u32
-pub const STATE_EMPTY: u32 = 0;
-pub const STATE_LIVE: u32 = 1;
-pub const STATE_TOMBSTONE: u32 = 2;
+pub const S_REF: u64 = 4; // u32
+/// REF: 0 empty, 1 deleted (a tombstone), else `tag << 29 | block offset / 8`, where the tag is
+/// the key hash's low 3 bits (it rules out most other keys without reading their block).
+pub const REF_EMPTY: u32 = 0;
+pub const REF_TOMBSTONE: u32 = 1;
+pub const REF_BLOCK_BITS: u32 = 29;
 
 pub const INITIAL_TABLE_CAP: u64 = 1024;
-/// The index is rebuilt when live + tombstone slots would exceed this fraction.
+/// The index is rebuilt when live + tombstone slots would exceed this fraction; a rebuild
+/// sizes it for twice the live entries (so it grows by about 1.5x).
 pub const MAX_LOAD_NUM: u64 = 3;
 pub const MAX_LOAD_DEN: u64 = 4;
 
-// A data block's payload: key bytes, padding to 8, value bytes.
-
 // ---- limits ---------------------------------------------------------------------------------
-/// Longest key, in UTF-8 bytes.
+/// Longest key, in UTF-8 bytes (fits the header's 16 bits).
 pub const MAX_KEY_BYTES: usize = 16 * 1024;
-/// Longest encoded value (the slot stores lengths as u32).
+/// Longest encoded value (the header stores it as u32).
 pub const MAX_VALUE_BYTES: usize = u32::MAX as usize;
 
 pub const fn align_up(n: u64, a: u64) -> u64 {
@@ -88,7 +91,18 @@ pub const fn align_up(n: u64, a: u64) -> u64 {
 
 /// Where a data block's value starts, given its key length.
 pub const fn value_offset(block: u64, key_len: u64) -> u64 {
-    block + BLOCK_HEADER + align_up(key_len, 8)
+    block + BLOCK_HEADER + key_len
+}
+
+/// The first slot a key's probe visits: the hash scaled to the table size (any size works).
+pub const fn start_slot(hash: u32, cap: u64) -> u64 {
+    (hash as u64 * cap) >> 32
 }
 
 const _: () = assert!(H_FREE_HEADS + 8 * NUM_CLASSES as u64 <= HEADER_SIZE);
+const _: () = assert!(NUM_CLASSES <= 256, "the class is stored in 8 bits");
+const _: () = assert!(
+    (MAX_KEY_BYTES as u64) < (1 << 16),
+    "the key length is stored in 16 bits"
+);
+const _: () = assert!(MAX_REGION_BYTES >> 3 <= 1 << REF_BLOCK_BITS);

@@ -10,7 +10,7 @@ use crate::hash::hash_key;
 use crate::layout::*;
 use crate::lock::{lock, Backoff, WAIT_TIMEOUT};
 use crate::region::Region;
-use crate::table::{Find, Read, Table};
+use crate::table::{make_ref, Find, Read, Table};
 use std::time::Duration;
 
 /// One thread's handle on a store region. Cheap; each thread attaches its own.
@@ -47,8 +47,7 @@ pub struct Version {
 }
 
 /// Smallest region [`Store::create`] accepts: the header plus the initial index.
-pub const MIN_REGION_BYTES: u64 =
-    HEADER_SIZE + BLOCK_HEADER + INITIAL_TABLE_CAP * SLOT_SIZE + BLOCK_ALIGN;
+pub const MIN_REGION_BYTES: u64 = HEADER_SIZE + 2 * INITIAL_TABLE_CAP * SLOT_SIZE; // room for the index block's size class
 
 impl Store {
     /// Formats `region` as an empty store.
@@ -131,7 +130,7 @@ impl Store {
     pub fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<Option<Version>> {
         Self::check_key(key)?;
         let r = &self.region;
-        let hash = hash_key(self.seed, key);
+        let hash = hash_key(self.seed, key) as u32;
         let epoch_word = r.u32(H_TABLE_EPOCH)?;
         let mut backoff = Backoff::new("entry being written", self.wait_timeout);
         loop {
@@ -171,26 +170,25 @@ impl Store {
             });
         }
         let r = &self.region;
-        let hash = hash_key(self.seed, key);
+        let hash = hash_key(self.seed, key) as u32;
         let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
         let arena = Arena { r };
         let mut table = Table::load(r)?;
-        let (klen, vlen) = (key.len() as u64, value.len() as u64);
-        let payload = align_up(klen, 8) + vlen;
+        let payload = (key.len() + value.len()) as u64;
 
         let vacant = match table.find(r, key, hash)? {
             Find::Found(s) => {
-                let class = arena.check_block(s.data, TAG_ALLOCATED)?;
+                let class = s.header.class;
                 let fits = payload <= Arena::payload_capacity(class);
                 if fits && (!refit || class_for(payload + BLOCK_HEADER)?.0 == class) {
                     let odd = Table::begin_write(r, s.at)?;
-                    r.write(value_offset(s.data, klen), value)?;
-                    r.u32(s.at + S_VAL_LEN)?.store(vlen as u32, Relaxed);
+                    r.write(value_offset(s.block, key.len() as u64), value)?;
+                    arena.set_lengths(s.block, key.len() as u64, value.len() as u64)?;
                     return Table::end_write(r, s.at, odd);
                 }
                 let block = self.write_block(key, value)?;
-                Table::publish(r, s.at, hash, block, klen, vlen)?;
-                return arena.free(s.data);
+                Table::publish(r, s.at, make_ref(block, hash))?;
+                return arena.free(s.block);
             }
             Find::Vacant(v) => v,
         };
@@ -200,7 +198,7 @@ impl Store {
         let vacant = match vacant {
             Some(at) if (live + tombstones + 1) * MAX_LOAD_DEN <= table.cap * MAX_LOAD_NUM => at,
             _ => {
-                table.rebuild(r, live)?;
+                table.rebuild(r, self.seed, live)?;
                 table = Table::load(r)?;
                 match table.find(r, key, hash)? {
                     Find::Vacant(Some(at)) => at,
@@ -209,8 +207,8 @@ impl Store {
             }
         };
         let block = self.write_block(key, value)?;
-        let was_tombstone = r.u32(vacant + S_STATE)?.load(Relaxed) == STATE_TOMBSTONE;
-        Table::publish(r, vacant, hash, block, klen, vlen)?;
+        let was_tombstone = r.u32(vacant + S_REF)?.load(Relaxed) == REF_TOMBSTONE;
+        Table::publish(r, vacant, make_ref(block, hash))?;
         r.u64(H_LIVE)?.store(live + 1, Relaxed);
         if was_tombstone {
             r.u64(H_TOMBSTONES)?
@@ -222,7 +220,9 @@ impl Store {
     /// Allocates a block and fills it with key and value; not yet reachable by readers.
     fn write_block(&self, key: &[u8], value: &[u8]) -> Result<u64> {
         let r = &self.region;
-        let block = Arena { r }.alloc(align_up(key.len() as u64, 8) + value.len() as u64)?;
+        let arena = Arena { r };
+        let block = arena.alloc((key.len() + value.len()) as u64)?;
+        arena.set_lengths(block, key.len() as u64, value.len() as u64)?;
         r.write(block + BLOCK_HEADER, key)?;
         r.write(value_offset(block, key.len() as u64), value)?;
         Ok(block)
@@ -232,21 +232,17 @@ impl Store {
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         Self::check_key(key)?;
         let r = &self.region;
-        let hash = hash_key(self.seed, key);
+        let hash = hash_key(self.seed, key) as u32;
         let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
         let Find::Found(s) = Table::load(r)?.find(r, key, hash)? else {
             return Ok(false);
         };
-        let arena = Arena { r };
-        arena.check_block(s.data, TAG_ALLOCATED)?;
-        let odd = Table::begin_write(r, s.at)?;
-        r.u32(s.at + S_STATE)?.store(STATE_TOMBSTONE, Relaxed);
-        Table::end_write(r, s.at, odd)?;
+        Table::publish(r, s.at, REF_TOMBSTONE)?;
         let live = r.u64(H_LIVE)?;
         live.store(live.load(Relaxed).saturating_sub(1), Relaxed);
         let tombstones = r.u64(H_TOMBSTONES)?;
         tombstones.store(tombstones.load(Relaxed) + 1, Relaxed);
-        arena.free(s.data)?;
+        Arena { r }.free(s.block)?;
         Ok(true)
     }
 

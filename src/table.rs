@@ -1,4 +1,4 @@
-//! The hash index: open addressing with linear probing over fixed-size slots.
+//! The hash index: open addressing with linear probing over 8-byte slots.
 //!
 //! Concurrency protocol:
 //! - Writers hold the writer lock. A writer changing a slot (or the value bytes its data block
@@ -12,14 +12,17 @@
 //!   the header's TABLE_EPOCH is bumped before the old block is freed, and readers re-check the
 //!   epoch before trusting what they read.
 //! - SEQ is never reset, so (epoch, SEQ) identifies one version of one entry.
+//!
+//! A slot holds no hash, only 3 bits of it (the REF tag): a rebuild rehashes the stored keys.
 
 use std::sync::atomic::{
     fence,
     Ordering::{Acquire, Relaxed, Release},
 };
 
-use crate::arena::Arena;
+use crate::arena::{read_header, Arena, Header};
 use crate::error::{Error, Result};
+use crate::hash::hash_key;
 use crate::layout::*;
 use crate::region::Region;
 
@@ -30,15 +33,12 @@ pub struct Table {
     pub cap: u64,
 }
 
-/// A slot as a writer reads it (writers are alone, so plain loads are consistent).
+/// A live slot as a writer reads it (writers are alone, so plain loads are consistent).
 #[derive(Clone, Copy, Debug)]
 pub struct Slot {
     pub at: u64,
-    pub state: u32,
-    pub hash: u64,
-    pub data: u64,
-    pub key_len: u64,
-    pub val_len: u64,
+    pub block: u64,
+    pub header: Header,
 }
 
 pub enum Find {
@@ -55,13 +55,23 @@ pub enum Read {
     Retry,
 }
 
+/// REF of a live entry in `block` whose key hashes to `hash`.
+pub fn make_ref(block: u64, hash: u32) -> u32 {
+    (hash & 7) << REF_BLOCK_BITS | (block >> 3) as u32
+}
+
+/// The block a live REF points to, if its tag matches `hash`.
+fn ref_block(r: u32, hash: u32) -> Option<u64> {
+    (r >> REF_BLOCK_BITS == hash & 7).then_some(((r & ((1 << REF_BLOCK_BITS) - 1)) as u64) << 3)
+}
+
 impl Table {
     pub fn load(r: &Region) -> Result<Table> {
         // Acquire pairs with `publish_location`: seeing the new location means seeing its slots.
         let loc = r.u64(H_TABLE_LOC)?.load(Acquire);
-        let (log2, block) = (loc & 63, (loc >> 6) << 4);
-        let (off, cap) = (block + BLOCK_HEADER, 1u64 << log2.min(62));
-        if log2 > 40 || block < HEADER_SIZE {
+        let (block, cap) = ((loc >> 32) << 3, loc & 0xffff_ffff);
+        let off = block + BLOCK_HEADER;
+        if cap == 0 || block < HEADER_SIZE {
             return Err(Error::corrupted("index location"));
         }
         // Past our length may just mean another thread grew the region: OutOfBounds lets
@@ -77,53 +87,39 @@ impl Table {
 
     /// Makes the table in `block` (with `cap` slots) the index.
     pub fn publish_location(r: &Region, block: u64, cap: u64) -> Result<()> {
-        let loc = (block >> 4) << 6 | cap.trailing_zeros() as u64;
-        r.u64(H_TABLE_LOC)?.store(loc, Release);
+        r.u64(H_TABLE_LOC)?.store((block >> 3) << 32 | cap, Release);
         Ok(())
     }
 
-    fn slot_at(&self, hash: u64, probe: u64) -> u64 {
-        self.off + ((hash.wrapping_add(probe)) & (self.cap - 1)) * SLOT_SIZE
-    }
-
-    pub fn read_slot(r: &Region, at: u64) -> Result<Slot> {
-        Ok(Slot {
-            at,
-            state: r.u32(at + S_STATE)?.load(Relaxed),
-            hash: r.u64(at + S_HASH)?.load(Relaxed),
-            data: r.u64(at + S_DATA)?.load(Relaxed),
-            key_len: r.u32(at + S_KEY_LEN)?.load(Relaxed) as u64,
-            val_len: r.u32(at + S_VAL_LEN)?.load(Relaxed) as u64,
-        })
+    fn slot_at(&self, hash: u32, probe: u64) -> u64 {
+        self.off + ((start_slot(hash, self.cap) + probe) % self.cap) * SLOT_SIZE
     }
 
     /// Writer-side lookup (caller holds the writer lock).
-    pub fn find(&self, r: &Region, key: &[u8], hash: u64) -> Result<Find> {
+    pub fn find(&self, r: &Region, key: &[u8], hash: u32) -> Result<Find> {
+        let arena = Arena { r };
         let mut vacant = None;
         for probe in 0..self.cap {
             let at = self.slot_at(hash, probe);
-            let s = Self::read_slot(r, at)?;
-            match s.state {
-                STATE_EMPTY => return Ok(Find::Vacant(vacant.or(Some(at)))),
-                STATE_TOMBSTONE => {
-                    vacant = vacant.or(Some(at));
-                }
-                STATE_LIVE => {
-                    if s.hash == hash
-                        && s.key_len == key.len() as u64
-                        && r.eq(s.data + BLOCK_HEADER, key)?
-                    {
-                        return Ok(Find::Found(s));
+            match r.u32(at + S_REF)?.load(Relaxed) {
+                REF_EMPTY => return Ok(Find::Vacant(vacant.or(Some(at)))),
+                REF_TOMBSTONE => vacant = vacant.or(Some(at)),
+                rf => {
+                    let Some(block) = ref_block(rf, hash) else {
+                        continue;
+                    };
+                    let header = arena.check_block(block, FLAGS_USED)?;
+                    if header.key_len == key.len() as u64 && r.eq(block + BLOCK_HEADER, key)? {
+                        return Ok(Find::Found(Slot { at, block, header }));
                     }
                 }
-                _ => return Err(Error::corrupted("slot state")),
             }
         }
         Ok(Find::Vacant(vacant))
     }
 
     /// One lock-free lookup attempt: on a hit, `out` holds the value bytes.
-    pub fn read(&self, r: &Region, key: &[u8], hash: u64, out: &mut Vec<u8>) -> Result<Read> {
+    pub fn read(&self, r: &Region, key: &[u8], hash: u32, out: &mut Vec<u8>) -> Result<Read> {
         for probe in 0..self.cap {
             let at = self.slot_at(hash, probe);
             let seq_word = r.u32(at + S_SEQ)?;
@@ -151,28 +147,35 @@ impl Table {
         r: &Region,
         at: u64,
         key: &[u8],
-        hash: u64,
+        hash: u32,
         out: &mut Vec<u8>,
     ) -> Result<Option<bool>> {
-        let s = Self::read_slot(r, at)?;
-        match s.state {
-            STATE_EMPTY => return Ok(None),
-            STATE_TOMBSTONE => return Ok(Some(false)),
-            STATE_LIVE => {}
-            _ => return Err(Error::corrupted("slot state")),
+        let block = match r.u32(at + S_REF)?.load(Relaxed) {
+            REF_EMPTY => return Ok(None),
+            REF_TOMBSTONE => return Ok(Some(false)),
+            rf => match ref_block(rf, hash) {
+                Some(block) => block,
+                None => return Ok(Some(false)),
+            },
+        };
+        let h = read_header(r, block)?;
+        if h.flags != FLAGS_USED {
+            return Err(Error::corrupted(
+                "index points to a block that is not in use",
+            ));
         }
-        if s.hash != hash || s.key_len != key.len() as u64 || !r.eq(s.data + BLOCK_HEADER, key)? {
+        if h.key_len != key.len() as u64 || !r.eq(block + BLOCK_HEADER, key)? {
             return Ok(Some(false));
         }
-        let val = value_offset(s.data, s.key_len);
-        if val.checked_add(s.val_len).is_none_or(|end| end > r.len()) {
+        let val = value_offset(block, h.key_len);
+        if val.checked_add(h.val_len).is_none_or(|end| end > r.len()) {
             // Checked before allocating: a forged length must not make us allocate 4 GiB.
             return Err(Error::OutOfBounds {
                 off: val,
-                size: s.val_len,
+                size: h.val_len,
             });
         }
-        out.resize(s.val_len as usize, 0);
+        out.resize(h.val_len as usize, 0);
         r.read(val, out)?;
         Ok(Some(true))
     }
@@ -192,61 +195,51 @@ impl Table {
         Ok(())
     }
 
-    /// Fills slot `at` with a live entry (seqlocked).
-    pub fn publish(
-        r: &Region,
-        at: u64,
-        hash: u64,
-        data: u64,
-        key_len: u64,
-        val_len: u64,
-    ) -> Result<()> {
+    /// Sets slot `at`'s REF (seqlocked).
+    pub fn publish(r: &Region, at: u64, rf: u32) -> Result<()> {
         let odd = Self::begin_write(r, at)?;
-        r.u64(at + S_HASH)?.store(hash, Relaxed);
-        r.u64(at + S_DATA)?.store(data, Relaxed);
-        r.u32(at + S_KEY_LEN)?.store(key_len as u32, Relaxed);
-        r.u32(at + S_VAL_LEN)?.store(val_len as u32, Relaxed);
-        r.u32(at + S_STATE)?.store(STATE_LIVE, Relaxed);
+        r.u32(at + S_REF)?.store(rf, Relaxed);
         Self::end_write(r, at, odd)
     }
 
     /// Rebuilds the index in a new block sized for `live` entries, dropping tombstones.
     /// Fails with `NeedGrow` (changing nothing) if the new block does not fit yet.
-    pub fn rebuild(&self, r: &Region, live: u64) -> Result<()> {
+    pub fn rebuild(&self, r: &Region, seed: u64, live: u64) -> Result<()> {
         if live > self.cap {
             return Err(Error::corrupted("entry count exceeds the index size"));
         }
         let arena = Arena { r };
-        let cap = ((live + 1) * 2).next_power_of_two().max(INITIAL_TABLE_CAP);
-        let bytes = cap
-            .checked_mul(SLOT_SIZE)
-            .ok_or(Error::corrupted("entry count"))?;
+        let cap = ((live + 1) * 2).max(INITIAL_TABLE_CAP);
+        let bytes = cap * SLOT_SIZE;
         let block = arena.alloc(bytes)?;
         let new = Table {
             off: block + BLOCK_HEADER,
             cap,
         };
         r.zero(new.off, bytes)?;
+        let mut key = Vec::new();
         for i in 0..self.cap {
-            let s = Self::read_slot(r, self.off + i * SLOT_SIZE)?;
-            if s.state != STATE_LIVE {
+            let at = self.off + i * SLOT_SIZE;
+            let rf = r.u32(at + S_REF)?.load(Relaxed);
+            if rf == REF_EMPTY || rf == REF_TOMBSTONE {
                 continue;
             }
-            let at = (0..new.cap)
-                .map(|p| new.slot_at(s.hash, p))
-                .find(|&at| r.u32(at + S_STATE).map(|w| w.load(Relaxed)) == Ok(STATE_EMPTY))
+            let data = ((rf & ((1 << REF_BLOCK_BITS) - 1)) as u64) << 3;
+            let header = arena.check_block(data, FLAGS_USED)?;
+            key.resize(header.key_len as usize, 0);
+            r.read(data + BLOCK_HEADER, &mut key)?;
+            let hash = hash_key(seed, &key) as u32;
+            let to = (0..new.cap)
+                .map(|p| new.slot_at(hash, p))
+                .find(|&to| r.u32(to + S_REF).map(|w| w.load(Relaxed)) == Ok(REF_EMPTY))
                 .ok_or(Error::corrupted("more live slots than the count says"))?;
             // Keep the entry's SEQ: versions stay monotonic across rebuilds.
-            let seq = r.u32(s.at + S_SEQ)?.load(Relaxed);
-            r.u32(at + S_SEQ)?.store(seq & !1, Relaxed);
-            r.u64(at + S_HASH)?.store(s.hash, Relaxed);
-            r.u64(at + S_DATA)?.store(s.data, Relaxed);
-            r.u32(at + S_KEY_LEN)?.store(s.key_len as u32, Relaxed);
-            r.u32(at + S_VAL_LEN)?.store(s.val_len as u32, Relaxed);
-            r.u32(at + S_STATE)?.store(STATE_LIVE, Relaxed);
+            let seq = r.u32(at + S_SEQ)?.load(Relaxed);
+            r.u32(to + S_SEQ)?.store(seq & !1, Relaxed);
+            r.u32(to + S_REF)?.store(make_ref(data, hash), Relaxed);
         }
-        Self::publish_location(r, block, cap)?;
         r.u64(H_TOMBSTONES)?.store(0, Relaxed);
+        Self::publish_location(r, block, cap)?;
         // Publish the new location before the old block can be reused.
         r.u32(H_TABLE_EPOCH)?.fetch_add(1, Release);
         fence(Release);

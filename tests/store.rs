@@ -93,9 +93,10 @@ fn space_is_reused_and_accounting_returns_to_the_index_alone() {
     let st = s.stats().unwrap();
     assert_eq!(st.entries, 0);
     // Only the (grown) index block is left in use.
-    let index_block = shared_kv_store::arena::class_for(st.index_slots * 32 + 8)
-        .unwrap()
-        .1;
+    let index_block =
+        shared_kv_store::arena::class_for(st.index_slots * shared_kv_store::layout::SLOT_SIZE + 8)
+            .unwrap()
+            .1;
     assert_eq!(st.bytes_used, index_block);
     assert!(index_block >= empty);
     assert!(
