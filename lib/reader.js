@@ -79,7 +79,11 @@ class Reader {
     this.blockHeader = layout.blockHeader;
     this.word0 = layout.blockWord0 >>> 2;
     this.valLenWord = layout.blockValLen >>> 2;
-    this.used = layout.flagsUsed;
+    this.valLenHalf = layout.blockValLen >>> 1;
+    this.short = layout.flagsShort;
+    this.long = layout.flagsLong;
+    this.shortHeader = layout.shortHeader;
+    this.longHeader = layout.longHeader;
     /** After a HIT: the value, its encoded size, and its version [seq offset, seq, epoch]. */
     this.value = undefined;
     this.size = 0;
@@ -94,6 +98,7 @@ class Reader {
     this.u8 = Buffer.from(this.sab, 0, len);
     this.i32 = new Int32Array(this.sab, 0, len >>> 2);
     this.u32 = new Uint32Array(this.sab, 0, len >>> 2);
+    this.u16 = new Uint16Array(this.sab, 0, len >>> 1);
     this.view = new DataView(this.sab, 0, len);
   }
 
@@ -144,13 +149,20 @@ class Reader {
           return this.outside();
         }
         const word0 = u32[bw + this.word0];
-        if (((word0 >>> 8) & 0xff) !== this.used) {
+        const flags = (word0 >>> 8) & 0xff;
+        let keyAt, valLen;
+        if (flags === this.short) {
+          keyAt = block + this.shortHeader;
+          valLen = this.u16[(block >>> 1) + this.valLenHalf];
+        } else if (flags === this.long) {
+          keyAt = block + this.longHeader;
+          valLen = u32[bw + this.valLenWord];
+        } else {
           return Atomics.load(i32, w + this.seqWord) !== seq ? RETRY : FALLBACK;
         }
         if (word0 >>> 16 === klen) {
-          const keyAt = block + this.blockHeader;
           const valAt = keyAt + klen;
-          const valEnd = valAt + u32[bw + this.valLenWord];
+          const valEnd = valAt + valLen;
           if (valEnd > this.len) {
             if (Atomics.load(i32, w + this.seqWord) !== seq || Atomics.load(i32, epochIndex) !== epoch) return RETRY;
             return this.outside();

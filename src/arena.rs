@@ -50,17 +50,33 @@ fn free_head(class: u32) -> u64 {
 pub struct Header {
     pub class: u32,
     pub flags: u32,
+    /// Bytes before the key: SHORT_HEADER or LONG_HEADER.
+    pub header_len: u64,
     pub key_len: u64,
     pub val_len: u64,
 }
 
+impl Header {
+    /// Bytes this block holds after its header.
+    pub fn capacity(&self) -> u64 {
+        class_size(self.class) - self.header_len
+    }
+}
+
 pub fn read_header(r: &Region, block: u64) -> Result<Header> {
     let w0 = r.u32(block + B_WORD0)?.load(Relaxed);
+    let flags = (w0 >> 8) & 0xff;
+    let (header_len, val_len) = match flags {
+        FLAGS_SHORT => (SHORT_HEADER, r.u16(block + B_VAL_LEN)?.load(Relaxed) as u64),
+        FLAGS_LONG => (LONG_HEADER, r.u32(block + B_VAL_LEN)?.load(Relaxed) as u64),
+        _ => (LONG_HEADER, 0),
+    };
     Ok(Header {
         class: w0 & 0xff,
-        flags: (w0 >> 8) & 0xff,
+        flags,
+        header_len,
         key_len: (w0 >> 16) as u64,
-        val_len: r.u32(block + B_VAL_LEN)?.load(Relaxed) as u64,
+        val_len,
     })
 }
 
@@ -68,6 +84,16 @@ fn write_word0(r: &Region, block: u64, class: u32, flags: u32, key_len: u64) -> 
     r.u32(block + B_WORD0)?
         .store(class | flags << 8 | (key_len as u32) << 16, Relaxed);
     Ok(())
+}
+
+/// The class (and its header kind) a data block with `payload` bytes of key and value gets:
+/// a short header when the class is small enough for a 16-bit value length.
+pub fn data_class(payload: u64) -> Result<(u32, u32)> {
+    let (class, size) = class_for(payload + SHORT_HEADER)?;
+    if size <= SHORT_HEADER_MAX_CLASS {
+        return Ok((class, FLAGS_SHORT));
+    }
+    Ok((class_for(payload + LONG_HEADER)?.0, FLAGS_LONG))
 }
 
 /// The arena of a region whose header is initialised.
@@ -93,14 +119,19 @@ impl<'r> Arena<'r> {
         Ok(top)
     }
 
-    /// Checks that `block` is a block boundary below the arena top with the given flags, and
-    /// returns its header.
-    pub fn check_block(&self, block: u64, flags: u32) -> Result<Header> {
+    /// Checks that `block` is a block boundary below the arena top, in use (or free, if not
+    /// `in_use`), and returns its header.
+    pub fn check_block(&self, block: u64, in_use: bool) -> Result<Header> {
         if block < HEADER_SIZE || block % BLOCK_ALIGN != 0 || block >= self.top()? {
             return Err(Error::corrupted("block offset"));
         }
         let h = read_header(self.r, block)?;
-        if h.flags != flags {
+        let ok = if in_use {
+            h.flags == FLAGS_SHORT || h.flags == FLAGS_LONG
+        } else {
+            h.flags == FLAGS_FREE
+        };
+        if !ok {
             return Err(Error::corrupted("block flags"));
         }
         if h.class >= NUM_CLASSES || block + class_size(h.class) > self.top()? {
@@ -109,25 +140,41 @@ impl<'r> Arena<'r> {
         Ok(h)
     }
 
-    /// Bytes a block of `class` can hold after its header.
-    pub fn payload_capacity(class: u32) -> u64 {
-        class_size(class) - BLOCK_HEADER
+    /// Allocates a long-header block with `payload` bytes at +BLOCK_HEADER (for the index).
+    pub fn alloc(&self, payload: u64) -> Result<u64> {
+        self.alloc_class(class_for(payload + LONG_HEADER)?.0, FLAGS_LONG)
     }
 
-    /// Allocates a block with room for `payload` bytes; returns the block offset. Its header
-    /// says "used", with zero lengths. Fails with `NeedGrow` (changing nothing) when the
-    /// region must grow first, or `Full` past the format's 4 GiB.
-    pub fn alloc(&self, payload: u64) -> Result<u64> {
-        let (class, size) = class_for(payload + BLOCK_HEADER)?;
+    /// Allocates a data block for a key and value of these lengths, with its lengths set.
+    /// Returns the block and its header length.
+    pub fn alloc_data(&self, key_len: u64, val_len: u64) -> Result<(u64, u64)> {
+        let (class, flags) = data_class(key_len + val_len)?;
+        let block = self.alloc_class(class, flags)?;
+        self.set_lengths(block, key_len, val_len)?;
+        Ok((
+            block,
+            if flags == FLAGS_SHORT {
+                SHORT_HEADER
+            } else {
+                LONG_HEADER
+            },
+        ))
+    }
+
+    /// Takes a block of `class` from its free list or the uncarved space. Fails with
+    /// `NeedGrow` (changing nothing) when the region must grow first, or `Full` past the
+    /// format's 4 GiB.
+    fn alloc_class(&self, class: u32, flags: u32) -> Result<u64> {
+        let size = class_size(class);
         let head_word = self.r.u64(free_head(class))?;
         let head = head_word.load(Relaxed);
         let block = if head != 0 {
-            if self.check_block(head, FLAGS_FREE)?.class != class {
+            if self.check_block(head, false)?.class != class {
                 return Err(Error::corrupted("free list holds a block of another class"));
             }
             let next = self.r.u64(head + B_NEXT_FREE)?.load(Relaxed);
             if next != 0 {
-                self.check_block(next, FLAGS_FREE)?;
+                self.check_block(next, false)?;
             }
             head_word.store(next, Relaxed);
             head
@@ -146,26 +193,37 @@ impl<'r> Arena<'r> {
             self.r.u64(H_ARENA_TOP)?.store(end, Relaxed);
             top
         };
-        write_word0(self.r, block, class, FLAGS_USED, 0)?;
+        write_word0(self.r, block, class, flags, 0)?;
         self.r.u32(block + B_VAL_LEN)?.store(0, Relaxed);
         let used = self.r.u64(H_BYTES_IN_USE)?;
         used.store(used.load(Relaxed) + size, Relaxed);
         Ok(block)
     }
 
-    /// Records a data block's key and value lengths (the block must be in use).
+    /// Records a data block's key and value lengths (the block must be in use and hold them).
     pub fn set_lengths(&self, block: u64, key_len: u64, val_len: u64) -> Result<()> {
-        let class = read_header(self.r, block)?.class;
-        write_word0(self.r, block, class, FLAGS_USED, key_len)?;
-        self.r
-            .u32(block + B_VAL_LEN)?
-            .store(val_len as u32, Relaxed);
+        let h = read_header(self.r, block)?;
+        if key_len + val_len > h.capacity() {
+            return Err(Error::corrupted("value does not fit its block"));
+        }
+        write_word0(self.r, block, h.class, h.flags, key_len)?;
+        match h.flags {
+            FLAGS_SHORT => self
+                .r
+                .u16(block + B_VAL_LEN)?
+                .store(val_len as u16, Relaxed),
+            FLAGS_LONG => self
+                .r
+                .u32(block + B_VAL_LEN)?
+                .store(val_len as u32, Relaxed),
+            _ => return Err(Error::corrupted("block flags")),
+        }
         Ok(())
     }
 
     /// Returns a block to its free list (or to the uncarved space if it is the last block).
     pub fn free(&self, block: u64) -> Result<()> {
-        let class = self.check_block(block, FLAGS_USED)?.class;
+        let class = self.check_block(block, true)?.class;
         let size = class_size(class);
         let used = self.r.u64(H_BYTES_IN_USE)?;
         used.store(used.load(Relaxed).saturating_sub(size), Relaxed);

@@ -14,7 +14,8 @@
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SKVSTOR1");
 /// Bumped whenever the meaning of any offset below changes.
 /// 2: 32-bit MurmurHash3 keys. 3: 8-byte slots, lengths in the block header, any index size.
-pub const LAYOUT_VERSION: u32 = 3;
+/// 4: short block headers.
+pub const LAYOUT_VERSION: u32 = 4;
 /// Offsets are stored as u32 multiples of 8 (with 3 bits to spare): the region stays below 4 GiB.
 pub const MAX_REGION_BYTES: u64 = 1 << 32;
 
@@ -40,12 +41,20 @@ pub const H_FREE_HEADS: u64 = 128; // [u64; NUM_CLASSES]: head block of each fre
 // ---- arena blocks ---------------------------------------------------------------------------
 /// Blocks start on this boundary (and are multiples of it in size).
 pub const BLOCK_ALIGN: u64 = 8;
-/// Two u32 words. Word 0: size class (bits 0-7), flags (8-15), key length (16-31); word 1:
-/// value length. A data block's key follows the header, its value follows the key.
-pub const BLOCK_HEADER: u64 = 8;
+/// Word 0 of every block (u32): size class (bits 0-7), flags (8-15), key length (16-31).
+/// The flags say what follows. A data block with a short header (class up to
+/// SHORT_HEADER_MAX_CLASS) has a u16 value length at B_VAL_LEN and its key at +6; a long one
+/// has a u32 value length and its key at +8. The value follows the key. An index block keeps
+/// its slots at +BLOCK_HEADER. A free block links to the next free one at B_NEXT_FREE.
 pub const B_WORD0: u64 = 0; // u32
-pub const B_VAL_LEN: u64 = 4; // u32
-pub const FLAGS_USED: u32 = 0xA5;
+pub const B_VAL_LEN: u64 = 4; // u16 (short) or u32 (long)
+pub const SHORT_HEADER: u64 = 6;
+pub const LONG_HEADER: u64 = 8;
+pub const SHORT_HEADER_MAX_CLASS: u64 = 1 << 16;
+/// Where an index block's slots start.
+pub const BLOCK_HEADER: u64 = LONG_HEADER;
+pub const FLAGS_SHORT: u32 = 0xA5;
+pub const FLAGS_LONG: u32 = 0xA6;
 pub const FLAGS_FREE: u32 = 0x5A;
 /// In a free block: offset of the next free block of the same class (0 = end).
 pub const B_NEXT_FREE: u64 = 8; // u64
@@ -82,16 +91,21 @@ pub const MAX_LOAD_DEN: u64 = 4;
 // ---- limits ---------------------------------------------------------------------------------
 /// Longest key, in UTF-8 bytes (fits the header's 16 bits).
 pub const MAX_KEY_BYTES: usize = 16 * 1024;
-/// Longest encoded value (the header stores it as u32).
+/// Longest encoded value (a long header stores it as u32).
 pub const MAX_VALUE_BYTES: usize = u32::MAX as usize;
 
 pub const fn align_up(n: u64, a: u64) -> u64 {
     (n + a - 1) & !(a - 1)
 }
 
-/// Where a data block's value starts, given its key length.
-pub const fn value_offset(block: u64, key_len: u64) -> u64 {
-    block + BLOCK_HEADER + key_len
+/// Where a data block's key starts, given its header length.
+pub const fn key_offset(block: u64, header_len: u64) -> u64 {
+    block + header_len
+}
+
+/// Where a data block's value starts, given its header and key lengths.
+pub const fn value_offset(block: u64, header_len: u64, key_len: u64) -> u64 {
+    block + header_len + key_len
 }
 
 /// The first slot a key's probe visits: the hash scaled to the table size (any size works).

@@ -4,7 +4,7 @@
 //! every access is an atomic operation (no data race in Rust's memory model) and every offset
 //! is checked against a length this process trusts, never against one read from the region.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use crate::error::{Error, Result};
 
@@ -50,6 +50,16 @@ impl Region {
             Some(end) if end <= self.len => Ok(off as usize),
             _ => Err(Error::OutOfBounds { off, size }),
         }
+    }
+
+    #[inline]
+    pub fn u16(&self, off: u64) -> Result<&AtomicU16> {
+        let o = self.check(off, 2)?;
+        if off % 2 != 0 {
+            return Err(Error::corrupted("misaligned u16 offset"));
+        }
+        // SAFETY: in bounds and 2-aligned (base is 8-aligned); valid for &self's lifetime.
+        Ok(unsafe { AtomicU16::from_ptr(self.base.add(o).cast()) })
     }
 
     #[inline]

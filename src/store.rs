@@ -4,7 +4,7 @@ use std::sync::atomic::{fence, Ordering::Acquire, Ordering::Relaxed};
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::arena::{class_for, Arena};
+use crate::arena::{data_class, Arena};
 use crate::error::{Error, Result};
 use crate::hash::hash_key;
 use crate::layout::*;
@@ -178,11 +178,13 @@ impl Store {
 
         let vacant = match table.find(r, key, hash)? {
             Find::Found(s) => {
-                let class = s.header.class;
-                let fits = payload <= Arena::payload_capacity(class);
-                if fits && (!refit || class_for(payload + BLOCK_HEADER)?.0 == class) {
+                let fits = payload <= s.header.capacity();
+                if fits && (!refit || data_class(payload)?.0 == s.header.class) {
                     let odd = Table::begin_write(r, s.at)?;
-                    r.write(value_offset(s.block, key.len() as u64), value)?;
+                    r.write(
+                        value_offset(s.block, s.header.header_len, key.len() as u64),
+                        value,
+                    )?;
                     arena.set_lengths(s.block, key.len() as u64, value.len() as u64)?;
                     return Table::end_write(r, s.at, odd);
                 }
@@ -220,11 +222,9 @@ impl Store {
     /// Allocates a block and fills it with key and value; not yet reachable by readers.
     fn write_block(&self, key: &[u8], value: &[u8]) -> Result<u64> {
         let r = &self.region;
-        let arena = Arena { r };
-        let block = arena.alloc((key.len() + value.len()) as u64)?;
-        arena.set_lengths(block, key.len() as u64, value.len() as u64)?;
-        r.write(block + BLOCK_HEADER, key)?;
-        r.write(value_offset(block, key.len() as u64), value)?;
+        let (block, header_len) = Arena { r }.alloc_data(key.len() as u64, value.len() as u64)?;
+        r.write(key_offset(block, header_len), key)?;
+        r.write(value_offset(block, header_len, key.len() as u64), value)?;
         Ok(block)
     }
 

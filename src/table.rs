@@ -108,8 +108,10 @@ impl Table {
                     let Some(block) = ref_block(rf, hash) else {
                         continue;
                     };
-                    let header = arena.check_block(block, FLAGS_USED)?;
-                    if header.key_len == key.len() as u64 && r.eq(block + BLOCK_HEADER, key)? {
+                    let header = arena.check_block(block, true)?;
+                    if header.key_len == key.len() as u64
+                        && r.eq(key_offset(block, header.header_len), key)?
+                    {
                         return Ok(Find::Found(Slot { at, block, header }));
                     }
                 }
@@ -159,15 +161,15 @@ impl Table {
             },
         };
         let h = read_header(r, block)?;
-        if h.flags != FLAGS_USED {
+        if h.flags != FLAGS_SHORT && h.flags != FLAGS_LONG {
             return Err(Error::corrupted(
                 "index points to a block that is not in use",
             ));
         }
-        if h.key_len != key.len() as u64 || !r.eq(block + BLOCK_HEADER, key)? {
+        if h.key_len != key.len() as u64 || !r.eq(key_offset(block, h.header_len), key)? {
             return Ok(Some(false));
         }
-        let val = value_offset(block, h.key_len);
+        let val = value_offset(block, h.header_len, h.key_len);
         if val.checked_add(h.val_len).is_none_or(|end| end > r.len()) {
             // Checked before allocating: a forged length must not make us allocate 4 GiB.
             return Err(Error::OutOfBounds {
@@ -225,9 +227,9 @@ impl Table {
                 continue;
             }
             let data = ((rf & ((1 << REF_BLOCK_BITS) - 1)) as u64) << 3;
-            let header = arena.check_block(data, FLAGS_USED)?;
+            let header = arena.check_block(data, true)?;
             key.resize(header.key_len as usize, 0);
-            r.read(data + BLOCK_HEADER, &mut key)?;
+            r.read(key_offset(data, header.header_len), &mut key)?;
             let hash = hash_key(seed, &key) as u32;
             let to = (0..new.cap)
                 .map(|p| new.slot_at(hash, p))

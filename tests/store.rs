@@ -263,3 +263,24 @@ fn a_version_stays_current_until_its_entry_changes_or_the_index_moves() {
     assert!(still_current(&s, v2));
     assert_eq!(out, b"1");
 }
+
+#[test]
+fn values_cross_between_short_and_long_headed_blocks() {
+    let mem = Mem::new(16 * MIB);
+    let s = mem.create(16 * MIB);
+    let mut out = Vec::new();
+    // Around the largest short-header class (64 KiB), in place and not, with and without refit.
+    for (i, len) in [
+        10, 65_500, 65_524, 65_530, 65_536, 70_000, 65_520, 3, 200_000, 65_529,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let value: Vec<u8> = (0..len).map(|j| (j * 7 + i) as u8).collect();
+        s.set(b"edge", &value, i % 3 == 0).unwrap();
+        s.get(b"edge", &mut out).unwrap().unwrap();
+        assert_eq!(out, value, "length {len}");
+    }
+    assert!(s.delete(b"edge").unwrap());
+    assert_eq!(s.stats().unwrap().entries, 0);
+}

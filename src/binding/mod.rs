@@ -314,7 +314,10 @@ pub fn layout(env: Env) -> Result<Raw> {
         ("blockHeader", BLOCK_HEADER),
         ("blockWord0", B_WORD0),
         ("blockValLen", B_VAL_LEN),
-        ("flagsUsed", FLAGS_USED as u64),
+        ("shortHeader", SHORT_HEADER),
+        ("longHeader", LONG_HEADER),
+        ("flagsShort", FLAGS_SHORT as u64),
+        ("flagsLong", FLAGS_LONG as u64),
         ("layoutVersion", LAYOUT_VERSION as u64),
     ];
     let map = fields
