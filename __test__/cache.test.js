@@ -20,6 +20,17 @@ test('repeated gets of an unchanged value are served from the cache', () => {
   assert.equal(after.cachedEntries, 1);
 });
 
+test('with a thousand keys read over and over, nearly every read is a cache hit', () => {
+  const { store } = createManager();
+  for (let i = 0; i < 1000; i++) store.set(`many:${i}`, { i });
+  for (let pass = 0; pass < 3; pass++) for (let i = 0; i < 1000; i++) store.get(`many:${i}`); // warm up
+  const before = store.stats();
+  for (let pass = 0; pass < 10; pass++) for (let i = 0; i < 1000; i++) assert.equal(store.get(`many:${i}`).i, i);
+  const after = store.stats();
+  const hits = after.hits - before.hits;
+  assert.ok(hits >= 9_900, `${hits} of 10,000 reads were hits`);
+});
+
 test('a value another thread changes is never served stale (concurrent writer)', async () => {
   const manager = createManager();
   const { store } = manager;

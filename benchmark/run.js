@@ -41,6 +41,8 @@ const CHECKS = {
   scale: (m) => [
     ['get at 1M keys vs 1k keys', m.get1000000 / m.get1000, 1.5, 'max', `${fmt(m.get1000000)} vs ${fmt(m.get1000)} ns`],
     ['set at 1M keys vs 1k keys', m.set1000000 / m.set1000, 1.5, 'max', `${fmt(m.set1000000)} vs ${fmt(m.set1000)} ns`],
+    ['Map+msgpackr get at 1M vs 1k (context)', m.mapGet1000000 / m.mapGet1000, null, 'report', `${fmt(m.mapGet1000000)} vs ${fmt(m.mapGet1000)} ns`],
+    ['Map+msgpackr set at 1M vs 1k (context)', m.mapSet1000000 / m.mapSet1000, null, 'report', `${fmt(m.mapSet1000000)} vs ${fmt(m.mapSet1000)} ns`],
     ['memory at 1M small entries vs raw bytes', m.usedBytes / m.rawBytes, 2, 'max', `${(m.usedBytes / 2 ** 20).toFixed(0)} MiB vs ${(m.rawBytes / 2 ** 20).toFixed(0)} MiB raw`],
   ],
 };
