@@ -35,6 +35,8 @@ pub enum Error {
     Decode(String),
     /// A value that cannot be encoded.
     Encode(String),
+    /// An operation does not apply to the stored value (e.g. incrementing a string).
+    Type(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -70,6 +72,7 @@ impl fmt::Display for Error {
             }
             Error::Decode(what) => write!(f, "cannot decode stored value: {what}"),
             Error::Encode(what) => write!(f, "{what}"),
+            Error::Type(what) => write!(f, "{what}"),
         }
     }
 }

@@ -169,9 +169,14 @@ impl Store {
                 max: MAX_VALUE_BYTES,
             });
         }
-        let r = &self.region;
         let hash = hash_key(self.seed, key) as u32;
-        let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
+        let _guard = lock(self.region.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
+        self.set_locked(key, hash, value, refit)
+    }
+
+    /// `set` for a caller that holds the writer lock.
+    fn set_locked(&self, key: &[u8], hash: u32, value: &[u8], refit: bool) -> Result<()> {
+        let r = &self.region;
         let arena = Arena { r };
         let mut table = Table::load(r)?;
         let payload = (key.len() + value.len()) as u64;
@@ -244,6 +249,161 @@ impl Store {
         tombstones.store(tombstones.load(Relaxed) + 1, Relaxed);
         Arena { r }.free(s.block)?;
         Ok(true)
+    }
+
+    /// Reads the current value of `key` (None if absent) and, if `f` returns bytes, stores
+    /// them, with no other writer in between; returns what `f` returns beside them. `f` may
+    /// run again if the region had to grow first, so it must depend only on its argument.
+    pub fn modify<T>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> Result<(Option<Vec<u8>>, T)>,
+    ) -> Result<T> {
+        Self::check_key(key)?;
+        let r = &self.region;
+        let hash = hash_key(self.seed, key) as u32;
+        let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
+        let current = match Table::load(r)?.find(r, key, hash)? {
+            Find::Found(s) => {
+                if s.header.key_len + s.header.val_len > s.header.capacity() {
+                    return Err(Error::corrupted("value length exceeds its block"));
+                }
+                let mut buf = vec![0; s.header.val_len as usize];
+                r.read(
+                    value_offset(s.block, s.header.header_len, s.header.key_len),
+                    &mut buf,
+                )?;
+                Some(buf)
+            }
+            Find::Vacant(_) => None,
+        };
+        let (write, result) = f(current.as_deref())?;
+        if let Some(bytes) = write {
+            self.set_locked(key, hash, &bytes, false)?;
+        }
+        Ok(result)
+    }
+
+    /// Adds `delta` to the number stored under `key` (absent counts as 0); returns the sum.
+    pub fn increment(&self, key: &[u8], delta: f64) -> Result<f64> {
+        self.modify(key, |current| {
+            let base = match current.map(crate::codec::decode).transpose()? {
+                None => 0.0,
+                Some(crate::Value::Number(n)) => n,
+                Some(_) => {
+                    return Err(Error::Type(
+                        "increment: the stored value is not a number".into(),
+                    ))
+                }
+            };
+            let sum = base + delta;
+            Ok((Some(crate::codec::encode(&crate::Value::Number(sum))?), sum))
+        })
+    }
+
+    /// Stores `next` if the current encoded value equals `expected` (None: the key is absent).
+    pub fn compare_and_set(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        next: &[u8],
+    ) -> Result<bool> {
+        self.modify(key, |current| {
+            let same = current == expected;
+            Ok((same.then(|| next.to_vec()), same))
+        })
+    }
+
+    /// Deletes every entry; returns how many there were.
+    pub fn clear(&self) -> Result<u64> {
+        let r = &self.region;
+        let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
+        let table = Table::load(r)?;
+        let arena = Arena { r };
+        let mut removed = 0;
+        for i in 0..table.cap {
+            let at = table.off + i * SLOT_SIZE;
+            let rf = r.u32(at + S_REF)?.load(Relaxed);
+            if rf == REF_EMPTY || rf == REF_TOMBSTONE {
+                continue;
+            }
+            let block = ((rf & ((1 << REF_BLOCK_BITS) - 1)) as u64) << 3;
+            arena.check_block(block, true)?;
+            Table::publish(r, at, REF_TOMBSTONE)?;
+            arena.free(block)?;
+            removed += 1;
+        }
+        r.u64(H_LIVE)?.store(0, Relaxed);
+        table.rebuild(r, self.seed, 0)?; // a small table again, without the tombstones
+        Ok(removed)
+    }
+
+    /// Visits live entries from slot `from` of the index, lock-free, calling `f(key, value)`
+    /// for each (up to `max`). Returns the epoch of the table it read and the next slot (None
+    /// when done). If the index moved since `epoch`, it starts again from slot 0: callers that
+    /// need each key once drop repeats.
+    pub fn scan(
+        &self,
+        epoch: u32,
+        from: u64,
+        max: usize,
+        mut f: impl FnMut(&[u8], &[u8]),
+    ) -> Result<(u32, Option<u64>)> {
+        let r = &self.region;
+        let mut backoff = Backoff::new("entry being written", self.wait_timeout);
+        let now = r.u32(H_TABLE_EPOCH)?.load(Acquire);
+        let table = Table::load(r)?;
+        let mut i = if now == epoch { from } else { 0 };
+        let (mut key, mut value, mut seen) = (Vec::new(), Vec::new(), 0);
+        while i < table.cap && seen < max {
+            let at = table.off + i * SLOT_SIZE;
+            let seq_word = r.u32(at + S_SEQ)?;
+            let seq = seq_word.load(Acquire);
+            if seq & 1 == 1 {
+                backoff.snooze()?;
+                continue;
+            }
+            let rf = r.u32(at + S_REF)?.load(Relaxed);
+            let live = rf != REF_EMPTY && rf != REF_TOMBSTONE;
+            let read = live.then(|| {
+                let block = ((rf & ((1 << REF_BLOCK_BITS) - 1)) as u64) << 3;
+                Self::read_entry_at(r, block, &mut key, &mut value)
+            });
+            fence(Acquire);
+            if seq_word.load(Relaxed) != seq || r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
+                if r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
+                    return Ok((now.wrapping_sub(1), Some(0))); // moved: the caller starts over
+                }
+                backoff.snooze()?;
+                continue;
+            }
+            // Stable, yet unreadable: corrupted, or past this thread's view of a grown region.
+            read.transpose()?;
+            if live {
+                f(&key, &value);
+                seen += 1;
+            }
+            i += 1;
+        }
+        Ok((now, (i < table.cap).then_some(i)))
+    }
+
+    fn read_entry_at(r: &Region, block: u64, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<()> {
+        let h = crate::arena::read_header(r, block)?;
+        let end = block
+            .checked_add(h.header_len + h.key_len + h.val_len)
+            .ok_or(Error::corrupted("entry length"))?;
+        if end > r.len() {
+            return Err(Error::OutOfBounds {
+                off: block,
+                size: end - block,
+            });
+        }
+        key.resize(h.key_len as usize, 0);
+        r.read(key_offset(block, h.header_len), key)?;
+        value.resize(h.val_len as usize, 0);
+        r.read(value_offset(block, h.header_len, h.key_len), value)?;
+        Ok(())
     }
 
     pub fn stats(&self) -> Result<Stats> {

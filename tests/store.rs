@@ -284,3 +284,75 @@ fn values_cross_between_short_and_long_headed_blocks() {
     assert!(s.delete(b"edge").unwrap());
     assert_eq!(s.stats().unwrap().entries, 0);
 }
+
+#[test]
+fn increment_compare_and_set_clear_and_scan() {
+    use shared_kv_store::{codec, Value};
+    let mem = Mem::new(4 * MIB);
+    let s = mem.create(4 * MIB);
+    assert_eq!(s.increment(b"n", 5.0).unwrap(), 5.0, "absent counts as 0");
+    assert_eq!(s.increment(b"n", -1.5).unwrap(), 3.5);
+    s.set(
+        b"str",
+        &codec::encode(&Value::String("x".into())).unwrap(),
+        false,
+    )
+    .unwrap();
+    assert!(matches!(s.increment(b"str", 1.0), Err(Error::Type(_))));
+
+    let one = codec::encode(&Value::Number(1.0)).unwrap();
+    let two = codec::encode(&Value::Number(2.0)).unwrap();
+    assert!(
+        s.compare_and_set(b"c", None, &one).unwrap(),
+        "insert if absent"
+    );
+    assert!(!s.compare_and_set(b"c", None, &two).unwrap());
+    assert!(!s.compare_and_set(b"c", Some(&two), &two).unwrap());
+    assert!(s.compare_and_set(b"c", Some(&one), &two).unwrap());
+    assert_eq!(get(&s, "c").unwrap(), two);
+
+    for i in 0..3000 {
+        s.set(format!("k{i}").as_bytes(), &[i as u8; 20], false)
+            .unwrap();
+    }
+    let (mut seen, mut epoch, mut at) = (std::collections::HashSet::new(), 0, Some(0));
+    while let Some(from) = at {
+        let (e, next) = s
+            .scan(epoch, from, 500, |k, v| {
+                assert!(seen.insert(k.to_vec()), "each key once when nothing moves");
+                assert!(!v.is_empty());
+            })
+            .unwrap();
+        (epoch, at) = (e, next);
+    }
+    assert_eq!(seen.len() as u64, s.stats().unwrap().entries);
+    let used_before = s.stats().unwrap().bytes_used;
+    assert_eq!(s.clear().unwrap(), 3003);
+    let st = s.stats().unwrap();
+    assert_eq!(st.entries, 0);
+    assert!(st.bytes_used < used_before / 10, "blocks freed: {st:?}");
+    assert_eq!(get(&s, "k5"), None);
+    s.set(b"after", b"1", false).unwrap();
+    assert_eq!(get(&s, "after").as_deref(), Some(&b"1"[..]));
+}
+
+#[test]
+fn increments_from_several_threads_add_up_exactly() {
+    let mem = Mem::new(4 * MIB);
+    let len = mem.bytes();
+    mem.create(len);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let s = mem.attach(len);
+                for _ in 0..10_000 {
+                    s.increment(b"counter", 1.0).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(
+        mem.attach(len).increment(b"counter", 0.0).unwrap(),
+        40_000.0
+    );
+}
