@@ -39,6 +39,14 @@ function checkKey(key) {
   if (!key.isWellFormed()) throw new TypeError('key must be well-formed UTF-16 (it contains a lone surrogate)');
 }
 
+const MAX_UPDATE_ATTEMPTS = 10_000;
+
+/** `value` encoded, as its own Buffer (the encoder's buffer is reused by the next encode). */
+function encodedCopy(value) {
+  const n = encoder.encode(value);
+  return Buffer.from(encoder.buf.subarray(0, n));
+}
+
 function checkCodec(codec) {
   if (codec !== 'js' && codec !== 'native') {
     throw new TypeError(`codec must be 'js' or 'native', got ${String(codec)}`);
@@ -153,6 +161,112 @@ class SharedKVStore {
   delete(key) {
     checkKey(key);
     return native.delete(this.#id(), key);
+  }
+
+  /** Whether `key` has a value (reads it, so it is as cheap as a get). */
+  has(key) {
+    return this.get(key) !== undefined;
+  }
+
+  /** The number of keys. */
+  get size() {
+    return native.count(this.#id());
+  }
+
+  /** Adds `delta` to the number under `key` (absent counts as 0), atomically; returns the sum. */
+  increment(key, delta = 1) {
+    checkKey(key);
+    if (typeof delta !== 'number' || !Number.isFinite(delta)) {
+      throw new TypeError(`increment: delta must be a finite number, got ${String(delta)}`);
+    }
+    return native.increment(this.#id(), key, delta);
+  }
+
+  /**
+   * Stores `next` only if the stored value equals `expected` (same encoded bytes; `undefined`:
+   * the key is absent). Atomic. Returns whether it stored.
+   */
+  compareAndSet(key, expected, next) {
+    checkKey(key);
+    const id = this.#id();
+    if (next === undefined) throw new TypeError('compareAndSet: the new value must not be undefined');
+    const old = expected === undefined ? null : encodedCopy(expected);
+    const n = encoder.encode(next);
+    return native.compareAndSet(id, key, old, old === null ? 0 : old.length, encoder.buf, n);
+  }
+
+  /**
+   * Writes `fn(current)` with no other write to `key` in between: if another thread changes
+   * the key meanwhile, `fn` runs again on the new value (so it may run more than once, and
+   * should not have side effects). `fn` returning `undefined` writes nothing. Returns what
+   * was written. No lock is held while `fn` runs, so a thread stopped inside it blocks nobody.
+   */
+  update(key, fn) {
+    checkKey(key);
+    if (typeof fn !== 'function') throw new TypeError('update: expects a function');
+    const id = this.#id();
+    for (let attempt = 0; attempt < MAX_UPDATE_ATTEMPTS; attempt++) {
+      const current = this.get(key);
+      const old = current === undefined ? null : encodedCopy(current); // before fn can mutate it
+      const next = fn(current);
+      if (next === undefined) return undefined;
+      const n = encoder.encode(next);
+      if (native.compareAndSet(id, key, old, old === null ? 0 : old.length, encoder.buf, n)) return next;
+    }
+    const err = new Error(`update: '${key}' kept changing under ${MAX_UPDATE_ATTEMPTS} attempts`);
+    err.code = 'ERR_KV_CONTENDED';
+    throw err;
+  }
+
+  /** Deletes every key; returns how many there were. */
+  clear() {
+    return native.clear(this.#id());
+  }
+
+  /**
+   * [key, value] pairs. Consistent under concurrent writes: each key at most once, every
+   * value whole (one that some write stored). Keys written during the iteration may or may
+   * not appear.
+   */
+  *entries() {
+    const id = this.#id();
+    const seen = new Set();
+    let epoch = 0;
+    let from = 0;
+    while (from >= 0) {
+      const batch = native.scan(id, epoch, from, 256);
+      ({ epoch, next: from } = batch);
+      for (let i = 0; i < batch.keys.length; i++) {
+        const key = batch.keys[i];
+        if (seen.has(key)) continue; // the index moved and the scan started over
+        seen.add(key);
+        yield [key, decode(batch.values[i])];
+      }
+    }
+  }
+
+  *keys() {
+    for (const [key] of this.entries()) yield key;
+  }
+
+  *values() {
+    for (const [, value] of this.entries()) yield value;
+  }
+
+  [Symbol.iterator]() {
+    return this.entries();
+  }
+
+  /** get() for each key, in order. */
+  getMany(keys) {
+    return Array.from(keys, (key) => this.get(key));
+  }
+
+  /** set() for each [key, value]; returns how many were stored (undefined values are not). */
+  setMany(entries) {
+    let stored = 0;
+    for (const [key, value] of entries) if (this.set(key, value)) stored++;
+    return stored;
   }
 
   /**

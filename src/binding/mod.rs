@@ -498,6 +498,126 @@ unsafe extern "C" fn raw_set_entry(
     ptr::null_mut()
 }
 
+/// Adds `delta` to the number under `key` (absent: 0) atomically; returns the new number.
+#[napi]
+pub fn increment(env: Env, id: u32, key: String, delta: f64) -> Result<f64> {
+    let env = env.raw();
+    with(env, id, |att| {
+        att.run(env, |store, _| store.increment(key.as_bytes(), delta))
+    })
+}
+
+/// Stores `next[0, next_len)` if the stored encoded value equals `expected[0, expected_len)`,
+/// or, when `expected` is null, if the key is absent.
+#[napi(js_name = "compareAndSet")]
+pub fn compare_and_set(
+    env: Env,
+    id: u32,
+    key: String,
+    expected: Raw,
+    expected_len: u32,
+    next: Raw,
+    next_len: u32,
+) -> Result<bool> {
+    let env = env.raw();
+    let expected = if raw::is_null(env, expected.0)? {
+        None
+    } else {
+        // SAFETY: the caller's Uint8Array outlives this call.
+        let all = unsafe { bytes_of(env, expected.0)? };
+        Some(&all[..(expected_len as usize).min(all.len())])
+    };
+    // SAFETY: as above.
+    let all = unsafe { bytes_of(env, next.0)? };
+    let next = &all[..(next_len as usize).min(all.len())];
+    with(env, id, |att| {
+        att.run(env, |store, _| {
+            store.compare_and_set(key.as_bytes(), expected, next)
+        })
+    })
+}
+
+/// Deletes every entry; returns how many there were.
+#[napi]
+pub fn clear(env: Env, id: u32) -> Result<f64> {
+    let env = env.raw();
+    with(env, id, |att| att.run(env, |store, _| store.clear())).map(|n| n as f64)
+}
+
+/// The number of live entries.
+#[napi]
+pub fn count(env: Env, id: u32) -> Result<f64> {
+    let env = env.raw();
+    with(env, id, |att| att.run(env, |store, _| store.stats())).map(|s| s.entries as f64)
+}
+
+/// One batch of iteration: `{ epoch, next, keys, values }` with up to `max` entries from slot
+/// `from` (values as Buffers of encoded bytes); `next` is -1 when done. If the index moved
+/// since `epoch`, the batch starts over at slot 0 (the caller drops repeated keys).
+#[napi]
+pub fn scan(env: Env, id: u32, epoch: u32, from: f64, max: u32) -> Result<Raw> {
+    let env = env.raw();
+    let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let (epoch, next) = with(env, id, |att| {
+        entries.clear();
+        att.run(env, |store, _| {
+            entries.clear();
+            store.scan(epoch, from as u64, max as usize, |k, v| {
+                entries.push((k.to_vec(), v.to_vec()))
+            })
+        })
+    })?;
+    let (mut keys, mut values, mut out) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+    // SAFETY: plain Node-API object/array/buffer creation on this env.
+    unsafe {
+        check(
+            env,
+            sys::napi_create_array_with_length(env, entries.len(), &mut keys),
+        )?;
+        check(
+            env,
+            sys::napi_create_array_with_length(env, entries.len(), &mut values),
+        )?;
+        for (i, (k, v)) in entries.iter().enumerate() {
+            let (mut ks, mut vb, mut data) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+            check(
+                env,
+                sys::napi_create_string_utf8(env, k.as_ptr().cast(), k.len() as isize, &mut ks),
+            )?;
+            check(
+                env,
+                sys::napi_create_buffer_copy(env, v.len(), v.as_ptr().cast(), &mut data, &mut vb),
+            )?;
+            check(env, sys::napi_set_element(env, keys, i as u32, ks))?;
+            check(env, sys::napi_set_element(env, values, i as u32, vb))?;
+        }
+        check(env, sys::napi_create_object(env, &mut out))?;
+        check(
+            env,
+            sys::napi_set_named_property(
+                env,
+                out,
+                c"epoch".as_ptr(),
+                raw::number(env, epoch as f64)?,
+            ),
+        )?;
+        let next = next.map_or(-1.0, |n| n as f64);
+        check(
+            env,
+            sys::napi_set_named_property(env, out, c"next".as_ptr(), raw::number(env, next)?),
+        )?;
+        check(
+            env,
+            sys::napi_set_named_property(env, out, c"keys".as_ptr(), keys),
+        )?;
+        check(
+            env,
+            sys::napi_set_named_property(env, out, c"values".as_ptr(), values),
+        )?;
+    }
+    Ok(Raw(out))
+}
+
 #[napi]
 pub fn delete(env: Env, id: u32, key: String) -> Result<bool> {
     let env = env.raw();

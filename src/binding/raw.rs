@@ -59,6 +59,7 @@ fn kind(e: &CoreError) -> (u8, &'static CStr) {
         CoreError::ValueTooLarge { .. } => (b'R', c"ERR_KV_VALUE_TOO_LARGE"),
         CoreError::Full { .. } => (b'R', c"ERR_KV_FULL"),
         CoreError::Encode(_) => (b'R', c"ERR_KV_ENCODE"),
+        CoreError::Type(_) => (b'T', c"ERR_KV_WRONG_TYPE"),
         CoreError::Timeout(_) => (b'E', c"ERR_KV_TIMEOUT"),
         CoreError::Decode(_) => (b'E', c"ERR_KV_DECODE"),
         _ => (b'E', c"ERR_KV_CORRUPTED"),
@@ -125,6 +126,13 @@ pub fn number(env: sys::napi_env, n: f64) -> Result<sys::napi_value> {
     // SAFETY: valid env and out-pointer.
     check(env, unsafe { sys::napi_create_double(env, n, &mut v) })?;
     Ok(v)
+}
+
+pub fn is_null(env: sys::napi_env, v: sys::napi_value) -> Result<bool> {
+    let mut t = 0;
+    // SAFETY: valid env, value and out-pointer.
+    check(env, unsafe { sys::napi_typeof(env, v, &mut t) })?;
+    Ok(t == sys::ValueType::napi_null || t == sys::ValueType::napi_undefined)
 }
 
 pub fn undefined(env: sys::napi_env) -> Result<sys::napi_value> {
