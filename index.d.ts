@@ -64,7 +64,7 @@ export interface StoreStats {
   cachedBytes: number;
 }
 
-export declare class SharedKVStore {
+export declare class SharedKVStore<V = any> {
   /** The store of this thread (set by `createManager` and `createStore`). */
   static instance: SharedKVStore | undefined;
   private constructor();
@@ -73,7 +73,7 @@ export declare class SharedKVStore {
   readonly attached: boolean;
   readonly handle: StoreHandle;
   /** A fresh copy of the value, or undefined. Throws TypeError for a non-string key. */
-  get<T = any>(key: string): T | undefined;
+  get<T extends V = V>(key: string): T | undefined;
   /**
    * Stores a copy of `value`: true; `undefined` is not stored: false (the old value stays).
    * `resizeBuffer: true` re-fits the value's space instead of reusing a larger one.
@@ -84,11 +84,34 @@ export declare class SharedKVStore {
   /** Whether the key existed. */
   delete(key: string): boolean;
   stats(): StoreStats;
+  /** Whether `key` has a value (as costly as a get). */
+  has(key: string): boolean;
+  /** The number of keys. */
+  readonly size: number;
+  /** Adds `delta` (default 1) to the number under `key` (absent: 0), atomically; returns the sum. */
+  increment(key: string, delta?: number): number;
+  /** Stores `next` only if the stored value equals `expected` (`undefined`: absent). Atomic. */
+  compareAndSet<T extends V = V>(key: string, expected: T | undefined, next: Storable<T>): boolean;
+  /**
+   * Writes `fn(current)` with no other write in between (`fn` may rerun if another thread
+   * changed the key). `undefined` from `fn` writes nothing. Returns what was written.
+   */
+  update<T extends V = V>(key: string, fn: (current: T | undefined) => T | undefined): T | undefined;
+  /** Deletes every key; returns how many there were. */
+  clear(): number;
+  /** Each key at most once, every value whole, under concurrent writes. */
+  entries(): IterableIterator<[string, V]>;
+  keys(): IterableIterator<string>;
+  values(): IterableIterator<V>;
+  [Symbol.iterator](): IterableIterator<[string, V]>;
+  getMany<T extends V = V>(keys: Iterable<string>): Array<T | undefined>;
+  /** Returns how many were stored (`undefined` values are not). */
+  setMany(entries: Iterable<readonly [string, V]>): number;
 }
 
-export declare class Manager {
+export declare class Manager<V = any> {
   private constructor();
-  readonly store: SharedKVStore;
+  readonly store: SharedKVStore<V>;
   readonly handle: StoreHandle;
   /** Sends the handle to the worker; its `createStore(parentPort)` attaches. Returns true. */
   registerFork(worker: Pick<Worker, 'postMessage'>): true;
@@ -97,14 +120,14 @@ export declare class Manager {
 }
 
 /** Main thread: creates the store and sets `globalThis.SharedKVStore.instance`. */
-export declare function createManager(options?: ManagerOptions): Manager;
+export declare function createManager<V = any>(options?: ManagerOptions): Manager<V>;
 
 /** In a worker: attach through the parent port (see README for timing). */
-export declare function createStore(port: MessagePort, options?: StoreOptions): SharedKVStore;
+export declare function createStore<V = any>(port: MessagePort, options?: StoreOptions): SharedKVStore<V>;
 /** Anywhere: attach through a handle (e.g. `workerData.kv`). */
-export declare function createStore(handle: StoreHandle, options?: StoreOptions): SharedKVStore;
+export declare function createStore<V = any>(handle: StoreHandle, options?: StoreOptions): SharedKVStore<V>;
 /** Main thread: the store `createManager` made. */
-export declare function createStore(): SharedKVStore;
+export declare function createStore<V = any>(): SharedKVStore<V>;
 
 /** The value codecs (both write the same bytes). */
 export declare const codec: {

@@ -46,4 +46,20 @@ createStore(handle, { codec: 'bson' });
 // @ts-expect-error a user is not a number
 const wrong: number | undefined = main.get<User>('user:1');
 
-void [registered, store, ok, user, anything, removed, stats, gone, attached, wrong];
+// Typed stores and the atomic operations.
+const users = createStore<User>(handle);
+const typed: User | undefined = users.get('user:1');
+const count: number = main.increment('visits');
+const swapped: boolean = users.compareAndSet('user:1', typed, { id: 2, name: 'Bo', joined: new Date() });
+const bumped = main.update<number>('visits', (n) => (n ?? 0) + 1);
+const has: boolean = main.has('visits');
+const size: number = main.size;
+for (const [key, u] of users) void [key.toUpperCase(), u.name];
+const many: Array<User | undefined> = users.getMany(['user:1']);
+const stored: number = main.setMany([['a', 1], ['b', 'two']]);
+// @ts-expect-error a typed store's values are Users
+const notUser: number | undefined = users.get('user:1');
+// @ts-expect-error increment takes a number
+main.increment('visits', '1');
+
+void [registered, store, ok, user, anything, removed, stats, gone, attached, wrong, typed, count, swapped, bumped, has, size, many, stored, notUser];
