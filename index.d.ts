@@ -99,6 +99,9 @@ export declare class SharedKVStore<V = any> {
   update<T extends V = V>(key: string, fn: (current: T | undefined) => T | undefined): T | undefined;
   /** Deletes every key; returns how many there were. */
   clear(): number;
+  /** Releases this thread's hold on the store; idempotent. Later calls throw ERR_KV_CLOSED. */
+  close(): void;
+  readonly closed: boolean;
   /** Each key at most once, every value whole, under concurrent writes. */
   entries(): IterableIterator<[string, V]>;
   keys(): IterableIterator<string>;

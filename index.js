@@ -41,6 +41,12 @@ function checkKey(key) {
 
 const MAX_UPDATE_ATTEMPTS = 10_000;
 
+function closedError() {
+  const err = new Error('shared-kv-store: this store was closed in this thread');
+  err.code = 'ERR_KV_CLOSED';
+  return err;
+}
+
 /** `value` encoded, as its own Buffer (the encoder's buffer is reused by the next encode). */
 function encodedCopy(value) {
   const n = encoder.encode(value);
@@ -62,12 +68,14 @@ class SharedKVStore {
   #ready;
   #cache;
   #reader;
+  #closed = false;
 
   /** @internal Use createManager() or createStore(). */
   constructor(buffer, codec) {
     this.#jsCodec = checkCodec(codec) === 'js';
     this.#ready = new Promise((resolve) => {
       this._attach = (sab) => {
+        if (this.#closed) return; // closed before its handle arrived
         this.#buffer = sab;
         this.#att = native.attach(sab);
         // The native codec path builds values in Rust and does not use the read cache.
@@ -100,9 +108,26 @@ class SharedKVStore {
 
   #id() {
     if (this.#att === undefined) {
+      if (this.#closed) throw closedError();
       throw new Error('shared-kv-store: this store has not received its handle yet; await store.ready');
     }
     return this.#att.id;
+  }
+
+  /**
+   * Releases this thread's hold on the store (other threads keep using it). Idempotent; any
+   * later call on this object throws an Error with code ERR_KV_CLOSED.
+   */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#att !== undefined) native.detach(this.#att.id);
+    this.#att = this.#cache = this.#reader = this.#buffer = undefined;
+    if (SharedKVStore.instance === this) SharedKVStore.instance = undefined;
+  }
+
+  get closed() {
+    return this.#closed;
   }
 
   get(key) {

@@ -123,3 +123,29 @@ test('iteration under concurrent writes: each key at most once, stable keys all 
   Atomics.store(stop, 0, 1);
   await exited(w);
 });
+
+test('close() is idempotent, later calls throw ERR_KV_CLOSED, other threads carry on', async () => {
+  const manager = createManager();
+  const { store } = manager;
+  store.set('k', 'v');
+  const w = worker(`
+    const store = kv.createStore(workerData.kv);
+    store.get('k'); store.get('k'); // cached in this thread
+    store.close();
+    store.close();
+    const errors = [];
+    for (const call of [() => store.get('k'), () => store.set('k', 1), () => store.delete('k'), () => store.size,
+      () => store.stats(), () => [...store.keys()], () => store.increment('n'), () => store.handle]) {
+      try { call(); errors.push('no error'); } catch (e) { errors.push(e.code); }
+    }
+    parentPort.postMessage({ errors, closed: store.closed });
+  `, { workerData: { kv: manager.handle } });
+  const [{ errors, closed }] = await new Promise((r) => w.once('message', (m) => r([m])));
+  assert.equal(await exited(w), 0, 'the worker exits normally after close');
+  assert.equal(closed, true);
+  assert.deepEqual(new Set(errors), new Set(['ERR_KV_CLOSED']), errors.join());
+  assert.equal(store.get('k'), 'v', 'the store itself is untouched');
+  store.close();
+  assert.throws(() => store.get('k'), { code: 'ERR_KV_CLOSED' });
+  assert.equal(globalThis.SharedKVStore.instance, undefined, 'the closed instance is no longer the global one');
+});

@@ -255,6 +255,18 @@ impl Attached {
     }
 }
 
+/// Releases attachment `id` now (the store's `close()`); later calls with `id` fail with
+/// ERR_KV_CLOSED. Releasing twice is harmless.
+#[napi]
+pub fn detach(env: Env, id: u32) -> Result<()> {
+    let env = env.raw();
+    let att = ATTACHED.with(|a| a.borrow_mut().get_mut(id as usize).and_then(Option::take));
+    if let Some(att) = att {
+        att.drop_refs(env);
+    }
+    Ok(())
+}
+
 /// Runs `f` on attachment `id`. `f` must not call user JS (it could re-enter the store).
 fn with<T>(env: sys::napi_env, id: u32, f: impl FnOnce(&mut Attached) -> Result<T>) -> Result<T> {
     ATTACHED.with(
