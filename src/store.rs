@@ -10,7 +10,7 @@ use crate::hash::hash_key;
 use crate::layout::*;
 use crate::lock::{lock, Backoff, WAIT_TIMEOUT};
 use crate::region::Region;
-use crate::table::{make_ref, Find, Read, Table};
+use crate::table::{make_ref, ref_to_block, Find, Read, Table};
 use std::time::Duration;
 
 /// One thread's handle on a store region. Cheap; each thread attaches its own.
@@ -327,7 +327,7 @@ impl Store {
             if rf == REF_EMPTY || rf == REF_TOMBSTONE {
                 continue;
             }
-            let block = ((rf & ((1 << REF_BLOCK_BITS) - 1)) as u64) << 3;
+            let block = ref_to_block(rf);
             arena.check_block(block, true)?;
             Table::publish(r, at, REF_TOMBSTONE)?;
             arena.free(block)?;
@@ -365,10 +365,7 @@ impl Store {
             }
             let rf = r.u32(at + S_REF)?.load(Relaxed);
             let live = rf != REF_EMPTY && rf != REF_TOMBSTONE;
-            let read = live.then(|| {
-                let block = ((rf & ((1 << REF_BLOCK_BITS) - 1)) as u64) << 3;
-                Self::read_entry_at(r, block, &mut key, &mut value)
-            });
+            let read = live.then(|| Self::read_entry_at(r, ref_to_block(rf), &mut key, &mut value));
             fence(Acquire);
             if seq_word.load(Relaxed) != seq || r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
                 if r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {

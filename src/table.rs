@@ -60,9 +60,14 @@ pub fn make_ref(block: u64, hash: u32) -> u32 {
     (hash & 7) << REF_BLOCK_BITS | (block >> 3) as u32
 }
 
+/// The block a live REF points to.
+pub fn ref_to_block(r: u32) -> u64 {
+    ((r & ((1 << REF_BLOCK_BITS) - 1)) as u64) << 3
+}
+
 /// The block a live REF points to, if its tag matches `hash`.
 fn ref_block(r: u32, hash: u32) -> Option<u64> {
-    (r >> REF_BLOCK_BITS == hash & 7).then_some(((r & ((1 << REF_BLOCK_BITS) - 1)) as u64) << 3)
+    (r >> REF_BLOCK_BITS == hash & 7).then(|| ref_to_block(r))
 }
 
 impl Table {
@@ -226,7 +231,7 @@ impl Table {
             if rf == REF_EMPTY || rf == REF_TOMBSTONE {
                 continue;
             }
-            let data = ((rf & ((1 << REF_BLOCK_BITS) - 1)) as u64) << 3;
+            let data = ref_to_block(rf);
             let header = arena.check_block(data, true)?;
             key.resize(header.key_len as usize, 0);
             r.read(key_offset(data, header.header_len), &mut key)?;

@@ -20,6 +20,7 @@ impl TypeName for Raw {
     }
 }
 impl ValidateNapiValue for Raw {}
+// SAFETY (both impls): the trait signatures are `unsafe fn`; these only pass the handle through.
 impl FromNapiValue for Raw {
     unsafe fn from_napi_value(_env: sys::napi_env, v: sys::napi_value) -> Result<Self> {
         Ok(Raw(v))
