@@ -1,0 +1,54 @@
+'use strict';
+// The shared memory is writable from JS. Overwrite random bytes of each area and run every
+// operation (through the JS reader, the cache and the native paths): each must work or throw
+// an Error, never crash the process, hang, or allocate without bound. Runs in a child process
+// so that a crash would fail this test instead of the runner.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { spawnSync } = require('node:child_process');
+const path = require('node:path');
+
+const script = `
+const { createManager, createStore } = require(${JSON.stringify(path.join(__dirname, '..'))});
+const native = require(${JSON.stringify(path.join(__dirname, '..', 'shared-kv-store.node'))});
+let seed = 12345;
+const rand = (n) => { seed = (seed * 1103515245 + 12345) >>> 0; return seed % n; };
+const areas = { header: [0, 4096], index: [4096, 4096 + 12000], arena: [4096 + 12000, 600000] };
+const outcomes = { ok: 0, errors: 0 };
+const messages = new Set();
+for (const [area, [lo, hi]] of Object.entries(areas)) {
+  for (let round = 0; round < 40; round++) {
+    const manager = createManager({ maxBytes: 8 * 1024 * 1024 });
+    const store = manager.store;
+    const other = createStore(manager.handle, { codec: 'native' });
+    for (let i = 0; i < 400; i++) store.set('key' + i, i % 3 ? { i, s: 'v'.repeat(i % 40) } : i);
+    for (let i = 0; i < 50; i++) store.get('key' + i), store.get('key' + i); // some cached
+    const bytes = new Uint8Array(manager.handle.buffer);
+    for (let k = 1 + rand(40); k > 0; k--) bytes[lo + rand(hi - lo)] = rand(256);
+    const ops = [
+      (k) => store.get(k), (k) => other.get(k), (k) => store.set(k, { x: 1 }), (k) => other.set(k, [1, 2]),
+      (k) => store.delete(k), (k) => store.has(k), (k) => store.increment('n'), (k) => store.compareAndSet(k, undefined, 1),
+      (k) => store.update(k, (v) => v), () => [...store.keys()].length, () => store.size, () => store.stats(),
+    ];
+    for (let j = 0; j < 60; j++) {
+      const key = 'key' + rand(450);
+      try { ops[rand(ops.length)](key); outcomes.ok++; } catch (e) {
+        if (!(e instanceof Error)) throw new Error('threw a non-Error: ' + String(e));
+        outcomes.errors++; messages.add(e.code || e.name);
+      }
+    }
+    store.close(); other.close();
+  }
+}
+console.log(JSON.stringify({ outcomes, codes: [...messages] }));
+`;
+
+test('random bytes written into the header, index or arena from JS: every operation returns or throws', () => {
+  const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 240_000 });
+  assert.equal(run.signal, null, `killed (${run.signal}): a hang or a crash`);
+  assert.equal(run.status, 0, run.stderr);
+  const { outcomes, codes } = JSON.parse(run.stdout.trim().split('\n').pop());
+  assert.ok(outcomes.ok > 1000, JSON.stringify(outcomes));
+  assert.ok(outcomes.errors > 0, 'corruption was noticed at least sometimes');
+  for (const code of codes) assert.match(code, /^(ERR_KV_|TypeError|RangeError|Error)/, code);
+});
