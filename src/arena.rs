@@ -50,10 +50,12 @@ fn free_head(class: u32) -> u64 {
 pub struct Header {
     pub class: u32,
     pub flags: u32,
-    /// Bytes before the key: SHORT_HEADER or LONG_HEADER.
+    /// Bytes before the key: SHORT_HEADER, LONG_HEADER or TTL_HEADER.
     pub header_len: u64,
     pub key_len: u64,
     pub val_len: u64,
+    /// Expiry time in ms since the Unix epoch; 0: never.
+    pub expires_at: u64,
 }
 
 impl Header {
@@ -61,15 +63,36 @@ impl Header {
     pub fn capacity(&self) -> u64 {
         class_size(self.class) - self.header_len
     }
+
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at != 0 && self.expires_at <= now_ms
+    }
+
+    pub fn in_use(&self) -> bool {
+        matches!(self.flags, FLAGS_SHORT | FLAGS_LONG | FLAGS_TTL)
+    }
 }
 
 pub fn read_header(r: &Region, block: u64) -> Result<Header> {
     let w0 = r.u32(block + B_WORD0)?.load(Relaxed);
     let flags = (w0 >> 8) & 0xff;
-    let (header_len, val_len) = match flags {
-        FLAGS_SHORT => (SHORT_HEADER, r.u16(block + B_VAL_LEN)?.load(Relaxed) as u64),
-        FLAGS_LONG => (LONG_HEADER, r.u32(block + B_VAL_LEN)?.load(Relaxed) as u64),
-        _ => (LONG_HEADER, 0),
+    let (header_len, val_len, expires_at) = match flags {
+        FLAGS_SHORT => (
+            SHORT_HEADER,
+            r.u16(block + B_VAL_LEN)?.load(Relaxed) as u64,
+            0,
+        ),
+        FLAGS_LONG => (
+            LONG_HEADER,
+            r.u32(block + B_VAL_LEN)?.load(Relaxed) as u64,
+            0,
+        ),
+        FLAGS_TTL => (
+            TTL_HEADER,
+            r.u32(block + B_VAL_LEN)?.load(Relaxed) as u64,
+            r.u64(block + B_EXPIRES)?.load(Relaxed),
+        ),
+        _ => (LONG_HEADER, 0, 0),
     };
     Ok(Header {
         class: w0 & 0xff,
@@ -77,6 +100,7 @@ pub fn read_header(r: &Region, block: u64) -> Result<Header> {
         header_len,
         key_len: (w0 >> 16) as u64,
         val_len,
+        expires_at,
     })
 }
 
@@ -87,8 +111,12 @@ fn write_word0(r: &Region, block: u64, class: u32, flags: u32, key_len: u64) -> 
 }
 
 /// The class (and its header kind) a data block with `payload` bytes of key and value gets:
-/// a short header when the class is small enough for a 16-bit value length.
-pub fn data_class(payload: u64) -> Result<(u32, u32)> {
+/// a TTL header if it expires, else a short header when the class is small enough for a
+/// 16-bit value length.
+pub fn data_class(payload: u64, expires: bool) -> Result<(u32, u32)> {
+    if expires {
+        return Ok((class_for(payload + TTL_HEADER)?.0, FLAGS_TTL));
+    }
     let (class, size) = class_for(payload + SHORT_HEADER)?;
     if size <= SHORT_HEADER_MAX_CLASS {
         return Ok((class, FLAGS_SHORT));
@@ -127,7 +155,7 @@ impl<'r> Arena<'r> {
         }
         let h = read_header(self.r, block)?;
         let ok = if in_use {
-            h.flags == FLAGS_SHORT || h.flags == FLAGS_LONG
+            h.in_use()
         } else {
             h.flags == FLAGS_FREE
         };
@@ -145,20 +173,28 @@ impl<'r> Arena<'r> {
         self.alloc_class(class_for(payload + LONG_HEADER)?.0, FLAGS_LONG)
     }
 
-    /// Allocates a data block for a key and value of these lengths, with its lengths set.
-    /// Returns the block and its header length.
-    pub fn alloc_data(&self, key_len: u64, val_len: u64) -> Result<(u64, u64)> {
-        let (class, flags) = data_class(key_len + val_len)?;
+    /// Allocates a data block for a key and value of these lengths (with room for `reserve`
+    /// value bytes if more), with its lengths and expiry set. Returns the block's header.
+    pub fn alloc_data(
+        &self,
+        key_len: u64,
+        val_len: u64,
+        reserve: u64,
+        expires_at: u64,
+    ) -> Result<(u64, Header)> {
+        let (class, flags) = data_class(key_len + val_len.max(reserve), expires_at != 0)?;
         let block = self.alloc_class(class, flags)?;
         self.set_lengths(block, key_len, val_len)?;
-        Ok((
-            block,
-            if flags == FLAGS_SHORT {
-                SHORT_HEADER
-            } else {
-                LONG_HEADER
-            },
-        ))
+        if flags == FLAGS_TTL {
+            self.set_expiry(block, expires_at)?;
+        }
+        Ok((block, read_header(self.r, block)?))
+    }
+
+    /// Sets an expiring block's expiry time.
+    pub fn set_expiry(&self, block: u64, expires_at: u64) -> Result<()> {
+        self.r.u64(block + B_EXPIRES)?.store(expires_at, Relaxed);
+        Ok(())
     }
 
     /// Takes a block of `class` from its free list or the uncarved space. Fails with
@@ -212,7 +248,7 @@ impl<'r> Arena<'r> {
                 .r
                 .u16(block + B_VAL_LEN)?
                 .store(val_len as u16, Relaxed),
-            FLAGS_LONG => self
+            FLAGS_LONG | FLAGS_TTL => self
                 .r
                 .u32(block + B_VAL_LEN)?
                 .store(val_len as u32, Relaxed),

@@ -14,8 +14,8 @@
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SKVSTOR1");
 /// Bumped whenever the meaning of any offset below changes.
 /// 2: 32-bit MurmurHash3 keys. 3: 8-byte slots, lengths in the block header, any index size.
-/// 4: short block headers.
-pub const LAYOUT_VERSION: u32 = 4;
+/// 4: short block headers. 5: expiring entries (TTL header).
+pub const LAYOUT_VERSION: u32 = 5;
 /// Offsets are stored as u32 multiples of 8 (with 3 bits to spare): the region stays below 4 GiB.
 pub const MAX_REGION_BYTES: u64 = 1 << 32;
 
@@ -36,6 +36,8 @@ pub const H_LIVE: u64 = 48; // u64: live entries
 pub const H_TOMBSTONES: u64 = 56; // u64: deleted slots still in probe chains
 pub const H_ARENA_TOP: u64 = 64; // u64: end of carved arena space
 pub const H_BYTES_IN_USE: u64 = 72; // u64: sum of allocated block sizes
+/// u64: the next slot the bounded expiry sweep looks at.
+pub const H_SWEEP_CURSOR: u64 = 80;
 pub const H_FREE_HEADS: u64 = 128; // [u64; NUM_CLASSES]: head block of each free list
 
 // ---- arena blocks ---------------------------------------------------------------------------
@@ -50,11 +52,18 @@ pub const B_WORD0: u64 = 0; // u32
 pub const B_VAL_LEN: u64 = 4; // u16 (short) or u32 (long)
 pub const SHORT_HEADER: u64 = 6;
 pub const LONG_HEADER: u64 = 8;
+/// An expiring entry's header: word 0, u32 value length, then the expiry time (u64,
+/// milliseconds since the Unix epoch) at B_EXPIRES; its key starts at +16.
+pub const TTL_HEADER: u64 = 16;
+pub const B_EXPIRES: u64 = 8; // u64
 pub const SHORT_HEADER_MAX_CLASS: u64 = 1 << 16;
 /// Where an index block's slots start.
 pub const BLOCK_HEADER: u64 = LONG_HEADER;
 pub const FLAGS_SHORT: u32 = 0xA5;
 pub const FLAGS_LONG: u32 = 0xA6;
+pub const FLAGS_TTL: u32 = 0xA7;
+/// Slots the expiry sweep examines per write (bounded work, no timers).
+pub const SWEEP_SLOTS: u64 = 8;
 pub const FLAGS_FREE: u32 = 0x5A;
 /// In a free block: offset of the next free block of the same class (0 = end).
 pub const B_NEXT_FREE: u64 = 8; // u64

@@ -20,6 +20,28 @@ pub struct Store {
     seed: u64,
     /// How long an operation waits for the writer lock or a slot being written.
     pub wait_timeout: Duration,
+    /// The time expiry is judged by (replaceable in tests).
+    pub clock: fn() -> u64,
+}
+
+/// How `set_with` writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetOptions {
+    /// Move the value to a block of its own size class instead of reusing a larger one.
+    pub refit: bool,
+    /// Always write new space (readers holding the old version's location see it change).
+    pub immutable: bool,
+    /// Room for at least this many value bytes, so a growing value stays in place.
+    pub reserve: u64,
+    /// Expiry time in ms since the Unix epoch; 0: never.
+    pub expires_at: u64,
+}
+
+/// Milliseconds since the Unix epoch (the default clock; JS's Date.now() on the same machine).
+pub fn system_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A snapshot of the store's counters.
@@ -73,6 +95,7 @@ impl Store {
             region,
             seed,
             wait_timeout: WAIT_TIMEOUT,
+            clock: system_now_ms,
         })
     }
 
@@ -94,6 +117,7 @@ impl Store {
             region,
             seed,
             wait_timeout: WAIT_TIMEOUT,
+            clock: system_now_ms,
         })
     }
 
@@ -135,7 +159,7 @@ impl Store {
         let mut backoff = Backoff::new("entry being written", self.wait_timeout);
         loop {
             let epoch = epoch_word.load(Acquire);
-            let attempt = Table::load(r).and_then(|t| t.read(r, key, hash, out));
+            let attempt = Table::load(r).and_then(|t| t.read(r, key, hash, (self.clock)(), out));
             fence(Acquire);
             let moved = epoch_word.load(Relaxed) != epoch;
             match attempt {
@@ -162,6 +186,18 @@ impl Store {
     /// Fails with `NeedGrow` when the region must grow first; the store is then unchanged
     /// apart from a possibly rebuilt (larger) index, and the caller retries after growing.
     pub fn set(&self, key: &[u8], value: &[u8], refit: bool) -> Result<()> {
+        self.set_with(
+            key,
+            value,
+            &SetOptions {
+                refit,
+                ..SetOptions::default()
+            },
+        )
+    }
+
+    /// `set` with every option.
+    pub fn set_with(&self, key: &[u8], value: &[u8], opts: &SetOptions) -> Result<()> {
         Self::check_key(key)?;
         if value.len() > MAX_VALUE_BYTES {
             return Err(Error::ValueTooLarge {
@@ -171,29 +207,35 @@ impl Store {
         }
         let hash = hash_key(self.seed, key) as u32;
         let _guard = lock(self.region.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
-        self.set_locked(key, hash, value, refit)
+        self.sweep()?;
+        self.set_locked(key, hash, value, opts)
     }
 
     /// `set` for a caller that holds the writer lock.
-    fn set_locked(&self, key: &[u8], hash: u32, value: &[u8], refit: bool) -> Result<()> {
+    fn set_locked(&self, key: &[u8], hash: u32, value: &[u8], opts: &SetOptions) -> Result<()> {
         let r = &self.region;
         let arena = Arena { r };
         let mut table = Table::load(r)?;
         let payload = (key.len() + value.len()) as u64;
+        let wanted = (key.len() + value.len().max(opts.reserve as usize)) as u64;
 
         let vacant = match table.find(r, key, hash)? {
             Find::Found(s) => {
-                let fits = payload <= s.header.capacity();
-                if fits && (!refit || data_class(payload)?.0 == s.header.class) {
+                let h = s.header;
+                let same_kind = (h.flags == FLAGS_TTL) == (opts.expires_at != 0);
+                let fits = payload <= h.capacity() && wanted <= h.capacity();
+                let refit_ok =
+                    !opts.refit || data_class(wanted, opts.expires_at != 0)?.0 == h.class;
+                if !opts.immutable && same_kind && fits && refit_ok {
                     let odd = Table::begin_write(r, s.at)?;
-                    r.write(
-                        value_offset(s.block, s.header.header_len, key.len() as u64),
-                        value,
-                    )?;
+                    r.write(value_offset(s.block, h.header_len, key.len() as u64), value)?;
                     arena.set_lengths(s.block, key.len() as u64, value.len() as u64)?;
+                    if opts.expires_at != 0 {
+                        arena.set_expiry(s.block, opts.expires_at)?;
+                    }
                     return Table::end_write(r, s.at, odd);
                 }
-                let block = self.write_block(key, value)?;
+                let block = self.write_block(key, value, opts)?;
                 Table::publish(r, s.at, make_ref(block, hash))?;
                 return arena.free(s.block);
             }
@@ -213,7 +255,7 @@ impl Store {
                 }
             }
         };
-        let block = self.write_block(key, value)?;
+        let block = self.write_block(key, value, opts)?;
         let was_tombstone = r.u32(vacant + S_REF)?.load(Relaxed) == REF_TOMBSTONE;
         Table::publish(r, vacant, make_ref(block, hash))?;
         r.u64(H_LIVE)?.store(live + 1, Relaxed);
@@ -225,35 +267,74 @@ impl Store {
     }
 
     /// Allocates a block and fills it with key and value; not yet reachable by readers.
-    fn write_block(&self, key: &[u8], value: &[u8]) -> Result<u64> {
+    fn write_block(&self, key: &[u8], value: &[u8], opts: &SetOptions) -> Result<u64> {
         let r = &self.region;
-        let (block, header_len) = Arena { r }.alloc_data(key.len() as u64, value.len() as u64)?;
-        r.write(key_offset(block, header_len), key)?;
-        r.write(value_offset(block, header_len, key.len() as u64), value)?;
+        let (block, h) = Arena { r }.alloc_data(
+            key.len() as u64,
+            value.len() as u64,
+            opts.reserve,
+            opts.expires_at,
+        )?;
+        r.write(key_offset(block, h.header_len), key)?;
+        r.write(value_offset(block, h.header_len, key.len() as u64), value)?;
         Ok(block)
     }
 
-    /// Removes `key`; returns whether it was present.
+    /// Removes `key`; returns whether it was present (an expired entry is removed, but was
+    /// not present).
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         Self::check_key(key)?;
         let r = &self.region;
         let hash = hash_key(self.seed, key) as u32;
         let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
+        self.sweep()?;
         let Find::Found(s) = Table::load(r)?.find(r, key, hash)? else {
             return Ok(false);
         };
-        Table::publish(r, s.at, REF_TOMBSTONE)?;
+        let expired = s.header.expired((self.clock)());
+        self.remove_locked(s.at, s.block)?;
+        Ok(!expired)
+    }
+
+    /// Tombstones slot `at` and frees `block` (writer lock held).
+    fn remove_locked(&self, at: u64, block: u64) -> Result<()> {
+        let r = &self.region;
+        Table::publish(r, at, REF_TOMBSTONE)?;
         let live = r.u64(H_LIVE)?;
         live.store(live.load(Relaxed).saturating_sub(1), Relaxed);
         let tombstones = r.u64(H_TOMBSTONES)?;
         tombstones.store(tombstones.load(Relaxed) + 1, Relaxed);
-        Arena { r }.free(s.block)?;
-        Ok(true)
+        Arena { r }.free(block)
     }
 
-    /// Reads the current value of `key` (None if absent) and, if `f` returns bytes, stores
-    /// them, with no other writer in between; returns what `f` returns beside them. `f` may
-    /// run again if the region had to grow first, so it must depend only on its argument.
+    /// Reclaims expired entries among the next SWEEP_SLOTS slots (writer lock held): bounded
+    /// work per write, so expired space comes back without any timer.
+    fn sweep(&self) -> Result<()> {
+        let r = &self.region;
+        let table = Table::load(r)?;
+        let cursor = r.u64(H_SWEEP_CURSOR)?;
+        let start = cursor.load(Relaxed) % table.cap;
+        let now = (self.clock)();
+        let arena = Arena { r };
+        for i in 0..SWEEP_SLOTS.min(table.cap) {
+            let at = table.off + ((start + i) % table.cap) * SLOT_SIZE;
+            let rf = r.u32(at + S_REF)?.load(Relaxed);
+            if rf == REF_EMPTY || rf == REF_TOMBSTONE {
+                continue;
+            }
+            let block = ref_to_block(rf);
+            if arena.check_block(block, true)?.expired(now) {
+                self.remove_locked(at, block)?;
+            }
+        }
+        cursor.store((start + SWEEP_SLOTS) % table.cap, Relaxed);
+        Ok(())
+    }
+
+    /// Reads the current value of `key` (None if absent or expired) and, if `f` returns bytes,
+    /// stores them (keeping the entry's expiry), with no other writer in between; returns what
+    /// `f` returns beside them. `f` may run again if the region had to grow first, so it must
+    /// depend only on its argument.
     pub fn modify<T>(
         &self,
         key: &[u8],
@@ -263,8 +344,9 @@ impl Store {
         let r = &self.region;
         let hash = hash_key(self.seed, key) as u32;
         let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
+        let mut opts = SetOptions::default();
         let current = match Table::load(r)?.find(r, key, hash)? {
-            Find::Found(s) => {
+            Find::Found(s) if !s.header.expired((self.clock)()) => {
                 if s.header.key_len + s.header.val_len > s.header.capacity() {
                     return Err(Error::corrupted("value length exceeds its block"));
                 }
@@ -273,13 +355,14 @@ impl Store {
                     value_offset(s.block, s.header.header_len, s.header.key_len),
                     &mut buf,
                 )?;
+                opts.expires_at = s.header.expires_at;
                 Some(buf)
             }
-            Find::Vacant(_) => None,
+            _ => None,
         };
         let (write, result) = f(current.as_deref())?;
         if let Some(bytes) = write {
-            self.set_locked(key, hash, &bytes, false)?;
+            self.set_locked(key, hash, &bytes, &opts)?;
         }
         Ok(result)
     }
@@ -352,6 +435,7 @@ impl Store {
         let r = &self.region;
         let mut backoff = Backoff::new("entry being written", self.wait_timeout);
         let now = r.u32(H_TABLE_EPOCH)?.load(Acquire);
+        let now_ms = (self.clock)();
         let table = Table::load(r)?;
         let mut i = if now == epoch { from } else { 0 };
         let (mut key, mut value, mut seen) = (Vec::new(), Vec::new(), 0);
@@ -365,7 +449,8 @@ impl Store {
             }
             let rf = r.u32(at + S_REF)?.load(Relaxed);
             let live = rf != REF_EMPTY && rf != REF_TOMBSTONE;
-            let read = live.then(|| Self::read_entry_at(r, ref_to_block(rf), &mut key, &mut value));
+            let read = live
+                .then(|| Self::read_entry_at(r, ref_to_block(rf), now_ms, &mut key, &mut value));
             fence(Acquire);
             if seq_word.load(Relaxed) != seq || r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
                 if r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
@@ -375,8 +460,7 @@ impl Store {
                 continue;
             }
             // Stable, yet unreadable: corrupted, or past this thread's view of a grown region.
-            read.transpose()?;
-            if live {
+            if read.transpose()? == Some(true) {
                 f(&key, &value);
                 seen += 1;
             }
@@ -385,8 +469,18 @@ impl Store {
         Ok((now, (i < table.cap).then_some(i)))
     }
 
-    fn read_entry_at(r: &Region, block: u64, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Result<()> {
+    /// Reads an entry's key and value; Ok(false) if it has expired.
+    fn read_entry_at(
+        r: &Region,
+        block: u64,
+        now_ms: u64,
+        key: &mut Vec<u8>,
+        value: &mut Vec<u8>,
+    ) -> Result<bool> {
         let h = crate::arena::read_header(r, block)?;
+        if h.expired(now_ms) {
+            return Ok(false);
+        }
         let end = block
             .checked_add(h.header_len + h.key_len + h.val_len)
             .ok_or(Error::corrupted("entry length"))?;
@@ -400,7 +494,7 @@ impl Store {
         r.read(key_offset(block, h.header_len), key)?;
         value.resize(h.val_len as usize, 0);
         r.read(value_offset(block, h.header_len, h.key_len), value)?;
-        Ok(())
+        Ok(true)
     }
 
     pub fn stats(&self) -> Result<Stats> {

@@ -126,7 +126,15 @@ impl Table {
     }
 
     /// One lock-free lookup attempt: on a hit, `out` holds the value bytes.
-    pub fn read(&self, r: &Region, key: &[u8], hash: u32, out: &mut Vec<u8>) -> Result<Read> {
+    /// Entries that expired by `now_ms` count as absent.
+    pub fn read(
+        &self,
+        r: &Region,
+        key: &[u8],
+        hash: u32,
+        now_ms: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<Read> {
         for probe in 0..self.cap {
             let at = self.slot_at(hash, probe);
             let seq_word = r.u32(at + S_SEQ)?;
@@ -134,7 +142,7 @@ impl Table {
             if seq & 1 == 1 {
                 return Ok(Read::Retry);
             }
-            let outcome = Self::read_entry(r, at, key, hash, out);
+            let outcome = Self::read_entry(r, at, key, hash, now_ms, out);
             fence(Acquire);
             if seq_word.load(Relaxed) != seq {
                 return Ok(Read::Retry);
@@ -155,6 +163,7 @@ impl Table {
         at: u64,
         key: &[u8],
         hash: u32,
+        now_ms: u64,
         out: &mut Vec<u8>,
     ) -> Result<Option<bool>> {
         let block = match r.u32(at + S_REF)?.load(Relaxed) {
@@ -166,13 +175,16 @@ impl Table {
             },
         };
         let h = read_header(r, block)?;
-        if h.flags != FLAGS_SHORT && h.flags != FLAGS_LONG {
+        if !h.in_use() {
             return Err(Error::corrupted(
                 "index points to a block that is not in use",
             ));
         }
         if h.key_len != key.len() as u64 || !r.eq(key_offset(block, h.header_len), key)? {
             return Ok(Some(false));
+        }
+        if h.expired(now_ms) {
+            return Ok(None); // keys are unique: an expired one is absent
         }
         let val = value_offset(block, h.header_len, h.key_len);
         if val.checked_add(h.val_len).is_none_or(|end| end > r.len()) {

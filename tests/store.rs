@@ -356,3 +356,112 @@ fn increments_from_several_threads_add_up_exactly() {
         40_000.0
     );
 }
+
+static NOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000);
+fn test_clock() -> u64 {
+    NOW.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn expired_entries_are_absent_everywhere_and_reclaimed() {
+    use shared_kv_store::SetOptions;
+    use std::sync::atomic::Ordering::SeqCst;
+    let mem = Mem::new(4 * MIB);
+    let mut s = mem.create(4 * MIB);
+    s.clock = test_clock;
+    let t0 = NOW.load(SeqCst);
+    let ttl = |ms| SetOptions {
+        expires_at: t0 + ms,
+        ..SetOptions::default()
+    };
+    s.set_with(b"t", b"short-lived", &ttl(100)).unwrap();
+    s.set(b"plain", b"stays", false).unwrap();
+    assert_eq!(get(&s, "t").as_deref(), Some(&b"short-lived"[..]));
+    NOW.store(t0 + 99, SeqCst);
+    assert!(get(&s, "t").is_some(), "not yet");
+    NOW.store(t0 + 100, SeqCst);
+    assert_eq!(get(&s, "t"), None, "expired from that moment");
+    let mut keys = Vec::new();
+    let _ = s.scan(0, 0, 100, |k, _| keys.push(k.to_vec())).unwrap();
+    assert_eq!(keys, vec![b"plain".to_vec()], "iteration skips it");
+    assert_eq!(
+        s.increment(b"t", 1.0).unwrap(),
+        1.0,
+        "an expired value counts as absent"
+    );
+    assert!(get(&s, "t").is_some());
+
+    // Expiry survives increments; a plain set removes it.
+    NOW.store(t0, SeqCst);
+    s.set_with(
+        b"c",
+        &shared_kv_store::codec::encode(&shared_kv_store::Value::Number(1.0)).unwrap(),
+        &ttl(50),
+    )
+    .unwrap();
+    s.increment(b"c", 1.0).unwrap();
+    NOW.store(t0 + 60, SeqCst);
+    assert_eq!(get(&s, "c"), None, "increment kept the expiry");
+    NOW.store(t0, SeqCst);
+    s.set_with(b"c", b"x", &ttl(50)).unwrap();
+    s.set(b"c", b"y", false).unwrap();
+    NOW.store(t0 + 1_000_000, SeqCst);
+    assert_eq!(
+        get(&s, "c").as_deref(),
+        Some(&b"y"[..]),
+        "a plain set made it permanent"
+    );
+
+    // delete of an expired key says absent but reclaims; writes sweep expired entries.
+    NOW.store(t0, SeqCst);
+    for i in 0..200 {
+        s.set_with(format!("e{i}").as_bytes(), b"v", &ttl(10))
+            .unwrap();
+    }
+    let before = s.stats().unwrap().entries;
+    NOW.store(t0 + 20, SeqCst);
+    assert!(!s.delete(b"e0").unwrap());
+    for i in 0..2000 {
+        s.set(b"writer", &[i as u8], false).unwrap();
+    }
+    assert!(
+        s.stats().unwrap().entries < before - 150,
+        "the bounded sweep reclaimed them"
+    );
+}
+
+#[test]
+fn reserve_keeps_growing_values_in_place_and_immutable_always_moves() {
+    use shared_kv_store::SetOptions;
+    let mem = Mem::new(4 * MIB);
+    let s = mem.create(4 * MIB);
+    let reserve = SetOptions {
+        reserve: 2000,
+        ..SetOptions::default()
+    };
+    s.set_with(b"r", b"small", &reserve).unwrap();
+    let used = s.stats().unwrap().bytes_used;
+    let mut out = Vec::new();
+    let v1 = s.get(b"r", &mut out).unwrap().unwrap();
+    s.set(b"r", &[7; 1900], false).unwrap();
+    let v2 = s.get(b"r", &mut out).unwrap().unwrap();
+    assert_eq!(
+        s.stats().unwrap().bytes_used,
+        used,
+        "rewritten in the reserved space"
+    );
+    assert_eq!(v1.seq_offset, v2.seq_offset);
+    assert_eq!(out, vec![7; 1900]);
+    let immutable = SetOptions {
+        immutable: true,
+        ..SetOptions::default()
+    };
+    s.set(b"i", b"one", false).unwrap();
+    let top = s.stats().unwrap().bytes_reserved;
+    s.set_with(b"i", b"two", &immutable).unwrap();
+    assert!(
+        s.stats().unwrap().bytes_reserved > top,
+        "written to new space"
+    );
+    assert_eq!(get(&s, "i").as_deref(), Some(&b"two"[..]));
+}
