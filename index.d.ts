@@ -23,6 +23,20 @@ export type StorableValue =
 /** Rejects, at compile time, values that can never be stored (they throw a TypeError). */
 export type Storable<V> = V extends (...args: any[]) => any ? never : V extends symbol ? never : V;
 
+/** set()'s options (the third argument may also be `resizeBuffer`, a boolean). */
+export interface SetOptions {
+  /** Seconds until the key expires: from then on no thread gets, has or iterates it. */
+  ttl?: number;
+  /** Reserve room for a value of this many bytes, so a growing value is rewritten in place. */
+  minBufferSize?: number;
+  /** Always write the value to new space. */
+  immutable?: boolean;
+  /** Re-fit the value's space instead of reusing a larger one. */
+  resizeBuffer?: boolean;
+  /** Accepted for compatibility: every set is atomic anyway. */
+  skipLock?: boolean;
+}
+
 export interface StoreOptions {
   /**
    * `'js'` (default): values are encoded in JS, the fast path. `'native'`: encoded by the
@@ -80,7 +94,7 @@ export declare class SharedKVStore<V = any> {
    * Throws TypeError for a bad key or a value that cannot be stored, RangeError for a key
    * over 16 KiB of UTF-8, nesting deeper than 256, or a full store; the store is then unchanged.
    */
-  set<V>(key: string, value: Storable<V>, resizeBuffer?: boolean): boolean;
+  set<T extends V = V>(key: string, value: Storable<T>, options?: boolean | SetOptions): boolean;
   /** Whether the key existed. */
   delete(key: string): boolean;
   stats(): StoreStats;

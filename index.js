@@ -22,8 +22,8 @@ const HANDLE = '__sharedKVStore';
 // One encoder and one read buffer per thread: calls are synchronous, so they never overlap.
 const encoder = new Encoder();
 let scratch = Buffer.allocUnsafeSlow(64 * 1024);
-/** Filled by native.get with the entry's version: [seq word offset, seq, epoch]. */
-const version = new Uint32Array(3);
+/** Filled by native.get with the entry's version: [seq word offset, seq, epoch, expiry lo, hi]. */
+const version = new Uint32Array(5);
 const LAYOUT = native.layout();
 const EPOCH_INDEX = LAYOUT.tableEpoch >>> 2;
 /** setEntry as a plain Node-API callback on the registered encode buffer (see the binding). */
@@ -40,6 +40,29 @@ function checkKey(key) {
 }
 
 const MAX_UPDATE_ATTEMPTS = 10_000;
+
+/** Parses set()'s options object into what the binding takes. */
+function setOptions(options) {
+  if (typeof options !== 'object') {
+    throw new TypeError('set: the third argument is resizeBuffer (a boolean) or an options object');
+  }
+  const { ttl, minBufferSize, immutable, resizeBuffer } = options; // skipLock: sets are always atomic
+  let mode = (resizeBuffer === true ? 1 : 0) | (immutable === true ? 2 : 0);
+  let reserve = 0, expiresAt = 0;
+  if (ttl !== undefined) {
+    if (typeof ttl !== 'number' || !(ttl > 0) || !Number.isFinite(ttl)) {
+      throw new RangeError(`set: ttl must be a positive number of seconds, got ${String(ttl)}`);
+    }
+    expiresAt = Math.ceil(Date.now() + ttl * 1000);
+  }
+  if (minBufferSize !== undefined) {
+    if (!Number.isSafeInteger(minBufferSize) || minBufferSize < 0 || minBufferSize > 0xffffffff) {
+      throw new RangeError(`set: minBufferSize must be a whole number of bytes, got ${String(minBufferSize)}`);
+    }
+    reserve = minBufferSize;
+  }
+  return { mode, reserve, expiresAt };
+}
 
 function closedError() {
   const err = new Error('shared-kv-store: this store was closed in this thread');
@@ -165,13 +188,19 @@ class SharedKVStore {
     return cache.note(key, version, value, n) ? cloneAny(value) : value;
   }
 
-  set(key, value, resizeBuffer = false) {
+  /**
+   * Stores a copy of `value`. The third argument is `resizeBuffer` (boolean), or options
+   * `{ ttl, minBufferSize, immutable, resizeBuffer, skipLock }` (see README).
+   */
+  set(key, value, options) {
     checkKey(key);
     const id = this.#id();
     if (value === undefined) return false;
-    const refit = resizeBuffer === true;
+    let mode = 0, reserve = 0, expiresAt = 0;
+    if (options === true) mode = 1;
+    else if (options !== undefined && options !== false && options !== null) ({ mode, reserve, expiresAt } = setOptions(options));
     if (!this.#jsCodec) {
-      native.setValue(id, key, value, refit);
+      native.setValue(id, key, value, mode, reserve, expiresAt);
       return true;
     }
     const end = encoder.encodeEntry(key, value);
@@ -179,7 +208,7 @@ class SharedKVStore {
       native.setEncodeBuffer(encoder.buf); // once, and again only when the encoder grew it
       registeredBuffer = encoder.buf;
     }
-    rawSetEntry(id, encoder.keyLength, end, refit);
+    rawSetEntry(id, encoder.keyLength, end, mode, reserve, expiresAt);
     return true;
   }
 

@@ -12,7 +12,7 @@ function setup(options) {
   const att = native.attach(manager.handle.buffer);
   const reader = new Reader(manager.handle.buffer, native.layout(), native.hashSeed(att.id));
   const scratch = Buffer.alloc(1 << 20);
-  const version = new Uint32Array(3);
+  const version = new Uint32Array(5);
   const nativeRead = (key) => {
     const n = native.get(att.id, key, scratch, version);
     return n < 0 ? MISS : codec.decode(scratch, 0, n);

@@ -126,7 +126,7 @@ class ReadCache {
     // SEQ first, then the epoch: the epoch changes before an old index block is reused, so
     // an unchanged epoch proves the SEQ word we read was the entry's.
     if (e !== undefined && e.value !== undefined && Atomics.load(this.words, e.seqIndex) === e.seq &&
-        Atomics.load(this.words, this.epochIndex) === e.epoch) {
+        Atomics.load(this.words, this.epochIndex) === e.epoch && (e.expires === 0 || Date.now() < e.expires)) {
       this.hits++;
       if (++e.hits === COMPILE_AFTER_HITS) e.clone = compiledCloner(e.value);
       return e.clone(e.value);
@@ -136,7 +136,7 @@ class ReadCache {
   }
 
   /**
-   * Notes that `key` was read at `version` ([seqOffset, seq, epoch]) as `value` (`size` bytes
+   * Notes that `key` was read at `version` ([seqOffset, seq, epoch, expiry lo, hi]) as `value` (`size` bytes
    * encoded). The value is kept only when the same version is read a second time, so values
    * that change between reads cost no copy. Returns true if it kept `value`: the caller must
    * then hand out a copy.
@@ -167,7 +167,8 @@ class ReadCache {
     this.forget(key);
     if (this.entries.size >= MAX_ENTRIES || this.bytes + size > MAX_TOTAL_BYTES) this.evictOldestHalf();
     if (offset >>> 2 >= this.words.length) this.words = new Int32Array(this.sab, 0, this.sab.byteLength >>> 2);
-    this.entries.set(key, { seqIndex: offset >>> 2, seq, epoch, value, clone: cloneAny, size, hits: 0 });
+    const expires = version[3] + version[4] * 4294967296; // 0: never
+    this.entries.set(key, { seqIndex: offset >>> 2, seq, epoch, expires, value, clone: cloneAny, size, hits: 0 });
     this.bytes += size;
     return true;
   }

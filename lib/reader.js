@@ -82,12 +82,15 @@ class Reader {
     this.valLenHalf = layout.blockValLen >>> 1;
     this.short = layout.flagsShort;
     this.long = layout.flagsLong;
+    this.ttl = layout.flagsTtl;
+    this.ttlHeader = layout.ttlHeader;
+    this.expiresWord = layout.blockExpires >>> 2;
     this.shortHeader = layout.shortHeader;
     this.longHeader = layout.longHeader;
     /** After a HIT: the value, its encoded size, and its version [seq offset, seq, epoch]. */
     this.value = undefined;
     this.size = 0;
-    this.version = new Uint32Array(3);
+    this.version = new Uint32Array(5); // [seq offset, seq, epoch, expiry low, expiry high]
     this.remap();
   }
 
@@ -151,12 +154,17 @@ class Reader {
         const word0 = u32[bw + this.word0];
         const flags = (word0 >>> 8) & 0xff;
         let keyAt, valLen;
+        let expires = 0;
         if (flags === this.short) {
           keyAt = block + this.shortHeader;
           valLen = this.u16[(block >>> 1) + this.valLenHalf];
         } else if (flags === this.long) {
           keyAt = block + this.longHeader;
           valLen = u32[bw + this.valLenWord];
+        } else if (flags === this.ttl) {
+          keyAt = block + this.ttlHeader;
+          valLen = u32[bw + this.valLenWord];
+          expires = u32[bw + this.expiresWord] + u32[bw + this.expiresWord + 1] * TWO_32;
         } else {
           return Atomics.load(i32, w + this.seqWord) !== seq ? RETRY : FALLBACK;
         }
@@ -174,7 +182,14 @@ class Reader {
               break;
             }
           }
-          if (found) return this.decodeHit(w, seq, epoch, valAt, valEnd, slot);
+          if (found) {
+            if (expires !== 0 && Date.now() >= expires) {
+              // Expired from that moment: absent (keys are unique), if the slot held still.
+              if (Atomics.load(i32, w + this.seqWord) !== seq) return RETRY;
+              return Atomics.load(i32, epochIndex) === epoch ? MISS : RETRY;
+            }
+            return this.decodeHit(w, seq, epoch, valAt, valEnd, slot, expires);
+          }
         }
       }
       // What we saw counts only if the slot did not change while we looked.
@@ -184,7 +199,7 @@ class Reader {
     return Atomics.load(i32, epochIndex) === epoch ? MISS : RETRY;
   }
 
-  decodeHit(w, seq, epoch, valAt, valEnd, slot) {
+  decodeHit(w, seq, epoch, valAt, valEnd, slot, expires) {
     let value;
     let decoded = true;
     try {
@@ -199,6 +214,8 @@ class Reader {
     this.version[0] = slot + this.seqWord * 4;
     this.version[1] = seq;
     this.version[2] = epoch;
+    this.version[3] = expires % TWO_32;
+    this.version[4] = Math.floor(expires / TWO_32);
     return HIT;
   }
 }

@@ -66,6 +66,9 @@ pub struct Version {
     pub epoch: u32,
     pub seq: u32,
     pub seq_offset: u64,
+    /// When the entry expires (ms since the Unix epoch; 0: never): a cached copy is only
+    /// current before then.
+    pub expires_at: u64,
 }
 
 /// Smallest region [`Store::create`] accepts: the header plus the initial index.
@@ -165,11 +168,12 @@ impl Store {
             match attempt {
                 // The index may have moved (and its old block been reused) while we read it.
                 _ if moved => {}
-                Ok(Read::Hit(seq, at)) => {
+                Ok(Read::Hit(seq, at, expires_at)) => {
                     return Ok(Some(Version {
                         epoch,
                         seq,
                         seq_offset: at + S_SEQ,
+                        expires_at,
                     }))
                 }
                 Ok(Read::Miss) => return Ok(None),

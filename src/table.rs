@@ -49,8 +49,8 @@ pub enum Find {
 
 /// What one lock-free read attempt saw.
 pub enum Read {
-    /// Found: the slot's SEQ and the slot's offset.
-    Hit(u32, u64),
+    /// Found: the slot's SEQ, the slot's offset and the entry's expiry (0: never).
+    Hit(u32, u64, u64),
     Miss,
     Retry,
 }
@@ -142,14 +142,15 @@ impl Table {
             if seq & 1 == 1 {
                 return Ok(Read::Retry);
             }
-            let outcome = Self::read_entry(r, at, key, hash, now_ms, out);
+            let mut expires_at = 0;
+            let outcome = Self::read_entry(r, at, key, hash, now_ms, out, &mut expires_at);
             fence(Acquire);
             if seq_word.load(Relaxed) != seq {
                 return Ok(Read::Retry);
             }
             // The slot was stable while we read it, so what we saw is what a writer wrote.
             match outcome? {
-                Some(true) => return Ok(Read::Hit(seq, at)),
+                Some(true) => return Ok(Read::Hit(seq, at, expires_at)),
                 Some(false) => {}
                 None => return Ok(Read::Miss),
             }
@@ -165,6 +166,7 @@ impl Table {
         hash: u32,
         now_ms: u64,
         out: &mut Vec<u8>,
+        expires_at: &mut u64,
     ) -> Result<Option<bool>> {
         let block = match r.u32(at + S_REF)?.load(Relaxed) {
             REF_EMPTY => return Ok(None),
@@ -196,6 +198,7 @@ impl Table {
         }
         out.resize(h.val_len as usize, 0);
         r.read(val, out)?;
+        *expires_at = h.expires_at;
         Ok(Some(true))
     }
 

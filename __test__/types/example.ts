@@ -17,6 +17,7 @@ const store: SharedKVStore | undefined = globalThis.SharedKVStore?.instance;
 const main = manager.store;
 const ok: boolean = main.set('user:1', { id: 1, name: 'Ada', joined: new Date() } satisfies User);
 main.set('bytes', Buffer.from('x'), true);
+main.set('session', { id: 1 }, { ttl: 30, minBufferSize: 256, immutable: false });
 main.set('map', new Map<string, Set<number>>([['a', new Set([1])]]));
 const user: User | undefined = main.get<User>('user:1');
 const anything = main.get('whatever'); // any by default
@@ -59,6 +60,8 @@ const many: Array<User | undefined> = users.getMany(['user:1']);
 const stored: number = main.setMany([['a', 1], ['b', 'two']]);
 // @ts-expect-error a typed store's values are Users
 const notUser: number | undefined = users.get('user:1');
+// @ts-expect-error ttl is a number of seconds
+main.set('session', 1, { ttl: '30s' });
 // @ts-expect-error increment takes a number
 main.increment('visits', '1');
 

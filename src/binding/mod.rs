@@ -19,7 +19,7 @@ use napi_derive::napi;
 
 use crate::error::Error as CoreError;
 use crate::region::Region;
-use crate::store::Store;
+use crate::store::{SetOptions, Store};
 use raw::{check, global, new_instance, throw, Raw};
 
 /// Grow in steps of at least this much, so many small sets do not each call `grow`.
@@ -314,15 +314,21 @@ fn write_version(
     check(env, unsafe {
         sys::napi_get_typedarray_info(env, target, &mut ty, &mut len, &mut data, &mut ab, &mut off)
     })?;
-    if ty != sys::TypedarrayType::uint32_array || len < 3 {
+    if ty != sys::TypedarrayType::uint32_array || len < 5 {
         return Err(Error::new(
             Status::InvalidArg,
-            "expected a Uint32Array of 3".to_string(),
+            "expected a Uint32Array of 5".to_string(),
         ));
     }
-    let words = [v.seq_offset as u32, v.seq, v.epoch];
-    // SAFETY: a private Uint32Array with room for 3 aligned u32s.
-    unsafe { ptr::copy_nonoverlapping(words.as_ptr(), data.cast::<u32>(), 3) };
+    let words = [
+        v.seq_offset as u32,
+        v.seq,
+        v.epoch,
+        v.expires_at as u32,
+        (v.expires_at >> 32) as u32,
+    ];
+    // SAFETY: a private Uint32Array with room for 5 aligned u32s.
+    unsafe { ptr::copy_nonoverlapping(words.as_ptr(), data.cast::<u32>(), 5) };
     Ok(())
 }
 
@@ -347,6 +353,9 @@ pub fn layout(env: Env) -> Result<Raw> {
         ("longHeader", LONG_HEADER),
         ("flagsShort", FLAGS_SHORT as u64),
         ("flagsLong", FLAGS_LONG as u64),
+        ("flagsTtl", FLAGS_TTL as u64),
+        ("ttlHeader", TTL_HEADER),
+        ("blockExpires", B_EXPIRES),
         ("layoutVersion", LAYOUT_VERSION as u64),
     ];
     let map = fields
@@ -385,11 +394,28 @@ pub fn set(env: Env, id: u32, key: String, bytes: Raw, len: u32, refit: bool) ->
 /// `set` with the key's UTF-8 bytes in the same buffer as the value: `bytes[0, key_len)` is
 /// the key, `bytes[key_len, end)` the encoded value.
 #[napi(js_name = "setEntry")]
-pub fn set_entry(env: Env, id: u32, bytes: Raw, key_len: u32, end: u32, refit: bool) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+pub fn set_entry(
+    env: Env,
+    id: u32,
+    bytes: Raw,
+    key_len: u32,
+    end: u32,
+    mode: u32,
+    reserve: u32,
+    expires_at: f64,
+) -> Result<()> {
     let env = env.raw();
     // SAFETY: the caller's Uint8Array outlives this call.
     let all = unsafe { bytes_of(env, bytes.0)? };
-    set_from(env, id, all, key_len, end, refit)
+    set_from(
+        env,
+        id,
+        all,
+        key_len,
+        end,
+        set_options(mode, reserve, expires_at),
+    )
 }
 
 fn set_from(
@@ -398,13 +424,24 @@ fn set_from(
     all: &[u8],
     key_len: u32,
     end: u32,
-    refit: bool,
+    opts: SetOptions,
 ) -> Result<()> {
     let end = (end as usize).min(all.len());
     let (key, value) = all[..end].split_at((key_len as usize).min(end));
     with(env, id, |att| {
-        att.run(env, |store, _| store.set(key, value, refit))
+        att.run(env, |store, _| store.set_with(key, value, &opts))
     })
+}
+
+/// Set options as the JS facade passes them: `mode` bit 0 refit, bit 1 immutable; `reserve`
+/// value bytes; `expires_at` ms since the Unix epoch (0: never).
+fn set_options(mode: u32, reserve: u32, expires_at: f64) -> SetOptions {
+    SetOptions {
+        refit: mode & 1 != 0,
+        immutable: mode & 2 != 0,
+        reserve: reserve as u64,
+        expires_at: expires_at.max(0.0) as u64,
+    }
 }
 
 thread_local! {
@@ -432,7 +469,7 @@ pub fn set_encode_buffer(env: Env, buf: Raw) -> Result<()> {
     Ok(())
 }
 
-/// Returns `rawSetEntry(id, keyLen, end, refit)`: `setEntry` on the registered encode buffer,
+/// Returns `rawSetEntry(id, keyLen, end, mode, reserve, expiresAt)`: `setEntry` on the registered encode buffer,
 /// as a plain Node-API callback. Measured: the napi-rs wrapper of `setEntry` (five arguments,
 /// one typed array) costs ~145 ns per call before any work; the store's set itself ~65 ns.
 #[napi(js_name = "makeRawSetEntry")]
@@ -460,9 +497,10 @@ unsafe extern "C" fn raw_set_entry(
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
     let result = std::panic::catch_unwind(|| {
-        let mut argc = 4usize;
-        let mut argv = [ptr::null_mut(); 4];
-        let (mut id, mut key_len, mut end, mut refit) = (0u32, 0u32, 0u32, false);
+        let mut argc = 6usize;
+        let mut argv = [ptr::null_mut(); 6];
+        let (mut id, mut key_len, mut end, mut mode, mut reserve, mut expires_at) =
+            (0u32, 0u32, 0u32, 0u32, 0u32, 0f64);
         // SAFETY: valid env/info; argv has room for argc values; out-pointers are valid.
         let ok = unsafe {
             sys::napi_get_cb_info(
@@ -473,18 +511,20 @@ unsafe extern "C" fn raw_set_entry(
                 ptr::null_mut(),
                 ptr::null_mut(),
             ) == sys::Status::napi_ok
-                && argc >= 4
+                && argc >= 6
                 && sys::napi_get_value_uint32(env, argv[0], &mut id) == sys::Status::napi_ok
                 && sys::napi_get_value_uint32(env, argv[1], &mut key_len) == sys::Status::napi_ok
                 && sys::napi_get_value_uint32(env, argv[2], &mut end) == sys::Status::napi_ok
-                && sys::napi_get_value_bool(env, argv[3], &mut refit) == sys::Status::napi_ok
+                && sys::napi_get_value_uint32(env, argv[3], &mut mode) == sys::Status::napi_ok
+                && sys::napi_get_value_uint32(env, argv[4], &mut reserve) == sys::Status::napi_ok
+                && sys::napi_get_value_double(env, argv[5], &mut expires_at) == sys::Status::napi_ok
         };
         if !ok {
             raw::throw_msg(
                 env,
                 b'T',
                 c"ERR_INVALID_ARG_TYPE",
-                "rawSetEntry(id, keyLen, end, refit)",
+                "rawSetEntry(id, keyLen, end, mode, reserve, expiresAt)",
             );
             return;
         }
@@ -497,7 +537,14 @@ unsafe extern "C" fn raw_set_entry(
         // (the JS encoder replaces it, and re-registers, when it needs more room).
         let all = unsafe { std::slice::from_raw_parts(data, len) };
         // Errors are thrown into JS inside (pending exception); nothing to return.
-        let _ = set_from(env, id, all, key_len, end, refit);
+        let _ = set_from(
+            env,
+            id,
+            all,
+            key_len,
+            end,
+            set_options(mode, reserve, expires_at),
+        );
     });
     if result.is_err() {
         raw::throw_msg(
@@ -656,12 +703,23 @@ pub fn get_value(env: Env, id: u32, key: String) -> Result<Raw> {
 
 /// `set` with the Rust codec: walks the JS value natively and encodes it.
 #[napi(js_name = "setValue")]
-pub fn set_value(env: Env, id: u32, key: String, value: Raw, refit: bool) -> Result<()> {
+pub fn set_value(
+    env: Env,
+    id: u32,
+    key: String,
+    value: Raw,
+    mode: u32,
+    reserve: u32,
+    expires_at: f64,
+) -> Result<()> {
     let env = env.raw();
     // Encode first: walking the value runs user getters, which may use the store.
     let bytes = convert::encode_from_js(env, value.0)?;
+    let opts = set_options(mode, reserve, expires_at);
     with(env, id, |att| {
-        att.run(env, |store, _| store.set(key.as_bytes(), &bytes, refit))
+        att.run(env, |store, _| {
+            store.set_with(key.as_bytes(), &bytes, &opts)
+        })
     })
 }
 
