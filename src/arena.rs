@@ -187,6 +187,8 @@ impl<'r> Arena<'r> {
         self.set_lengths(block, key_len, val_len)?;
         if flags == FLAGS_TTL {
             self.set_expiry(block, expires_at)?;
+            let n = self.r.u64(H_TTL_BLOCKS)?;
+            n.store(n.load(Relaxed) + 1, Relaxed);
         }
         Ok((block, read_header(self.r, block)?))
     }
@@ -259,7 +261,12 @@ impl<'r> Arena<'r> {
 
     /// Returns a block to its free list (or to the uncarved space if it is the last block).
     pub fn free(&self, block: u64) -> Result<()> {
-        let class = self.check_block(block, true)?.class;
+        let h = self.check_block(block, true)?;
+        let class = h.class;
+        if h.flags == FLAGS_TTL {
+            let n = self.r.u64(H_TTL_BLOCKS)?;
+            n.store(n.load(Relaxed).saturating_sub(1), Relaxed);
+        }
         let size = class_size(class);
         let used = self.r.u64(H_BYTES_IN_USE)?;
         used.store(used.load(Relaxed).saturating_sub(size), Relaxed);

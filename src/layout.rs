@@ -38,6 +38,8 @@ pub const H_ARENA_TOP: u64 = 64; // u64: end of carved arena space
 pub const H_BYTES_IN_USE: u64 = 72; // u64: sum of allocated block sizes
 /// u64: the next slot the bounded expiry sweep looks at.
 pub const H_SWEEP_CURSOR: u64 = 80;
+/// u64: blocks with a TTL header in use (the sweep is skipped while there are none).
+pub const H_TTL_BLOCKS: u64 = 88;
 pub const H_FREE_HEADS: u64 = 128; // [u64; NUM_CLASSES]: head block of each free list
 
 // ---- arena blocks ---------------------------------------------------------------------------
