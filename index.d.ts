@@ -86,8 +86,11 @@ export declare class SharedKVStore<V = any> {
   readonly ready: Promise<this>;
   readonly attached: boolean;
   readonly handle: StoreHandle;
-  /** A fresh copy of the value, or undefined. Throws TypeError for a non-string key. */
-  get<T extends V = V>(key: string): T | undefined;
+  /**
+   * A fresh copy of the value, or undefined. Throws TypeError for a non-string key.
+   * `skipLock` is accepted for compatibility: reads never wait for anything.
+   */
+  get<T extends V = V>(key: string, skipLock?: boolean): T | undefined;
   /**
    * Stores a copy of `value`: true; `undefined` is not stored: false (the old value stays).
    * `resizeBuffer: true` re-fits the value's space instead of reusing a larger one.
@@ -95,8 +98,20 @@ export declare class SharedKVStore<V = any> {
    * over 16 KiB of UTF-8, nesting deeper than 256, or a full store; the store is then unchanged.
    */
   set<T extends V = V>(key: string, value: Storable<T>, options?: boolean | SetOptions): boolean;
-  /** Whether the key existed. */
-  delete(key: string): boolean;
+  /**
+   * Deletes `key`; returns whether it existed. A glob (`*`, `?`; backslash escapes) or a
+   * `/regex/flags` string deletes every matching key and returns whether any was deleted.
+   */
+  delete(keyOrPattern: string): boolean;
+  /** All keys, or those matching a glob, a `/regex/flags` string, or a RegExp. */
+  listKeys(pattern?: string | RegExp): string[];
+  /**
+   * Takes the advisory lock on `key`, waiting up to `timeout` ms (default 1000); false on
+   * timeout. A lease (default 30 s): a holder that never releases (exited, terminated) loses it.
+   */
+  lock(key: string, timeout?: number, options?: { lease?: number }): boolean;
+  /** Releases this thread's lock on `key`; false if this thread does not hold it. */
+  release(key: string): boolean;
   stats(): StoreStats;
   /** Whether `key` has a value (as costly as a get). */
   has(key: string): boolean;

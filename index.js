@@ -41,6 +41,49 @@ function checkKey(key) {
 
 const MAX_UPDATE_ATTEMPTS = 10_000;
 
+/** Lock entries live in the store under this prefix (hidden from keys and iteration). */
+const LOCK_PREFIX = '\u0000lock\u0000';
+const DEFAULT_LEASE_MS = 30_000;
+/** Identifies this thread as a lock holder (unique across threads and processes). */
+const LOCK_OWNER = `${process.pid}:${require('node:worker_threads').threadId}:${Math.random().toString(36).slice(2)}`;
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
+
+const GLOB_SPECIAL = /[.+^${}()|[\]\\/]/;
+
+/**
+ * A RegExp for a pattern string, or undefined if it is a plain key: `/source/flags` is a
+ * regex; a string with an unescaped `*` or `?` is a glob (`\\` escapes the next char).
+ * `always`: treat any string as a glob (listKeys). An invalid regex is a SyntaxError.
+ */
+function compilePattern(pattern, always = false) {
+  if (typeof pattern !== 'string') throw new TypeError('a pattern must be a string or a RegExp');
+  const m = /^\/([\s\S]+)\/([dgimsuvy]*)$/.exec(pattern);
+  if (m) {
+    try {
+      return new RegExp(m[1], m[2]);
+    } catch (err) {
+      throw new SyntaxError(`invalid pattern ${pattern}: ${err.message}`);
+    }
+  }
+  let source = '';
+  let wild = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === '\\' && i + 1 < pattern.length) {
+      const next = pattern[++i];
+      source += GLOB_SPECIAL.test(next) || next === '*' || next === '?' ? '\\' + next : next;
+    } else if (c === '*') {
+      source += '[\\s\\S]*';
+      wild = true;
+    } else if (c === '?') {
+      source += '[\\s\\S]';
+      wild = true;
+    } else source += GLOB_SPECIAL.test(c) ? '\\' + c : c;
+  }
+  if (!wild && !always && !pattern.includes('\\')) return undefined;
+  return new RegExp(`^${source}$`, 'u');
+}
+
 /** Parses set()'s options object into what the binding takes. */
 function setOptions(options) {
   if (typeof options !== 'object') {
@@ -212,9 +255,62 @@ class SharedKVStore {
     return true;
   }
 
+  /**
+   * Deletes `key`; returns whether it existed. A glob (`*`, `?`; `\\` escapes) or a
+   * `/regex/flags` string deletes every matching key instead, and returns whether any did.
+   */
   delete(key) {
     checkKey(key);
-    return native.delete(this.#id(), key);
+    const id = this.#id();
+    const pattern = compilePattern(key);
+    if (pattern === undefined) return native.delete(id, key);
+    let any = false;
+    for (const k of this.listKeys(pattern)) any = native.delete(id, k) || any;
+    return any;
+  }
+
+  /** All keys, or those matching a glob or `/regex/flags` pattern (see delete). */
+  listKeys(pattern) {
+    const re = pattern === undefined ? undefined : pattern instanceof RegExp ? pattern : compilePattern(pattern, true);
+    const keys = [];
+    for (const key of this.keys()) {
+      if (re !== undefined) {
+        re.lastIndex = 0; // a g or y flag would otherwise carry state between keys
+        if (!re.test(key)) continue;
+      }
+      keys.push(key);
+    }
+    return keys;
+  }
+
+  /**
+   * Takes the advisory lock on `key` for this thread, waiting up to `timeout` ms; returns
+   * whether it got it. The lock is a lease: if its holder does not release it (the thread
+   * exited or was terminated), it expires after `lease` ms. Only the holder can release it.
+   * Locks do not block get/set: they coordinate threads that take them.
+   */
+  lock(key, timeout = 1000, { lease = DEFAULT_LEASE_MS } = {}) {
+    checkKey(key);
+    if (!(timeout >= 0)) throw new RangeError(`lock: timeout must be a number of ms >= 0, got ${String(timeout)}`);
+    if (!(lease > 0) || !Number.isFinite(lease)) throw new RangeError(`lock: lease must be a positive number of ms, got ${String(lease)}`);
+    const id = this.#id();
+    const name = LOCK_PREFIX + key;
+    const deadline = Date.now() + timeout;
+    for (let wait = 0.05; ; wait = Math.min(wait * 2, 5)) {
+      const n = encoder.encode(LOCK_OWNER);
+      if (native.compareAndSet(id, name, null, 0, encoder.buf, n, Date.now() + lease)) return true;
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      Atomics.wait(SLEEPER, 0, 0, Math.min(wait, left)); // a short sleep: locks are polled
+    }
+  }
+
+  /** Releases this thread's lock on `key`; false if this thread does not hold it. */
+  release(key) {
+    checkKey(key);
+    const id = this.#id();
+    const owner = encodedCopy(LOCK_OWNER);
+    return native.compareAndSet(id, LOCK_PREFIX + key, owner, owner.length, null, 0, 0);
   }
 
   /** Whether `key` has a value (reads it, so it is as cheap as a get). */
@@ -246,7 +342,7 @@ class SharedKVStore {
     if (next === undefined) throw new TypeError('compareAndSet: the new value must not be undefined');
     const old = expected === undefined ? null : encodedCopy(expected);
     const n = encoder.encode(next);
-    return native.compareAndSet(id, key, old, old === null ? 0 : old.length, encoder.buf, n);
+    return native.compareAndSet(id, key, old, old === null ? 0 : old.length, encoder.buf, n, 0);
   }
 
   /**
@@ -265,7 +361,7 @@ class SharedKVStore {
       const next = fn(current);
       if (next === undefined) return undefined;
       const n = encoder.encode(next);
-      if (native.compareAndSet(id, key, old, old === null ? 0 : old.length, encoder.buf, n)) return next;
+      if (native.compareAndSet(id, key, old, old === null ? 0 : old.length, encoder.buf, n, 0)) return next;
     }
     const err = new Error(`update: '${key}' kept changing under ${MAX_UPDATE_ATTEMPTS} attempts`);
     err.code = 'ERR_KV_CONTENDED';
@@ -292,7 +388,7 @@ class SharedKVStore {
       ({ epoch, next: from } = batch);
       for (let i = 0; i < batch.keys.length; i++) {
         const key = batch.keys[i];
-        if (seen.has(key)) continue; // the index moved and the scan started over
+        if (seen.has(key) || key.startsWith(LOCK_PREFIX)) continue; // repeat after a move, or a lock
         seen.add(key);
         yield [key, decode(batch.values[i])];
       }

@@ -28,5 +28,5 @@ mod binding;
 
 pub use error::{Error, Result};
 pub use region::Region;
-pub use store::{SetOptions, Stats, Store, Version};
+pub use store::{Change, SetOptions, Stats, Store, Version};
 pub use value::Value;

@@ -24,6 +24,14 @@ pub struct Store {
     pub clock: fn() -> u64,
 }
 
+/// What `modify`'s closure does with the entry.
+pub enum Change {
+    Keep,
+    /// Store these bytes, with this expiry (None: keep the entry's).
+    Set(Vec<u8>, Option<u64>),
+    Delete,
+}
+
 /// How `set_with` writes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SetOptions {
@@ -345,13 +353,14 @@ impl Store {
     pub fn modify<T>(
         &self,
         key: &[u8],
-        f: impl FnOnce(Option<&[u8]>) -> Result<(Option<Vec<u8>>, T)>,
+        f: impl FnOnce(Option<&[u8]>) -> Result<(Change, T)>,
     ) -> Result<T> {
         Self::check_key(key)?;
         let r = &self.region;
         let hash = hash_key(self.seed, key) as u32;
         let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
         let mut opts = SetOptions::default();
+        let mut found = None;
         let current = match Table::load(r)?.find(r, key, hash)? {
             Find::Found(s) if !s.header.expired((self.clock)()) => {
                 if s.header.key_len + s.header.val_len > s.header.capacity() {
@@ -363,13 +372,25 @@ impl Store {
                     &mut buf,
                 )?;
                 opts.expires_at = s.header.expires_at;
+                found = Some((s.at, s.block));
                 Some(buf)
             }
             _ => None,
         };
-        let (write, result) = f(current.as_deref())?;
-        if let Some(bytes) = write {
-            self.set_locked(key, hash, &bytes, &opts)?;
+        let (change, result) = f(current.as_deref())?;
+        match change {
+            Change::Keep => {}
+            Change::Set(bytes, expires_at) => {
+                if let Some(at) = expires_at {
+                    opts.expires_at = at;
+                }
+                self.set_locked(key, hash, &bytes, &opts)?
+            }
+            Change::Delete => {
+                if let Some((at, block)) = found {
+                    self.remove_locked(at, block)?
+                }
+            }
         }
         Ok(result)
     }
@@ -387,7 +408,10 @@ impl Store {
                 }
             };
             let sum = base + delta;
-            Ok((Some(crate::codec::encode(&crate::Value::Number(sum))?), sum))
+            Ok((
+                Change::Set(crate::codec::encode(&crate::Value::Number(sum))?, None),
+                sum,
+            ))
         })
     }
 
@@ -398,9 +422,27 @@ impl Store {
         expected: Option<&[u8]>,
         next: &[u8],
     ) -> Result<bool> {
+        self.compare_and_change(key, expected, Some(next), None)
+    }
+
+    /// If the current encoded value equals `expected` (None: absent), stores `next` (with
+    /// expiry `expires_at` if given, else keeping the entry's) or, if `next` is None, deletes
+    /// the key. Returns whether it changed anything.
+    pub fn compare_and_change(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        next: Option<&[u8]>,
+        expires_at: Option<u64>,
+    ) -> Result<bool> {
         self.modify(key, |current| {
-            let same = current == expected;
-            Ok((same.then(|| next.to_vec()), same))
+            if current != expected {
+                return Ok((Change::Keep, false));
+            }
+            Ok(match next {
+                Some(bytes) => (Change::Set(bytes.to_vec(), expires_at), true),
+                None => (Change::Delete, current.is_some()),
+            })
         })
     }
 

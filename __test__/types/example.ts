@@ -58,6 +58,11 @@ const size: number = main.size;
 for (const [key, u] of users) void [key.toUpperCase(), u.name];
 const many: Array<User | undefined> = users.getMany(['user:1']);
 const stored: number = main.setMany([['a', 1], ['b', 'two']]);
+const userKeys: string[] = users.listKeys('user:*');
+const rx: string[] = main.listKeys(/^a/);
+if (main.lock('job', 500, { lease: 5000 })) main.release('job');
+const anyDeleted: boolean = main.delete('session:*');
+void [userKeys, rx, anyDeleted];
 // @ts-expect-error a typed store's values are Users
 const notUser: number | undefined = users.get('user:1');
 // @ts-expect-error ttl is a number of seconds

@@ -569,6 +569,7 @@ pub fn increment(env: Env, id: u32, key: String, delta: f64) -> Result<f64> {
 /// Stores `next[0, next_len)` if the stored encoded value equals `expected[0, expected_len)`,
 /// or, when `expected` is null, if the key is absent.
 #[napi(js_name = "compareAndSet")]
+#[allow(clippy::too_many_arguments)]
 pub fn compare_and_set(
     env: Env,
     id: u32,
@@ -577,23 +578,32 @@ pub fn compare_and_set(
     expected_len: u32,
     next: Raw,
     next_len: u32,
+    expires_at: f64,
 ) -> Result<bool> {
     let env = env.raw();
-    let expected = if raw::is_null(env, expected.0)? {
-        None
-    } else {
-        // SAFETY: the caller's Uint8Array outlives this call.
-        let all = unsafe { bytes_of(env, expected.0)? };
-        Some(&all[..(expected_len as usize).min(all.len())])
-    };
-    // SAFETY: as above.
-    let all = unsafe { bytes_of(env, next.0)? };
-    let next = &all[..(next_len as usize).min(all.len())];
+    // SAFETY (both): the caller's Uint8Arrays outlive this call.
+    let expected = optional_bytes(env, expected.0, expected_len)?;
+    let next = optional_bytes(env, next.0, next_len)?;
+    let expires_at = (expires_at > 0.0).then_some(expires_at as u64);
     with(env, id, |att| {
         att.run(env, |store, _| {
-            store.compare_and_set(key.as_bytes(), expected, next)
+            store.compare_and_change(key.as_bytes(), expected, next, expires_at)
         })
     })
+}
+
+/// The first `len` bytes of a Uint8Array argument, or None for null/undefined.
+fn optional_bytes<'a>(
+    env: sys::napi_env,
+    v: sys::napi_value,
+    len: u32,
+) -> Result<Option<&'a [u8]>> {
+    if raw::is_null(env, v)? {
+        return Ok(None);
+    }
+    // SAFETY: the caller's Uint8Array outlives the native call this is used in.
+    let all = unsafe { bytes_of(env, v)? };
+    Ok(Some(&all[..(len as usize).min(all.len())]))
 }
 
 /// Deletes every entry; returns how many there were.

@@ -1,0 +1,92 @@
+'use strict';
+// listKeys / delete patterns (as the JS package documents them) and advisory locks.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { createManager } = require('..');
+const { worker, exited } = require('./helpers');
+
+test('glob and /regex/ patterns in listKeys and delete, with special characters in keys', () => {
+  const { store } = createManager();
+  const keys = ['users:1', 'users:22', 'session:a', 'session:ab', 'cache:12', 'cache:1', 'user_7', 'user_x',
+    'test_abc', 'a*b', 'a?b', 'axb', 'a.b', 'a+b', '(x)', '[y]', '^z$', 'p|q', '{r}', 'back\\slash', '/s/', 'ünï'];
+  for (const k of keys) store.set(k, k);
+  const list = (p) => store.listKeys(p).sort();
+  assert.deepEqual(list('users:*'), ['users:1', 'users:22']);
+  assert.deepEqual(list('session:?'), ['session:a']);
+  assert.deepEqual(list('cache:??'), ['cache:12']);
+  assert.deepEqual(list('/^user_\\d+$/'), ['user_7']);
+  assert.deepEqual(list('/test_.+/'), ['test_abc']);
+  assert.deepEqual(list('a?b'), ['a*b', 'a+b', 'a.b', 'a?b', 'axb'], '? matches one character');
+  assert.deepEqual(list('a\\*b'), ['a*b'], 'a backslash escapes * and ?');
+  for (const special of ['a.b', 'a+b', '(x)', '[y]', '^z$', 'p|q', '{r}', 'back\\\\slash']) {
+    assert.equal(store.listKeys(special).length, 1, `${special} matches only itself`);
+  }
+  assert.deepEqual(list('ü*'), ['ünï']);
+  assert.equal(store.listKeys().length, keys.length);
+  assert.throws(() => store.listKeys('/(unclosed/'), { name: 'SyntaxError', message: /\/\(unclosed\// });
+
+  assert.equal(store.delete('users:*'), true);
+  assert.equal(store.delete('users:*'), false, 'nothing left to match');
+  assert.equal(store.get('users:1'), undefined);
+  assert.equal(store.delete('a\\*b'), true, 'an escaped glob deletes the literal key');
+  assert.equal(store.get('a*b'), undefined);
+  assert.equal(store.get('a?b'), 'a?b');
+  assert.equal(store.delete('/^cache:/'), true);
+  assert.deepEqual(list('cache:*'), []);
+  assert.equal(store.delete('plain-missing'), false);
+  // As documented (and as the JS package did): a string in slashes is a regex, so '/s/'
+  // deletes every key containing an "s", the key '/s/' among them.
+  assert.equal(store.delete('/s/'), true);
+  assert.equal(store.get('session:a'), undefined);
+  assert.equal(store.get('/s/'), undefined);
+  assert.equal(store.get('axb'), 'axb');
+});
+
+test('locks exclude other threads: a read-then-write under the lock never loses an update', async () => {
+  const manager = createManager();
+  manager.store.set('counter', 0);
+  const ws = [0, 1].map(() => worker(`
+    const store = kv.createStore(workerData.kv);
+    for (let i = 0; i < 500; i++) {
+      if (!store.lock('counter', 5000)) throw new Error('lock timed out');
+      try {
+        const x = store.get('counter', true);
+        store.set('counter', x + 1, { skipLock: true });
+      } finally {
+        if (!store.release('counter')) throw new Error('release failed');
+      }
+    }
+  `, { workerData: { kv: manager.handle } }));
+  assert.deepEqual(await Promise.all(ws.map(exited)), [0, 0]);
+  assert.equal(manager.store.get('counter'), 1000);
+  assert.deepEqual(manager.store.listKeys(), ['counter'], 'lock entries are hidden');
+});
+
+test('a lock held by a terminated worker expires after its lease; only the holder can release', async () => {
+  const manager = createManager();
+  const { store } = manager;
+  const held = new Int32Array(new SharedArrayBuffer(4));
+  const w = worker(`
+    const store = kv.createStore(workerData.kv);
+    if (!store.lock('job', 0, { lease: 300 })) throw new Error('could not lock');
+    Atomics.store(workerData.held, 0, 1);
+    for (;;) {} // stuck until terminated, never releasing
+  `, { workerData: { kv: manager.handle, held } });
+  while (Atomics.load(held, 0) === 0) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(store.lock('job', 0), false, 'held by the worker');
+  assert.equal(store.release('job'), false, 'a thread that does not hold it cannot release it');
+  assert.equal(store.lock('job', 0), false, 'still held after the refused release');
+  await w.terminate();
+  const start = Date.now();
+  assert.equal(store.lock('job', 5000), true, 'the lease ran out');
+  assert.ok(Date.now() - start < 5000);
+  assert.equal(store.release('job'), true);
+});
+
+test('lock arguments are checked', () => {
+  const { store } = createManager();
+  assert.throws(() => store.lock(1), TypeError);
+  assert.throws(() => store.lock('k', -1), RangeError);
+  assert.throws(() => store.lock('k', 10, { lease: 0 }), RangeError);
+  assert.throws(() => store.release(null), TypeError);
+});
