@@ -331,13 +331,8 @@ impl Store {
         let start = cursor.load(Relaxed) % table.cap;
         let now = (self.clock)();
         let arena = Arena { r };
-        for i in 0..SWEEP_SLOTS.min(table.cap) {
-            let at = table.off + ((start + i) % table.cap) * SLOT_SIZE;
-            let rf = r.u32(at + S_REF)?.load(Relaxed);
-            if rf == REF_EMPTY || rf == REF_TOMBSTONE {
-                continue;
-            }
-            let block = ref_to_block(rf);
+        for slot in table.live_slots(r, start, SWEEP_SLOTS) {
+            let (at, block) = slot?;
             if arena.check_block(block, true)?.expired(now) {
                 self.remove_locked(at, block)?;
             }
@@ -453,13 +448,8 @@ impl Store {
         let table = Table::load(r)?;
         let arena = Arena { r };
         let mut removed = 0;
-        for i in 0..table.cap {
-            let at = table.off + i * SLOT_SIZE;
-            let rf = r.u32(at + S_REF)?.load(Relaxed);
-            if rf == REF_EMPTY || rf == REF_TOMBSTONE {
-                continue;
-            }
-            let block = ref_to_block(rf);
+        for slot in table.live_slots(r, 0, table.cap) {
+            let (at, block) = slot?;
             arena.check_block(block, true)?;
             Table::publish(r, at, REF_TOMBSTONE)?;
             arena.free(block)?;

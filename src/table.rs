@@ -90,6 +90,25 @@ impl Table {
         Ok(Table { off, cap })
     }
 
+    /// The live slots from slot `from` on, wrapping, up to `count` slots examined, as
+    /// (slot offset, block offset) — for a writer, who holds the lock.
+    pub fn live_slots<'r>(
+        &self,
+        r: &'r Region,
+        from: u64,
+        count: u64,
+    ) -> impl Iterator<Item = Result<(u64, u64)>> + 'r {
+        let (off, cap) = (self.off, self.cap);
+        (0..count.min(cap)).filter_map(move |i| {
+            let at = off + ((from + i) % cap) * SLOT_SIZE;
+            match r.u32(at + S_REF).map(|w| w.load(Relaxed)) {
+                Err(e) => Some(Err(e)),
+                Ok(REF_EMPTY | REF_TOMBSTONE) => None,
+                Ok(rf) => Some(Ok((at, ref_to_block(rf)))),
+            }
+        })
+    }
+
     /// Makes the table in `block` (with `cap` slots) the index.
     pub fn publish_location(r: &Region, block: u64, cap: u64) -> Result<()> {
         r.u64(H_TABLE_LOC)?.store((block >> 3) << 32 | cap, Release);
@@ -240,13 +259,8 @@ impl Table {
         };
         r.zero(new.off, bytes)?;
         let mut key = Vec::new();
-        for i in 0..self.cap {
-            let at = self.off + i * SLOT_SIZE;
-            let rf = r.u32(at + S_REF)?.load(Relaxed);
-            if rf == REF_EMPTY || rf == REF_TOMBSTONE {
-                continue;
-            }
-            let data = ref_to_block(rf);
+        for slot in self.live_slots(r, 0, self.cap) {
+            let (at, data) = slot?;
             let header = arena.check_block(data, true)?;
             key.resize(header.key_len as usize, 0);
             r.read(key_offset(data, header.header_len), &mut key)?;

@@ -26,6 +26,7 @@ impl FromNapiValue for Raw {
         Ok(Raw(v))
     }
 }
+// SAFETY: as above, the value is handed back untouched.
 impl ToNapiValue for Raw {
     unsafe fn to_napi_value(_env: sys::napi_env, v: Self) -> Result<sys::napi_value> {
         Ok(v.0)
