@@ -136,13 +136,17 @@ class SharedKVStore {
   #reader;
   #closed = false;
 
-  /** @internal Use createManager() or createStore(). */
-  constructor(buffer, codec) {
+  #name;
+
+  /** @internal Use createManager() or createStore(). `name`: a named store's name. */
+  constructor(buffer, codec, name) {
     this.#jsCodec = checkCodec(codec) === 'js';
+    this.#name = name;
     this.#ready = new Promise((resolve) => {
-      this._attach = (sab) => {
+      this._attach = (sab, name) => {
         if (this.#closed) return; // closed before its handle arrived
         this.#buffer = sab;
+        this.#name ??= name;
         this.#att = native.attach(sab);
         // The native codec path builds values in Rust and does not use the read cache.
         if (this.#jsCodec) {
@@ -169,7 +173,8 @@ class SharedKVStore {
   /** A structured-cloneable handle: pass it in `workerData` and call `createStore(handle)`. */
   get handle() {
     this.#id();
-    return { [HANDLE]: 1, buffer: this.#buffer };
+    // A named store travels by name: every thread reaches its memory through the addon.
+    return this.#name === undefined ? { [HANDLE]: 1, buffer: this.#buffer } : { [HANDLE]: 1, name: this.#name };
   }
 
   #id() {
@@ -190,10 +195,16 @@ class SharedKVStore {
     if (this.#att !== undefined) native.detach(this.#att.id);
     this.#att = this.#cache = this.#reader = this.#buffer = undefined;
     if (SharedKVStore.instance === this) SharedKVStore.instance = undefined;
+    if (this.#name !== undefined && namedStores.get(this.#name) === this) namedStores.delete(this.#name);
   }
 
   get closed() {
     return this.#closed;
+  }
+
+  /** A named store's name (undefined for a manager's unnamed store). */
+  get name() {
+    return this.#name;
   }
 
   get(key) {
@@ -440,6 +451,11 @@ class Manager {
     if (opts.maxBytes < opts.initialBytes) {
       throw new RangeError(`maxBytes (${opts.maxBytes}) must be at least initialBytes (${opts.initialBytes})`);
     }
+    if (opts.name !== undefined) {
+      /** The store itself, also at `globalThis.SharedKVStore.instance`. */
+      this.store = namedStore(opts.name, opts);
+      return;
+    }
     let buffer;
     try {
       buffer = native.createBuffer(opts.initialBytes, opts.maxBytes);
@@ -485,7 +501,30 @@ function createManager(options) {
 }
 
 function isHandle(x) {
-  return x !== null && typeof x === 'object' && x[HANDLE] === 1 && x.buffer instanceof SharedArrayBuffer;
+  return x !== null && typeof x === 'object' && x[HANDLE] === 1 &&
+    (x.buffer instanceof SharedArrayBuffer || typeof x.name === 'string');
+}
+
+/** This thread's store for each name: createStore(name) returns the same object each time. */
+const namedStores = new Map();
+
+/** The named store `name` (created in the process on first use, with `options.maxBytes`). */
+function namedStore(name, options = {}) {
+  if (typeof name !== 'string' || name === '') throw new TypeError('a store name must be a non-empty string');
+  const codec = checkCodec(options.codec ?? DEFAULTS.codec);
+  let store = namedStores.get(name);
+  if (store === undefined || store.closed) {
+    const maxBytes = options.maxBytes ?? DEFAULTS.maxBytes;
+    if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) throw new RangeError(`maxBytes must be a positive integer, got ${maxBytes}`);
+    store = new SharedKVStore(native.namedBuffer(name, maxBytes), codec, name);
+    namedStores.set(name, store);
+  }
+  return store;
+}
+
+/** Attaches `store` to what a handle names: a buffer, or a named store's memory. */
+function attachHandle(store, handle) {
+  store._attach(handle.buffer ?? native.namedBuffer(handle.name, DEFAULTS.maxBytes), handle.name);
 }
 
 /**
@@ -496,13 +535,18 @@ function isHandle(x) {
 function createStore(source, options = {}) {
   const codec = checkCodec(options.codec ?? DEFAULTS.codec);
   let store;
-  if (isHandle(source)) {
+  if (typeof source === 'string') {
+    return namedStore(source, options);
+  } else if (isHandle(source) && source.name !== undefined) {
+    return namedStore(source.name, options);
+  } else if (isHandle(source)) {
     store = new SharedKVStore(source.buffer, codec);
   } else if (source && typeof source.postMessage === 'function' && typeof source.on === 'function') {
     store = new SharedKVStore(undefined, codec);
     attachFromPort(store, source);
-  } else if (source == null && isMainThread && SharedKVStore.instance) {
-    return SharedKVStore.instance;
+  } else if (source == null) {
+    // The manager's store in this thread if there is one, else the default named store.
+    return SharedKVStore.instance && !SharedKVStore.instance.closed ? SharedKVStore.instance : namedStore('default', options);
   } else {
     throw new TypeError('createStore expects the parentPort or a handle from manager.handle');
   }
@@ -519,7 +563,7 @@ function attachFromPort(store, port) {
   const early = [];
   for (let m; (m = receiveMessageOnPort(port)) !== undefined;) {
     if (isHandle(m.message)) {
-      store._attach(m.message.buffer);
+      attachHandle(store, m.message);
       break;
     }
     early.push(m.message);
@@ -530,7 +574,7 @@ function attachFromPort(store, port) {
   const onMessage = (message) => {
     if (!isHandle(message)) return;
     port.off('message', onMessage);
-    store._attach(message.buffer);
+    attachHandle(store, message);
   };
   port.on('message', onMessage);
 }

@@ -7,6 +7,7 @@
 //! that view reports, never one read from the shared bytes.
 
 mod convert;
+mod named;
 mod raw;
 
 use std::cell::RefCell;
