@@ -46,6 +46,8 @@ export interface StoreOptions {
 }
 
 export interface ManagerOptions extends StoreOptions {
+  /** Make (or join) the named store `name` instead of an unnamed one (see createStore(name)). */
+  name?: string;
   /** Initial buffer size in bytes. Default 1 MiB; at least ~37 KiB. */
   initialBytes?: number;
   /** The buffer grows in place up to this many bytes. Default 1 GiB; at most 4 GiB. */
@@ -53,9 +55,13 @@ export interface ManagerOptions extends StoreOptions {
 }
 
 /** Structured-cloneable: pass it in `workerData` and call `createStore(handle)` there. */
-export interface StoreHandle {
-  readonly __sharedKVStore: 1;
-  readonly buffer: SharedArrayBuffer;
+export type StoreHandle =
+  | { readonly __sharedKVStore: 1; readonly buffer: SharedArrayBuffer }
+  | { readonly __sharedKVStore: 1; readonly name: string };
+
+export interface NamedStoreOptions extends StoreOptions {
+  /** Room for the store, if this call creates it (the first use of the name in the process). */
+  maxBytes?: number;
 }
 
 export interface StoreStats {
@@ -128,6 +134,8 @@ export declare class SharedKVStore<V = any> {
   update<T extends V = V>(key: string, fn: (current: T | undefined) => T | undefined): T | undefined;
   /** Deletes every key; returns how many there were. */
   clear(): number;
+  /** A named store's name (undefined for a manager's unnamed store). */
+  readonly name: string | undefined;
   /** Releases this thread's hold on the store; idempotent. Later calls throw ERR_KV_CLOSED. */
   close(): void;
   readonly closed: boolean;
@@ -158,7 +166,9 @@ export declare function createManager<V = any>(options?: ManagerOptions): Manage
 export declare function createStore<V = any>(port: MessagePort, options?: StoreOptions): SharedKVStore<V>;
 /** Anywhere: attach through a handle (e.g. `workerData.kv`). */
 export declare function createStore<V = any>(handle: StoreHandle, options?: StoreOptions): SharedKVStore<V>;
-/** Main thread: the store `createManager` made. */
+/** Any thread: the named store `name`, the same memory everywhere in the process. */
+export declare function createStore<V = any>(name: string, options?: NamedStoreOptions): SharedKVStore<V>;
+/** The manager's store in this thread, else the named store 'default'. */
 export declare function createStore<V = any>(): SharedKVStore<V>;
 
 /** The value codecs (both write the same bytes). */

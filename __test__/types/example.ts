@@ -63,6 +63,11 @@ const rx: string[] = main.listKeys(/^a/);
 if (main.lock('job', 500, { lease: 5000 })) main.release('job');
 const anyDeleted: boolean = main.delete('session:*');
 void [userKeys, rx, anyDeleted];
+const cache = createStore<number>('cache', { maxBytes: 1 << 26 });
+const hits: number | undefined = cache.get('hits');
+const namedManager = createManager({ name: 'jobs' });
+const storeName: string | undefined = namedManager.store.name;
+void [hits, storeName];
 // @ts-expect-error a typed store's values are Users
 const notUser: number | undefined = users.get('user:1');
 // @ts-expect-error ttl is a number of seconds
