@@ -2,7 +2,7 @@
 // listKeys / delete patterns (as the JS package documents them) and advisory locks.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { createManager } = require('..');
+const { createManager, createStore } = require('..');
 const { worker, exited } = require('./helpers');
 
 test('glob and /regex/ patterns in listKeys and delete, with special characters in keys', () => {
@@ -89,4 +89,38 @@ test('lock arguments are checked', () => {
   assert.throws(() => store.lock('k', -1), RangeError);
   assert.throws(() => store.lock('k', 10, { lease: 0 }), RangeError);
   assert.throws(() => store.release(null), TypeError);
+});
+
+test('patterns, setMany/getMany, TTL and clear work across main and two workers', async () => {
+  const name = 'cross-thread:' + process.pid;
+  const store = createStore(name);
+  store.setMany([['user:1', 1], ['user:2', 2], ['tmp:a', 'a'], ['tmp:b', 'b'], ['keep', true]]);
+  store.set('brief', 'x', { ttl: 0.1 });
+  const first = worker(`
+    const store = kv.createStore(${JSON.stringify(name)});
+    const users = store.listKeys('user:*').sort();
+    const removed = store.delete('tmp:*');
+    store.setMany([['fromWorker:1', 'w1'], ['fromWorker:2', 'w2']]);
+    parentPort.postMessage({ users, removed });
+  `);
+  const firstExit = exited(first);
+  const got = await new Promise((r) => first.once('message', r));
+  await firstExit;
+  assert.deepEqual(got, { users: ['user:1', 'user:2'], removed: true });
+  assert.deepEqual(store.listKeys('tmp:*'), []);
+  assert.deepEqual(store.getMany(['fromWorker:1', 'fromWorker:2']), ['w1', 'w2']);
+  await new Promise((r) => setTimeout(r, 150));
+  const second = worker(`
+    const store = kv.createStore(${JSON.stringify(name)});
+    const sawBrief = store.has('brief') || store.listKeys('brief').length > 0;
+    const count = store.clear();
+    parentPort.postMessage({ sawBrief, count });
+  `);
+  const secondExit = exited(second);
+  const after = await new Promise((r) => second.once('message', r));
+  await secondExit;
+  assert.equal(after.sawBrief, false, 'the expired key is gone in the other thread too');
+  assert.ok(after.count >= 5);
+  assert.equal(store.size, 0, 'clear in a worker empties it for main');
+  assert.deepEqual(store.listKeys(), []);
 });
