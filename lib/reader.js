@@ -147,7 +147,8 @@ class Reader {
       if (ref !== this.refEmpty && ref !== this.refTombstone && ref >>> this.refBits === tag) {
         const block = (ref & this.refMask) * 8;
         const bw = block >>> 2;
-        if (block + this.blockHeader > this.len) {
+        // Every block is at least TTL_HEADER (16) bytes, so this covers any header's fields.
+        if (block + this.ttlHeader > this.len) {
           if (Atomics.load(i32, w + this.seqWord) !== seq || Atomics.load(i32, epochIndex) !== epoch) return RETRY;
           return this.outside();
         }

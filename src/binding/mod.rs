@@ -380,45 +380,8 @@ pub fn hash_key(env: Env, id: u32, key: String) -> Result<u32> {
     })
 }
 
-/// Stores the first `len` bytes of `bytes` (an encoded value) under `key`.
-#[napi]
-pub fn set(env: Env, id: u32, key: String, bytes: Raw, len: u32, refit: bool) -> Result<()> {
-    let env = env.raw();
-    // SAFETY: the caller's Uint8Array outlives this call.
-    let all = unsafe { bytes_of(env, bytes.0)? };
-    let value = &all[..(len as usize).min(all.len())];
-    with(env, id, |att| {
-        att.run(env, |store, _| store.set(key.as_bytes(), value, refit))
-    })
-}
-
-/// `set` with the key's UTF-8 bytes in the same buffer as the value: `bytes[0, key_len)` is
-/// the key, `bytes[key_len, end)` the encoded value.
-#[napi(js_name = "setEntry")]
-#[allow(clippy::too_many_arguments)]
-pub fn set_entry(
-    env: Env,
-    id: u32,
-    bytes: Raw,
-    key_len: u32,
-    end: u32,
-    mode: u32,
-    reserve: u32,
-    expires_at: f64,
-) -> Result<()> {
-    let env = env.raw();
-    // SAFETY: the caller's Uint8Array outlives this call.
-    let all = unsafe { bytes_of(env, bytes.0)? };
-    set_from(
-        env,
-        id,
-        all,
-        key_len,
-        end,
-        set_options(mode, reserve, expires_at),
-    )
-}
-
+/// `set` with the key's UTF-8 bytes in the same buffer as the value: `all[0, key_len)` is the
+/// key, `all[key_len, end)` the encoded value.
 fn set_from(
     env: sys::napi_env,
     id: u32,
@@ -470,8 +433,8 @@ pub fn set_encode_buffer(env: Env, buf: Raw) -> Result<()> {
     Ok(())
 }
 
-/// Returns `rawSetEntry(id, keyLen, end, mode, reserve, expiresAt)`: `setEntry` on the registered encode buffer,
-/// as a plain Node-API callback. Measured: the napi-rs wrapper of `setEntry` (five arguments,
+/// Returns `rawSetEntry(id, keyLen, end, mode, reserve, expiresAt)`: a set from the registered
+/// encode buffer, as a plain Node-API callback. Measured: a napi-rs wrapper of it (five arguments,
 /// one typed array) costs ~145 ns per call before any work; the store's set itself ~65 ns.
 #[napi(js_name = "makeRawSetEntry")]
 pub fn make_raw_set_entry(env: Env) -> Result<Raw> {
