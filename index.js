@@ -431,6 +431,15 @@ class SharedKVStore {
   }
 
   /**
+   * Verifies the shared memory (under the writer lock): every block, free list and index slot
+   * agrees with the counters. Returns { entries, bytesUsed, bytesFree, blocks }; throws
+   * "store memory is corrupted: ..." if not. Costs a walk of the whole store.
+   */
+  check() {
+    return native.check(this.#id());
+  }
+
+  /**
    * Entries, bytes used/reserved, buffer size and index size (shared), and this thread's read
    * cache: hits, misses, cachedEntries, cachedBytes.
    */

@@ -10,9 +10,11 @@
 //! - [`arena`]: size-classed allocation with free lists
 //! - [`table`]: the hash index and its seqlock protocol
 //! - [`store`]: get / set / delete
+//! - [`check`]: the integrity check of a whole store
 //! - [`value`], [`codec`]: the value model and its msgpack encoding (shared with the JS codec)
 
 pub mod arena;
+pub mod check;
 pub mod codec;
 pub mod error;
 pub mod hash;
@@ -26,6 +28,7 @@ pub mod value;
 #[cfg(feature = "node")]
 mod binding;
 
+pub use check::Check;
 pub use error::{Error, Result};
 pub use region::Region;
 pub use store::{Change, SetOptions, Stats, Store, Version};

@@ -1,7 +1,7 @@
 mod common;
 
 use common::{Mem, Rng};
-use shared_kv_store::{Error, Store};
+use shared_kv_store::{layout, Error, Store};
 
 const MIB: usize = 1 << 20;
 
@@ -212,6 +212,66 @@ fn many_keys_force_index_rebuilds_without_losing_any() {
     assert_eq!(s.stats().unwrap().entries, model.len() as u64);
     for (k, v) in &model {
         assert_eq!(get(&s, k).as_ref(), Some(v), "{k}");
+    }
+    let check = s.check().unwrap();
+    assert_eq!(check.entries, model.len() as u64);
+    assert_eq!(check.bytes_used, s.stats().unwrap().bytes_used);
+}
+
+/// The byte offset of the first slot of the index that holds an entry.
+fn first_live_slot(b: &[u8]) -> usize {
+    let at = layout::H_TABLE_LOC as usize;
+    let loc = u64::from_ne_bytes(b[at..at + 8].try_into().unwrap());
+    let slots = (((loc >> 32) << 3) + layout::BLOCK_HEADER) as usize;
+    (0..1024)
+        .map(|i| slots + i * 8)
+        .find(|&at| {
+            u32::from_ne_bytes(b[at + 4..at + 8].try_into().unwrap()) > layout::REF_TOMBSTONE
+        })
+        .unwrap()
+}
+
+#[test]
+fn the_integrity_check_finds_each_kind_of_damage() {
+    let mut mem = Mem::new(MIB);
+    {
+        let s = mem.create(MIB);
+        for i in 0..50 {
+            s.set(format!("key{i}").as_bytes(), &[i as u8; 40], false)
+                .unwrap();
+        }
+        for i in 0..10 {
+            s.delete(format!("key{i}").as_bytes()).unwrap();
+        }
+        let c = s.check().unwrap();
+        assert_eq!(
+            (c.entries, c.bytes_used),
+            (40, s.stats().unwrap().bytes_used)
+        );
+        assert!(c.bytes_free > 0, "deleted blocks are on free lists: {c:?}");
+    }
+    let pristine = mem.as_mut_bytes().to_vec();
+    let damage: [(&str, fn(&mut [u8])); 4] = [
+        ("header", |b| b[layout::H_BYTES_IN_USE as usize] ^= 8),
+        ("entry count", |b| b[layout::H_LIVE as usize] ^= 1),
+        ("slot mid-write", |b| {
+            // Make the first live slot's SEQ odd, as a writer killed mid-write would leave it.
+            b[first_live_slot(b)] |= 1;
+        }),
+        ("lost block", |b| {
+            let at = first_live_slot(b);
+            b[at + 4..at + 8].copy_from_slice(&[0; 4]);
+        }),
+    ];
+    for (what, f) in damage {
+        mem.as_mut_bytes().copy_from_slice(&pristine);
+        f(mem.as_mut_bytes());
+        let s = mem.attach(MIB);
+        assert!(
+            matches!(s.check(), Err(shared_kv_store::Error::Corrupted(_))),
+            "{what}: {:?}",
+            s.check()
+        );
     }
 }
 

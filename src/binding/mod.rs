@@ -705,6 +705,15 @@ pub fn stats(env: Env, id: u32) -> Result<Raw> {
     convert::json_to_js(env, &json).map(Raw)
 }
 
+/// The integrity check (`store.check()`): counts, or a "store memory is corrupted" error.
+#[napi(js_name = "check")]
+pub fn check_store(env: Env, id: u32) -> Result<Raw> {
+    let env = env.raw();
+    let report = with(env, id, |att| att.run(env, |store, _| store.check()))?;
+    let json = serde_json::to_value(report).map_err(|e| Error::from_reason(e.to_string()))?;
+    convert::json_to_js(env, &json).map(Raw)
+}
+
 impl Attached {
     /// Runs a core operation, growing the buffer or catching up with growth done by another
     /// thread as the core asks, and turning core errors into JS exceptions.
