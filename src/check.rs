@@ -24,6 +24,8 @@ pub struct Check {
     pub entries: u64,
     /// Bytes of blocks in use, index included: equal to `stats().bytesUsed`.
     pub bytes_used: u64,
+    /// Bytes of the index block (all that is in use once every key is deleted).
+    pub index_bytes: u64,
     /// Bytes of blocks on free lists.
     pub bytes_free: u64,
     /// Blocks carved from the arena (in use or free).
@@ -115,6 +117,7 @@ impl Store {
         if !in_use.remove(&index_block) {
             return Err(bad("the index block is not in use".into()));
         }
+        let index_bytes = class_size(read_header(r, index_block)?.class);
         let (mut entries, mut tombstones) = (0, 0);
         for i in 0..table.cap {
             let slot = table.off + i * SLOT_SIZE;
@@ -148,6 +151,7 @@ impl Store {
         Ok(Check {
             entries,
             bytes_used: used,
+            index_bytes,
             bytes_free: free,
             blocks,
         })

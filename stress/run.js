@@ -1,0 +1,242 @@
+'use strict';
+// The stress run: `npm run stress -- --seconds N --workers W [--keys K] [--seed S]`.
+//
+// W workers and the main thread do random set / get / delete / increment / TTL sets / locks /
+// update / compareAndSet on an overlapping key set, in rounds of about a second. Between
+// rounds every thread hands its history to the main thread, which checks it with the model
+// (stress/model.js): no stale, torn, misplaced or invented value; counters, lock-protected
+// and update()-protected counts exact. At the end all keys are deleted and the integrity
+// check must find the store back to its index alone. Exits 1 if any error was found.
+const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
+const { makeValue, tornReason, checkKey } = require('./model');
+const kv = require('..');
+
+const ROUND_MS = 1000;
+const COUNTERS = 4;
+
+function parseArgs(argv) {
+  const opts = { seconds: 10, workers: 2, keys: 64, seed: Date.now() % 1e9 };
+  for (let i = 0; i < argv.length; i += 2) {
+    const name = argv[i].replace(/^--/, '');
+    const value = Number(argv[i + 1]);
+    if (!(name in opts) || !Number.isFinite(value) || value < 0) {
+      throw new RangeError(`stress: unknown or bad option ${argv[i]} ${argv[i + 1] ?? ''}; use --seconds N --workers W --keys K --seed S`);
+    }
+    opts[name] = value;
+  }
+  return opts;
+}
+
+/** mulberry32: each thread's own reproducible sequence. */
+function rng(seed) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** One thread's side of the run: random operations for `ms`, recording what it saw. */
+class Actor {
+  constructor(id, store, ticks, seed, keys) {
+    Object.assign(this, { id, store, ticks, keys, random: rng(seed) });
+    this.written = 0;
+    this.counts = { increments: new Array(COUNTERS).fill(0), locked: 0, updated: 0, swapped: 0 };
+    this.ops = 0;
+  }
+
+  tick() {
+    return Atomics.add(this.ticks, 0, 1);
+  }
+
+  pick(n) {
+    return Math.floor(this.random() * n);
+  }
+
+  /** A value length: mostly small, some around 1 KiB, a few large (other size classes). */
+  length() {
+    const r = this.random();
+    return r < 0.7 ? this.pick(40) : r < 0.95 ? 900 + this.pick(300) : 20000 + this.pick(20000);
+  }
+
+  round(ms) {
+    const history = { writes: [], reads: [], ttlWrites: [], ttlReads: [], errors: [] };
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      for (let i = 0; i < 64; i++) {
+        try {
+          this.step(history);
+        } catch (e) {
+          history.errors.push(`thread ${this.id}: ${e.stack}`);
+        }
+        this.ops++;
+      }
+    }
+    return history;
+  }
+
+  step(h) {
+    const { store } = this;
+    const r = this.random();
+    const ttl = r >= 0.8 && r < 0.88;
+    const k = this.pick(this.keys);
+    const key = ttl ? `t${k}` : `k${k}`;
+    if (r < 0.4 || (ttl && r < 0.84)) {
+      const start = this.tick();
+      const v = store.get(key);
+      const end = this.tick();
+      if (v !== undefined) {
+        const torn = tornReason(v, key);
+        if (torn) return h.errors.push(`thread ${this.id}: get('${key}') gave a torn value (${torn})`);
+        v.body += '!'; // the caller may mutate what get returned: the next get must not see it
+      }
+      (ttl ? h.ttlReads : h.reads).push(key, v ? v.w : -1, v ? v.n : 0, start, end);
+    } else if (r < 0.65 || ttl) {
+      const n = ++this.written;
+      const value = makeValue(this.id, n, key, this.length());
+      const c = this.pick(4);
+      const options = ttl ? { ttl: 1 + this.pick(20) } : c === 0 ? true : c === 1 ? { immutable: true } : undefined;
+      const start = this.tick();
+      store.set(key, value, options);
+      const end = this.tick();
+      (ttl ? h.ttlWrites : h.writes).push(key, this.id, n, start, end);
+    } else if (r < 0.73) {
+      const n = ++this.written;
+      const start = this.tick();
+      store.delete(key);
+      const end = this.tick();
+      h.writes.push(key, -1, this.id * 1e9 + n, start, end);
+    } else if (r < 0.8) {
+      const c = this.pick(COUNTERS);
+      store.increment(`c${c}`);
+      this.counts.increments[c]++;
+    } else if (r < 0.92) {
+      // Counting under the lease lock, non-atomically: lost counts mean the lock failed.
+      if (!store.lock('L', 10_000)) throw new Error('lock(L) timed out after 10 s');
+      store.set('locked', (store.get('locked') ?? 0) + 1);
+      if (!store.release('L')) throw new Error('release(L) refused by the holder');
+      this.counts.locked++;
+    } else if (r < 0.96) {
+      store.update('updated', (x) => (x ?? 0) + 1);
+      this.counts.updated++;
+    } else {
+      for (;;) {
+        const cur = store.get('swapped');
+        if (store.compareAndSet('swapped', cur, (cur ?? 0) + 1)) break;
+      }
+      this.counts.swapped++;
+    }
+  }
+}
+
+/** Per key, this round's records: flat arrays of [key, w, n, start, end] into objects. */
+function byKey(flatLists, into) {
+  for (const flat of flatLists) {
+    for (let i = 0; i < flat.length; i += 5) {
+      const key = flat[i];
+      let list = into.get(key);
+      if (!list) into.set(key, (list = []));
+      list.push({ w: flat[i + 1], n: flat[i + 2], start: flat[i + 3], end: flat[i + 4] });
+    }
+  }
+  return into;
+}
+
+/** Checks one round's histories; updates `carried` (per key) for the next round. */
+function checkRound(histories, carried, errors) {
+  for (const [writesOf, readsOf, absentAllowed] of [
+    ['writes', 'reads', false],
+    ['ttlWrites', 'ttlReads', true],
+  ]) {
+    const writes = byKey(histories.map((h) => h[writesOf]), new Map());
+    const reads = byKey(histories.map((h) => h[readsOf]), new Map());
+    for (const key of new Set([...writes.keys(), ...reads.keys()])) {
+      const before = carried.get(key) ?? [{ w: -1, n: 0, start: 0, end: 0 }];
+      const res = checkKey(key, writes.get(key) ?? [], reads.get(key) ?? [], before, { absentAllowed });
+      errors.push(...res.errors);
+      carried.set(key, res.carried);
+    }
+  }
+  for (const h of histories) errors.push(...h.errors);
+}
+
+function workerMain() {
+  const { id, name, ticks, seed, keys } = workerData;
+  const actor = new Actor(id, kv.createStore(name), new Int32Array(ticks), seed, keys);
+  parentPort.on('message', (msg) => {
+    if (msg === 'stop') {
+      parentPort.postMessage({ counts: actor.counts, ops: actor.ops });
+      return parentPort.close();
+    }
+    parentPort.postMessage({ history: actor.round(msg) });
+  });
+}
+
+async function main(opts) {
+  const name = `stress-${process.pid}`;
+  kv.createManager({ name, initialBytes: 1 << 20, maxBytes: 512 << 20 });
+  const store = kv.createStore(name);
+  const ticks = new SharedArrayBuffer(4);
+  Atomics.store(new Int32Array(ticks), 0, 1);
+  const me = new Actor(0, store, new Int32Array(ticks), opts.seed, opts.keys);
+  const workers = Array.from({ length: opts.workers }, (_, i) => new Worker(__filename, {
+    workerData: { id: i + 1, name, ticks, seed: opts.seed + i + 1, keys: opts.keys },
+  }));
+  const next = (w) => new Promise((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  const errors = [];
+  const carried = new Map();
+  const rounds = Math.max(1, Math.round((opts.seconds * 1000) / ROUND_MS));
+  for (let round = 0; round < rounds; round++) {
+    const replies = workers.map(next);
+    workers.forEach((w) => w.postMessage(ROUND_MS));
+    const mine = me.round(ROUND_MS);
+    const histories = [mine, ...(await Promise.all(replies)).map((m) => m.history)];
+    checkRound(histories, carried, errors);
+  }
+  const finals = await Promise.all(workers.map((w) => {
+    const p = next(w);
+    w.postMessage('stop');
+    return p;
+  }));
+  const all = [{ counts: me.counts, ops: me.ops }, ...finals];
+  const sum = (f) => all.reduce((s, x) => s + f(x.counts), 0);
+  for (let c = 0; c < COUNTERS; c++) {
+    const want = sum((x) => x.increments[c]);
+    if ((store.get(`c${c}`) ?? 0) !== want) errors.push(`counter c${c} is ${store.get(`c${c}`)}, expected ${want}`);
+  }
+  for (const key of ['locked', 'updated', 'swapped']) {
+    const want = sum((x) => x[key]);
+    if ((store.get(key) ?? 0) !== want) errors.push(`'${key}' is ${store.get(key)}, expected ${want} (lost updates)`);
+  }
+
+  // Accounting: with every key deleted, only the index is left in use.
+  const before = store.check();
+  for (const key of [...store.keys()]) store.delete(key);
+  const after = store.check();
+  if (after.entries !== 0 || store.size !== 0) errors.push(`${after.entries} entries left after deleting every key`);
+  if (after.bytesUsed !== after.indexBytes) {
+    errors.push(`${after.bytesUsed} bytes in use after deleting every key; the index alone is ${after.indexBytes}`);
+  }
+  const ops = all.reduce((s, x) => s + x.ops, 0);
+  console.log(`stress: ${opts.workers} workers + main, ${rounds} rounds, seed ${opts.seed}`);
+  console.log(`ops: ${ops} (${Math.round(ops / (rounds * ROUND_MS / 1000))}/s)`);
+  console.log(`errors: ${errors.length}`);
+  for (const e of errors.slice(0, 20)) console.log(`  ${e}`);
+  console.log(`accounting: ${before.entries} entries in ${before.bytesUsed} bytes before deleting; ` +
+    `after: ${after.entries} entries, ${after.bytesUsed} bytes in use = index ${after.indexBytes}, ${after.bytesFree} bytes free`);
+  await Promise.all(workers.map((w) => new Promise((resolve) => (w.threadId === -1 ? resolve() : w.once('exit', resolve)))));
+  return errors.length === 0;
+}
+
+if (isMainThread) {
+  main(parseArgs(process.argv.slice(2))).then((ok) => process.exit(ok ? 0 : 1), (e) => {
+    console.error(e);
+    process.exit(2);
+  });
+} else {
+  workerMain();
+}
