@@ -2,6 +2,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { createManager } = require('..');
+const { once } = require('node:events');
 const { worker, exited } = require('./helpers');
 
 const MIB = 1024 * 1024;
@@ -55,4 +56,68 @@ test('growth while several workers write keeps every value', async () => {
       assert.equal(v.blob[v.blob.length - 1], i % 256);
     }
   }
+});
+
+test('growing under load up to maxBytes: RangeError at the limit, every earlier value intact, deletes make room', async () => {
+  const maxBytes = 48 * MIB;
+  const manager = createManager({ initialBytes: MIB, maxBytes });
+  // Each thread writes its own keys until the store is full and reports what it stored.
+  const body = `
+    const store = kv.createStore(workerData.kv);
+    const stored = [];
+    let error;
+    parentPort.postMessage('ready');
+    Atomics.wait(new Int32Array(workerData.gate), 0, 0); // all threads start together
+    for (let i = 0; ; i++) {
+      const key = workerData.prefix + i;
+      try {
+        store.set(key, { key, blob: Buffer.alloc(5000 + (i % 7) * 3000, i % 256) });
+        stored.push(key);
+      } catch (e) {
+        error = { name: e.name, message: e.message };
+        break;
+      }
+    }
+    parentPort.postMessage({ stored, error });
+  `;
+  const gate = new SharedArrayBuffer(4);
+  const ws = ['a', 'b'].map((prefix) => worker(body, { workerData: { kv: manager.handle, prefix, gate } }));
+  const exits = ws.map(exited);
+  await Promise.all(ws.map((w) => once(w, 'message')));
+  const results = ws.map((w) => once(w, 'message').then(([m]) => m));
+  Atomics.store(new Int32Array(gate), 0, 1);
+  Atomics.notify(new Int32Array(gate), 0);
+  const { store } = manager;
+  const mine = [];
+  let mainError;
+  for (let i = 0; ; i++) {
+    try {
+      store.set('m' + i, { key: 'm' + i, blob: Buffer.alloc(5000 + (i % 7) * 3000, i % 256) });
+      mine.push('m' + i);
+    } catch (e) {
+      mainError = e;
+      break;
+    }
+  }
+  const done = await Promise.all(results);
+  assert.deepEqual(await Promise.all(exits), [0, 0]);
+  assert.ok(mainError instanceof RangeError, String(mainError));
+  assert.match(mainError.message, /maxBytes/);
+  for (const { error } of done) assert.equal(error.name, 'RangeError', error.message);
+  const all = [...mine, ...done.flatMap((d) => d.stored)];
+  assert.ok(all.length > 2000, `${all.length} values fit`);
+  assert.ok(store.stats().bufferBytes <= maxBytes);
+  for (const key of all) {
+    const i = Number(key.slice(1));
+    const v = store.get(key);
+    assert.equal(v?.key, key, `${key} survived`);
+    assert.equal(v.blob.length, 5000 + (i % 7) * 3000);
+    assert.ok(v.blob.every((b) => b === i % 256), `${key} intact`);
+  }
+  assert.equal(store.check().entries, all.length);
+  // Deleting makes room for new values of the same sizes; the limit still holds.
+  for (const key of all.slice(0, 500)) assert.equal(store.delete(key), true);
+  for (let i = 0; i < 400; i++) store.set('again' + i, { blob: Buffer.alloc(5000 + (i % 7) * 3000) });
+  assert.equal(store.check().entries, all.length - 100);
+  assert.throws(() => store.set('huge', Buffer.alloc(maxBytes)), RangeError);
 });
