@@ -37,6 +37,10 @@ function checkKey(key) {
   }
   // A lone surrogate would be replaced in UTF-8, so two different keys would collide.
   if (!key.isWellFormed()) throw new TypeError('key must be well-formed UTF-16 (it contains a lone surrogate)');
+  // Locks are entries under this prefix: a user key there could forge or break a lock.
+  if (key.charCodeAt(0) === 0 && key.startsWith(LOCK_PREFIX)) {
+    throw new TypeError(`keys starting with ${JSON.stringify(LOCK_PREFIX)} are reserved for locks`);
+  }
 }
 
 const MAX_UPDATE_ATTEMPTS = 10_000;

@@ -121,7 +121,8 @@ for (const [codec, store] of Object.entries(stores)) {
     }
     assert.throws(() => store.set('bad', 2n ** 64n), RangeError);
     const boom = new Error('getter failed');
-    assert.throws(() => store.set('bad', { get x() { throw boom; } }), (e) => e === boom);
+    assert.throws(() => store.set('bad', { get x() { throw boom; } }),
+      (e) => e instanceof TypeError && e.code === 'ERR_KV_VALUE_THREW' && e.cause === boom);
     assert.equal(store.get('bad'), 'old');
   });
 

@@ -13,15 +13,40 @@ const EXT_SET = 0x73;
 const EXT_MAP = 0x6d;
 const TWO_32 = 4294967296;
 
-function valueError(Type, code, message, path) {
+function valueError(Type, code, message, path, cause) {
   const at = path.length ? ` (at value${path.join('')})` : '';
-  const err = new Type(message + at);
+  const err = new Type(message + at, cause === undefined ? undefined : { cause });
   err.code = code;
   return err;
 }
 
 /** A path segment is prepended to an error as it unwinds out of a container. */
 class PathedError extends Error {}
+
+/**
+ * What the value's own code threw (a getter, a proxy trap), as a PathedError that becomes a
+ * TypeError with the original as its `cause` (the native codec does the same).
+ */
+function userThrew(thrown) {
+  let what = 'an exception';
+  try {
+    if (thrown instanceof Error) what = String(thrown.message);
+  } catch {} // a revoked proxy or a throwing message getter: keep the generic words
+  const err = new PathedError(`reading the value threw: ${what}`);
+  err.Type = TypeError;
+  err.code = 'ERR_KV_VALUE_THREW';
+  err.path = [];
+  err.thrown = thrown;
+  return err;
+}
+
+function isPathed(err) {
+  try {
+    return err instanceof PathedError;
+  } catch {
+    return false; // a revoked proxy was thrown
+  }
+}
 
 const UNSUPPORTED = [
   [ArrayBuffer, 'ArrayBuffer, DataView and Promise values cannot be stored'],
@@ -79,8 +104,8 @@ class Encoder {
       this.write(value);
     } catch (err) {
       this.ancestors.length = 0;
-      if (err instanceof PathedError) throw valueError(err.Type, err.code, err.message, err.path);
-      throw err; // e.g. a getter that threw: the caller's own error
+      const e = isPathed(err) ? err : userThrew(err);
+      throw valueError(e.Type, e.code, e.message, e.path, e.thrown);
     }
     return this.pos;
   }
@@ -349,8 +374,9 @@ class Encoder {
 }
 
 function prependPath(err, segment) {
-  if (err instanceof PathedError) err.path.unshift(segment);
-  return err;
+  const e = isPathed(err) ? err : userThrew(err);
+  e.path.unshift(segment);
+  return e;
 }
 
 // ---- decoding --------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use serde_json::Value as Json;
 
-use super::raw::{self, check, global, new_instance, throw, throw_msg};
+use super::raw::{
+    self, check, clear_exception, global, new_instance, throw, throw_msg, JS_EXCEPTION,
+};
 use crate::codec::{self, MAX_DEPTH};
 use crate::value::Value;
 
@@ -28,7 +30,12 @@ pub fn encode_from_js(env: sys::napi_env, v: V) -> Result<Vec<u8>> {
         path: Vec::new(),
         classes: None,
     };
-    let value = w.value(v)?;
+    let value = match w.value(v) {
+        Err(e) if e.status == Status::PendingException && e.reason == JS_EXCEPTION => {
+            return Err(w.user_threw());
+        }
+        other => other?,
+    };
     codec::encode(&value).map_err(|e| throw(env, &e))
 }
 
@@ -129,6 +136,18 @@ fn utf16(env: sys::napi_env, v: V) -> Result<Vec<u16>> {
     Ok(buf)
 }
 
+/// `Array.isArray(v)`, which sees through proxies.
+fn is_array_js(env: sys::napi_env, v: V) -> Result<bool> {
+    let array = global(env, "Array")?;
+    let is_array = raw::get(env, array, c"isArray")?;
+    let mut b = false;
+    // SAFETY: valid env and value (the call returns a boolean).
+    check(env, unsafe {
+        sys::napi_get_value_bool(env, raw::call(env, array, is_array, &[v])?, &mut b)
+    })?;
+    Ok(b)
+}
+
 /// Items of an array-like produced by `Array.from(v)` (used for Map and Set).
 fn array_from(env: sys::napi_env, v: V) -> Result<V> {
     let array = global(env, "Array")?;
@@ -157,6 +176,45 @@ impl Walker {
         String::from_utf16(&utf16(self.env, v)?).map_err(|_| {
             self.fail("strings must be well-formed UTF-16 (this one has a lone surrogate)")
         })
+    }
+
+    /// Replaces the pending exception that the value's own code threw (a getter, a proxy
+    /// trap) with a TypeError saying where, the original as its `cause`, as the JS codec does.
+    fn user_threw(&self) -> Error {
+        let env = self.env;
+        let Ok(cause) = clear_exception(env) else {
+            return Error::new(Status::PendingException, JS_EXCEPTION.to_string());
+        };
+        let mut what = String::from("an exception");
+        let mut is_error = false;
+        // SAFETY: valid env, value and out-pointer.
+        unsafe { sys::napi_is_error(env, cause, &mut is_error) };
+        if is_error {
+            // An Error object (not a proxy): reading its message runs no user code but a getter
+            // someone defined on it, which may throw too; then keep the generic words.
+            match raw::get(env, cause, c"message").and_then(|m| self.string(m)) {
+                Ok(m) => what = m,
+                Err(_) => drop(clear_exception(env)),
+            }
+        }
+        let err = self.fail(&format!("reading the value threw: {what}"));
+        let code = c"ERR_KV_VALUE_THREW";
+        if let Ok(e) = clear_exception(env) {
+            // SAFETY: valid env; e is the TypeError just thrown, an ordinary object.
+            unsafe {
+                let mut code_v = ptr::null_mut();
+                sys::napi_create_string_utf8(
+                    env,
+                    code.as_ptr(),
+                    code.count_bytes() as isize,
+                    &mut code_v,
+                );
+                sys::napi_set_named_property(env, e, c"code".as_ptr(), code_v);
+                sys::napi_set_named_property(env, e, c"cause".as_ptr(), cause);
+                sys::napi_throw(env, e);
+            }
+        }
+        err
     }
 
     fn fail(&self, msg: &str) -> Error {
@@ -241,9 +299,17 @@ impl Walker {
         // SAFETY: v is an object.
         check(env, unsafe { sys::napi_get_prototype(env, v, &mut proto) })?;
         let classes = self.classes()?;
-        if type_of(env, proto)? == sys::ValueType::napi_null
-            || strict_equals(env, proto, classes.object_proto)?
-        {
+        // Node-API sees no prototype through a Proxy: a Proxy of an array is no array to it,
+        // but is to Array.isArray (and the JS codec), so ask that in this rare case and copy
+        // the items through Array.from.
+        let null_proto = type_of(env, proto)? == sys::ValueType::napi_null;
+        if null_proto && is_array_js(env, v)? {
+            return self.container(v, |w| {
+                w.items(array_items(env, array_from(env, v)?)?)
+                    .map(Value::Array)
+            });
+        }
+        if null_proto || strict_equals(env, proto, classes.object_proto)? {
             return self.container(v, |w| w.fields(v).map(Value::Object));
         }
         if is!(env, napi_is_typedarray, v) {
@@ -386,12 +452,12 @@ impl Walker {
         let mut out = Vec::new();
         for key in array_items(env, keys)? {
             let name = self.string(key)?;
+            self.path.push(format!(".{name}"));
             let mut item = ptr::null_mut();
             // SAFETY: valid env, object and key; a throwing getter leaves an exception pending.
             check(env, unsafe {
                 sys::napi_get_property(env, v, key, &mut item)
             })?;
-            self.path.push(format!(".{name}"));
             out.push((name, self.value(item)?));
             self.path.pop();
         }

@@ -35,6 +35,10 @@ impl ToNapiValue for Raw {
 
 /// Turns a failed Node-API status into an error. If the call left a JS exception pending
 /// (e.g. a getter threw), it propagates as is.
+/// The reason of an error whose exception JS code threw (a getter, a proxy trap) during a
+/// Node-API call, as opposed to one this binding threw.
+pub const JS_EXCEPTION: &str = "JS exception";
+
 pub fn check(env: sys::napi_env, status: sys::napi_status) -> Result<()> {
     if status == sys::Status::napi_ok {
         return Ok(());
@@ -45,7 +49,7 @@ pub fn check(env: sys::napi_env, status: sys::napi_status) -> Result<()> {
     if pending {
         return Err(Error::new(
             Status::PendingException,
-            "JS exception".to_string(),
+            JS_EXCEPTION.to_string(),
         ));
     }
     Err(Error::new(
