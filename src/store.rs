@@ -96,9 +96,8 @@ impl Store {
         r.u32(H_HEADER_SIZE)?.store(HEADER_SIZE as u32, Relaxed);
         r.u64(H_HASH_SEED)?.store(seed, Relaxed);
         Arena::init(r)?;
-        let block = Arena { r }.alloc(INITIAL_TABLE_CAP * SLOT_SIZE)?;
-        r.zero(block + BLOCK_HEADER, INITIAL_TABLE_CAP * SLOT_SIZE)?;
-        Table::publish_location(r, block, INITIAL_TABLE_CAP)?;
+        let table = Table::empty(r, INITIAL_TABLE_CAP)?;
+        Table::publish_location(r, table.block(), table.cap)?;
         // Magic last, with release: a thread that sees it sees a formatted store.
         r.u64(H_MAGIC)?
             .store(MAGIC, std::sync::atomic::Ordering::Release);
@@ -256,6 +255,9 @@ impl Store {
 
         let live = r.u64(H_LIVE)?.load(Relaxed);
         let tombstones = r.u64(H_TOMBSTONES)?.load(Relaxed);
+        if live > table.cap || tombstones > table.cap {
+            return Err(Error::corrupted("entry counts exceed the index size"));
+        }
         let vacant = match vacant {
             Some(at) if (live + tombstones + 1) * MAX_LOAD_DEN <= table.cap * MAX_LOAD_NUM => at,
             _ => {
@@ -315,7 +317,7 @@ impl Store {
         let live = r.u64(H_LIVE)?;
         live.store(live.load(Relaxed).saturating_sub(1), Relaxed);
         let tombstones = r.u64(H_TOMBSTONES)?;
-        tombstones.store(tombstones.load(Relaxed) + 1, Relaxed);
+        tombstones.store(tombstones.load(Relaxed).saturating_add(1), Relaxed);
         Arena { r }.free(block)
     }
 
@@ -447,16 +449,19 @@ impl Store {
         let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
         let table = Table::load(r)?;
         let arena = Arena { r };
+        for slot in table.live_slots(r, 0, table.cap) {
+            arena.check_block(slot?.1, true)?; // corrupted: fail before changing anything
+        }
+        // A new empty index first (NeedGrow here changes nothing); publishing it removes
+        // every entry at once for readers. Then the old entries' blocks are freed.
+        table.replace_with(r, Table::empty(r, INITIAL_TABLE_CAP)?)?;
         let mut removed = 0;
         for slot in table.live_slots(r, 0, table.cap) {
-            let (at, block) = slot?;
-            arena.check_block(block, true)?;
-            Table::publish(r, at, REF_TOMBSTONE)?;
-            arena.free(block)?;
+            arena.free(slot?.1)?;
             removed += 1;
         }
+        arena.free(table.block())?;
         r.u64(H_LIVE)?.store(0, Relaxed);
-        table.rebuild(r, self.seed, 0)?; // a small table again, without the tombstones
         Ok(removed)
     }
 

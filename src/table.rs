@@ -250,14 +250,7 @@ impl Table {
             return Err(Error::corrupted("entry count exceeds the index size"));
         }
         let arena = Arena { r };
-        let cap = ((live + 1) * 2).max(INITIAL_TABLE_CAP);
-        let bytes = cap * SLOT_SIZE;
-        let block = arena.alloc(bytes)?;
-        let new = Table {
-            off: block + BLOCK_HEADER,
-            cap,
-        };
-        r.zero(new.off, bytes)?;
+        let new = Table::empty(r, ((live + 1) * 2).max(INITIAL_TABLE_CAP))?;
         let mut key = Vec::new();
         for slot in self.live_slots(r, 0, self.cap) {
             let (at, data) = slot?;
@@ -274,11 +267,35 @@ impl Table {
             r.u32(to + S_SEQ)?.store(seq & !1, Relaxed);
             r.u32(to + S_REF)?.store(make_ref(data, hash), Relaxed);
         }
+        self.replace_with(r, new)?;
+        Arena { r }.free(self.block())
+    }
+
+    /// The block holding this table.
+    pub fn block(&self) -> u64 {
+        self.off - BLOCK_HEADER
+    }
+
+    /// A new, empty, unpublished table with `cap` slots. Fails with `NeedGrow` (changing
+    /// nothing) if its block does not fit yet.
+    pub fn empty(r: &Region, cap: u64) -> Result<Table> {
+        let bytes = cap * SLOT_SIZE;
+        let block = Arena { r }.alloc(bytes)?;
+        let new = Table {
+            off: block + BLOCK_HEADER,
+            cap,
+        };
+        r.zero(new.off, bytes)?;
+        Ok(new)
+    }
+
+    /// Makes `new` the index in place of this one. The caller frees this one's block after,
+    /// not before: readers learn of the move from the epoch, bumped here.
+    pub fn replace_with(&self, r: &Region, new: Table) -> Result<()> {
         r.u64(H_TOMBSTONES)?.store(0, Relaxed);
-        Self::publish_location(r, block, cap)?;
-        // Publish the new location before the old block can be reused.
+        Self::publish_location(r, new.block(), new.cap)?;
         r.u32(H_TABLE_EPOCH)?.fetch_add(1, Release);
         fence(Release);
-        arena.free(self.off - BLOCK_HEADER)
+        Ok(())
     }
 }
