@@ -31,6 +31,16 @@ const rawSetEntry = native.makeRawSetEntry();
 let registeredBuffer;
 const EMPTY_CACHE = { stats: () => ({ hits: 0, misses: 0, cachedEntries: 0, cachedBytes: 0 }) };
 
+/** Copies `key`'s stored bytes into `scratch` (growing it); their length, or -1 if absent. */
+function readRaw(id, key) {
+  let n = native.get(id, key, scratch, version);
+  while (n > scratch.length) {
+    scratch = Buffer.allocUnsafeSlow(Math.ceil(n * 1.25));
+    n = native.get(id, key, scratch, version);
+  }
+  return n;
+}
+
 function checkKey(key) {
   if (typeof key !== 'string') {
     throw new TypeError(`key must be a string, got ${key === null ? 'null' : typeof key}`);
@@ -233,11 +243,7 @@ class SharedKVStore {
       return undefined;
     }
     // The JS reader passed (see lib/reader.js): the native reader decides.
-    let n = native.get(id, key, scratch, version);
-    while (n > scratch.length) {
-      scratch = Buffer.allocUnsafeSlow(Math.ceil(n * 1.25));
-      n = native.get(id, key, scratch, version);
-    }
+    const n = readRaw(id, key);
     if (n < 0) {
       cache.forget(key);
       return undefined;
@@ -371,8 +377,11 @@ class SharedKVStore {
     if (typeof fn !== 'function') throw new TypeError('update: expects a function');
     const id = this.#id();
     for (let attempt = 0; attempt < MAX_UPDATE_ATTEMPTS; attempt++) {
-      const current = this.get(key);
-      const old = current === undefined ? null : encodedCopy(current); // before fn can mutate it
+      // The stored bytes themselves are the expected value (not a re-encoding of what they
+      // decode to), so the swap fails only if another thread wrote in between.
+      const len = readRaw(id, key);
+      const old = len < 0 ? null : Buffer.from(scratch.subarray(0, len));
+      const current = old === null ? undefined : decode(old, 0, len);
       const next = fn(current);
       if (next === undefined) return undefined;
       const n = encoder.encode(next);

@@ -52,3 +52,35 @@ test('random bytes written into the header, index or arena from JS: every operat
   assert.ok(outcomes.errors > 0, 'corruption was noticed at least sometimes');
   for (const code of codes) assert.match(code, /^(ERR_KV_|TypeError|RangeError|Error)/, code);
 });
+
+test('a forged writer lock word: reads go on, writes throw ERR_KV_TIMEOUT after the lock timeout, not a hang', () => {
+  const { createManager } = require('..');
+  const manager = createManager();
+  const { store } = manager;
+  store.set('a', 1);
+  const words = new Uint32Array(manager.handle.buffer, 0, 8);
+  const LOCK_WORD = 16 / 4; // layout.rs H_WRITE_LOCK
+  Atomics.store(words, LOCK_WORD, 0x1234567); // "held" by a thread that does not exist
+  assert.equal(store.get('a'), 1);
+  assert.throws(() => store.set('b', 2), { code: 'ERR_KV_TIMEOUT', message: /write lock.*corrupted/ });
+  assert.equal(store.get('b'), undefined);
+  Atomics.store(words, LOCK_WORD, 0);
+  store.set('b', 2);
+  assert.equal(store.check().entries, 2);
+});
+
+test('update() of a value stored in a valid but non-canonical encoding succeeds (compares the bytes read)', () => {
+  const { createManager } = require('..');
+  const manager = createManager();
+  const { store } = manager;
+  store.set('unique-key-for-update', 300); // canonical: cd 01 2c (uint16)
+  const bytes = new Uint8Array(manager.handle.buffer);
+  const key = Buffer.from('unique-key-for-update');
+  const at = Buffer.from(bytes.buffer).indexOf(Buffer.concat([key, Buffer.from([0xcd, 0x01, 0x2c])]));
+  assert.ok(at > 0);
+  bytes[at + key.length] = 0xd1; // int16 300: the same number, other bytes
+  const other = require('..').createStore(manager.handle); // a thread that never cached it
+  assert.equal(other.get('unique-key-for-update'), 300);
+  assert.equal(other.update('unique-key-for-update', (v) => v + 1), 301);
+  assert.equal(store.get('unique-key-for-update'), 301);
+});

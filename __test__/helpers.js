@@ -11,13 +11,22 @@ function worker(body, options = {}) {
 const kv = require(${JSON.stringify(PKG)});
 const { parentPort, workerData } = require('node:worker_threads');
 ${body}`;
-  return new Worker(code, { eval: true, ...options });
+  const w = new Worker(code, { eval: true, ...options });
+  // Listen from the start, so exited(w) works even if the worker exits before it is called.
+  w[EXIT] = exitOf(w);
+  w[EXIT].catch(() => {}); // reported to whoever awaits exited(w)
+  return w;
+}
+
+const EXIT = Symbol('exit');
+
+function exitOf(w) {
+  return Promise.race([once(w, 'exit'), once(w, 'error').then(([e]) => { throw e; })]).then(([code]) => code);
 }
 
 /** Resolves with the worker's exit code; rejects on an uncaught error in it. */
-async function exited(w) {
-  const [code] = await Promise.race([once(w, 'exit'), once(w, 'error').then(([e]) => { throw e; })]);
-  return code;
+function exited(w) {
+  return w[EXIT] ?? exitOf(w);
 }
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */

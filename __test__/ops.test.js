@@ -140,8 +140,9 @@ test('close() is idempotent, later calls throw ERR_KV_CLOSED, other threads carr
     }
     parentPort.postMessage({ errors, closed: store.closed });
   `, { workerData: { kv: manager.handle } });
+  const exit = exited(w); // listening before the worker can exit
   const [{ errors, closed }] = await new Promise((r) => w.once('message', (m) => r([m])));
-  assert.equal(await exited(w), 0, 'the worker exits normally after close');
+  assert.equal(await exit, 0, 'the worker exits normally after close');
   assert.equal(closed, true);
   assert.deepEqual(new Set(errors), new Set(['ERR_KV_CLOSED']), errors.join());
   assert.equal(store.get('k'), 'v', 'the store itself is untouched');

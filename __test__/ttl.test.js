@@ -44,8 +44,9 @@ test('expiry is seen by another thread from the moment it expires, with no timer
     parentPort.postMessage(seen);
   `, { workerData: { kv: manager.handle } });
   store.set('main', 'expires', { ttl: 0.3 });
+  const exit = exited(w); // listening before the worker can exit
   const [seen] = await new Promise((r) => w.once('message', (m) => r([m])));
-  assert.equal(await exited(w), 0, 'the worker exits: no timer keeps it alive');
+  assert.equal(await exit, 0, 'the worker exits: no timer keeps it alive');
   assert.deepEqual(seen.slice(-1), [undefined]);
   assert.ok(seen.length <= 2, `never came back: ${JSON.stringify(seen)}`);
   assert.equal(store.get('fromWorker'), undefined, "the worker's key expired here too");
