@@ -93,7 +93,7 @@ pub const REF_EMPTY: u32 = 0;
 pub const REF_TOMBSTONE: u32 = 1;
 pub const REF_BLOCK_BITS: u32 = 29;
 
-pub const INITIAL_TABLE_CAP: u64 = 1024;
+pub const INITIAL_TABLE_CAP: u64 = if cfg!(loom) { 16 } else { 1024 }; // small under loom: fewer modelled bytes
 /// The index is rebuilt when live + tombstone slots would exceed this fraction; a rebuild
 /// sizes it for twice the live entries (so it grows by about 1.5x).
 pub const MAX_LOAD_NUM: u64 = 3;

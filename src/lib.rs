@@ -7,6 +7,7 @@
 //! - [`layout`]: every offset and constant of the memory format
 //! - [`region`]: bounds-checked atomic access to the bytes
 //! - [`lock`]: the writer lock and bounded waiting
+//! - [`sync`]: the atomics and spinning they use (loom's under `--cfg loom`)
 //! - [`arena`]: size-classed allocation with free lists
 //! - [`table`]: the hash index and its seqlock protocol
 //! - [`store`]: get / set / delete
@@ -22,6 +23,7 @@ pub mod layout;
 pub mod lock;
 pub mod region;
 pub mod store;
+pub mod sync;
 pub mod table;
 pub mod value;
 

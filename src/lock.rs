@@ -7,10 +7,12 @@
 //! of a Node process share the region's address) until the holder's release wakes it. Waiting
 //! is bounded: a lock word that never clears (corrupted memory) becomes an error, not a hang.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::region::Word32;
+use crate::sync::spin_loop;
 
 /// How long a wait in the store may last, by default, before it reports an error.
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,8 +38,8 @@ impl Backoff {
     /// Waits a little; errors once the total wait exceeds the timeout.
     pub fn snooze(&mut self) -> Result<()> {
         self.spins += 1;
-        if self.spins < 64 {
-            std::hint::spin_loop();
+        if self.spins < 64 || cfg!(loom) {
+            spin_loop(); // loom has no clock: its threads only ever spin
             return Ok(());
         }
         let start = *self.start.get_or_insert_with(Instant::now);
@@ -70,17 +72,21 @@ const MAX_SLEEP: Duration = Duration::from_millis(10);
 pub fn thread_tag() -> u32 {
     use std::sync::atomic::AtomicU32 as Counter;
     static NEXT: Counter = Counter::new(1);
+    #[cfg(not(loom))]
     thread_local!(static TAG: u32 = (NEXT.fetch_add(1, Ordering::Relaxed) & !PARKED).max(1));
+    // loom runs its threads on one OS thread: a std thread-local would be shared.
+    #[cfg(loom)]
+    loom::thread_local!(static TAG: u32 = (NEXT.fetch_add(1, Ordering::Relaxed) & !PARKED).max(1));
     TAG.with(|t| *t)
 }
 
 /// Holds the writer lock until dropped.
 pub struct WriteGuard<'a> {
-    word: &'a AtomicU32,
+    word: Word32<'a>,
     tag: u32,
 }
 
-pub fn lock(word: &AtomicU32, timeout: Duration) -> Result<WriteGuard<'_>> {
+pub fn lock(word: Word32<'_>, timeout: Duration) -> Result<WriteGuard<'_>> {
     let tag = thread_tag();
     let start = Instant::now();
     // Once this thread has slept, others may be asleep too: it keeps the PARKED bit when it
@@ -104,9 +110,10 @@ pub fn lock(word: &AtomicU32, timeout: Duration) -> Result<WriteGuard<'_>> {
                 "write lock claims to be held by this thread",
             ));
         }
-        if spins < 100 {
+        if spins < 100 || cfg!(loom) {
+            // (loom models the lock word; the parking below is tested with real threads)
             spins += 1;
-            std::hint::spin_loop();
+            spin_loop();
             continue;
         }
         let remaining = timeout
@@ -148,9 +155,10 @@ impl Drop for WriteGuard<'_> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU32;
     use std::sync::Arc;
 
     #[test]

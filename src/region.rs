@@ -4,30 +4,68 @@
 //! every access is an atomic operation (no data race in Rust's memory model) and every offset
 //! is checked against a length this process trusts, never against one read from the region.
 
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
 use crate::error::{Error, Result};
+#[cfg(loom)]
+use crate::sync::{sub::Sub, AtomicU64};
+#[cfg(not(loom))]
+use crate::sync::{AtomicU16, AtomicU32, AtomicU64, AtomicU8};
+
+/// Handles on the region's words, as the `u16`/`u32`/`u64` accessors return them (under loom,
+/// a view of part of a modelled word; see `sync`).
+#[cfg(not(loom))]
+pub type Word16<'a> = &'a AtomicU16;
+#[cfg(not(loom))]
+pub type Word32<'a> = &'a AtomicU32;
+#[cfg(loom)]
+pub type Word16<'a> = Sub<'a, u16>;
+#[cfg(loom)]
+pub type Word32<'a> = Sub<'a, u32>;
+#[cfg(not(loom))]
+type Word8<'a> = &'a AtomicU8;
+#[cfg(loom)]
+type Word8<'a> = Sub<'a, u8>;
 
 /// A view of `len` bytes at `base`.
 #[derive(Debug)]
 pub struct Region {
+    #[cfg(not(loom))]
     base: *mut u8,
+    /// Under loom the bytes are modelled atomics owned by the region.
+    #[cfg(loom)]
+    words: Box<[AtomicU64]>,
     len: u64,
 }
 
 // SAFETY: all access goes through atomics; the owner guarantees the memory outlives the Region.
+#[cfg(not(loom))]
 unsafe impl Send for Region {}
 // SAFETY: as above; shared access is the whole point and is race-free by construction.
+#[cfg(not(loom))]
 unsafe impl Sync for Region {}
+
+#[cfg(all(loom, target_endian = "big"))]
+compile_error!("the loom model of the region assumes little-endian words");
 
 impl Region {
     /// # Safety
     /// `base` must be 8-byte aligned, and `len` bytes from it must stay readable and writable
     /// for the lifetime of the Region (the binding keeps the SharedArrayBuffer alive).
+    #[cfg(not(loom))]
     pub unsafe fn new(base: *mut u8, len: usize) -> Self {
         debug_assert!(base as usize % 8 == 0);
         Region {
             base,
+            len: len as u64,
+        }
+    }
+
+    /// A zeroed region of `len` modelled bytes, for the loom models.
+    #[cfg(loom)]
+    pub fn model(len: usize) -> Self {
+        Region {
+            words: (0..len.div_ceil(8)).map(|_| AtomicU64::new(0)).collect(),
             len: len as u64,
         }
     }
@@ -41,6 +79,8 @@ impl Region {
     /// # Safety
     /// `len` bytes from the same base must now be valid, as for [`Region::new`].
     pub unsafe fn set_len(&mut self, len: usize) {
+        #[cfg(loom)]
+        assert!(len <= self.words.len() * 8);
         self.len = len as u64;
     }
 
@@ -53,45 +93,65 @@ impl Region {
     }
 
     #[inline]
-    pub fn u16(&self, off: u64) -> Result<&AtomicU16> {
-        let o = self.check(off, 2)?;
-        if off % 2 != 0 {
-            return Err(Error::corrupted("misaligned u16 offset"));
+    fn aligned(&self, off: u64, size: u64, what: &str) -> Result<usize> {
+        let o = self.check(off, size)?;
+        if off % size != 0 {
+            return Err(Error::Corrupted(format!("misaligned {what} offset")));
         }
-        // SAFETY: in bounds and 2-aligned (base is 8-aligned); valid for &self's lifetime.
-        Ok(unsafe { AtomicU16::from_ptr(self.base.add(o).cast()) })
+        Ok(o)
     }
 
     #[inline]
-    pub fn u32(&self, off: u64) -> Result<&AtomicU32> {
-        let o = self.check(off, 4)?;
-        if off % 4 != 0 {
-            return Err(Error::corrupted("misaligned u32 offset"));
-        }
+    pub fn u16(&self, off: u64) -> Result<Word16<'_>> {
+        let o = self.aligned(off, 2, "u16")?;
+        #[cfg(not(loom))]
+        // SAFETY: in bounds and 2-aligned (base is 8-aligned); valid for &self's lifetime.
+        return Ok(unsafe { AtomicU16::from_ptr(self.base.add(o).cast()) });
+        #[cfg(loom)]
+        return Ok(self.sub(o));
+    }
+
+    #[inline]
+    pub fn u32(&self, off: u64) -> Result<Word32<'_>> {
+        let o = self.aligned(off, 4, "u32")?;
+        #[cfg(not(loom))]
         // SAFETY: in bounds and 4-aligned (base is 8-aligned); valid for &self's lifetime.
-        Ok(unsafe { AtomicU32::from_ptr(self.base.add(o).cast()) })
+        return Ok(unsafe { AtomicU32::from_ptr(self.base.add(o).cast()) });
+        #[cfg(loom)]
+        return Ok(self.sub(o));
     }
 
     #[inline]
     pub fn u64(&self, off: u64) -> Result<&AtomicU64> {
-        let o = self.check(off, 8)?;
-        if off % 8 != 0 {
-            return Err(Error::corrupted("misaligned u64 offset"));
+        let o = self.aligned(off, 8, "u64")?;
+        Ok(self.word(o))
+    }
+
+    #[cfg(loom)]
+    fn sub<T>(&self, o: usize) -> Sub<'_, T> {
+        Sub {
+            word: &self.words[o / 8],
+            shift: (o % 8) as u32 * 8,
+            _t: std::marker::PhantomData,
         }
-        // SAFETY: in bounds and 8-aligned; valid for &self's lifetime.
-        Ok(unsafe { AtomicU64::from_ptr(self.base.add(o).cast()) })
     }
 
     #[inline]
-    fn byte(&self, o: usize) -> &AtomicU8 {
+    fn byte(&self, o: usize) -> Word8<'_> {
+        #[cfg(not(loom))]
         // SAFETY: callers pass an index already checked to be < len.
-        unsafe { AtomicU8::from_ptr(self.base.add(o)) }
+        return unsafe { AtomicU8::from_ptr(self.base.add(o)) };
+        #[cfg(loom)]
+        return self.sub(o);
     }
 
     #[inline]
     fn word(&self, o: usize) -> &AtomicU64 {
+        #[cfg(not(loom))]
         // SAFETY: callers pass an 8-aligned index with o + 8 <= len, already checked.
-        unsafe { AtomicU64::from_ptr(self.base.add(o).cast()) }
+        return unsafe { AtomicU64::from_ptr(self.base.add(o).cast()) };
+        #[cfg(loom)]
+        return &self.words[o / 8];
     }
 
     /// Copies `out.len()` bytes from `off`, 8 bytes per atomic load where aligned.
@@ -180,7 +240,7 @@ impl Region {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

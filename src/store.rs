@@ -1,6 +1,8 @@
 //! The store: get / set / delete over one region, composed from the lock, arena and index.
 
-use std::sync::atomic::{fence, Ordering::Acquire, Ordering::Relaxed};
+use std::sync::atomic::{Ordering::Acquire, Ordering::Relaxed};
+
+use crate::sync::fence;
 
 use serde::{de::DeserializeOwned, Serialize};
 

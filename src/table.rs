@@ -15,10 +15,9 @@
 //!
 //! A slot holds no hash, only 3 bits of it (the REF tag): a rebuild rehashes the stored keys.
 
-use std::sync::atomic::{
-    fence,
-    Ordering::{Acquire, Relaxed, Release},
-};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+use crate::sync::fence;
 
 use crate::arena::{read_header, Arena, Header};
 use crate::error::{Error, Result};

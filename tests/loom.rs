@@ -1,0 +1,137 @@
+//! Loom models of the core's concurrency protocols, run on the real code (see `src/sync.rs`):
+//! loom explores the interleavings of two threads (and the weak-memory outcomes of their
+//! atomics) and fails on any execution where a reader saw a torn, invented or lost value.
+//!
+//! `node scripts/loom.js` (part of `npm test`) runs them with at most 1 preemption per
+//! execution; `LOOM_MAX_PREEMPTIONS=2 node scripts/loom.js` explores more (minutes).
+//! Each model was seen to fail when the protocol it checks was broken on purpose (e.g.
+//! without the reader's acquire fence, the first one reads a torn value).
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use shared_kv_store::{Region, SetOptions, Store};
+
+const LEN: usize = 8192;
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(1); // ~45 s here; LOOM_MAX_PREEMPTIONS=2 takes ~4 min
+    }
+    // Every atomic access is a branch point, and formatting a store touches the whole header.
+    b.max_branches = b.max_branches.max(100_000);
+    b.check(f);
+}
+
+fn store() -> Arc<Store> {
+    Arc::new(Store::create(Region::model(LEN), 1).unwrap())
+}
+
+fn get(s: &Store, k: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    s.get(k, &mut out).unwrap().map(|_| out)
+}
+
+/// Seqlock: a value rewritten in place is read whole, old or new.
+#[test]
+fn a_reader_never_sees_a_value_rewritten_in_place_torn() {
+    model(|| {
+        let s = store();
+        s.set(b"k", &[1; 16], false).unwrap();
+        let w = {
+            let s = s.clone();
+            thread::spawn(move || s.set(b"k", &[2; 16], false).unwrap())
+        };
+        let v = get(&s, b"k").unwrap();
+        assert!(v == [1; 16] || v == [2; 16], "torn: {v:?}");
+        w.join().unwrap();
+        assert_eq!(get(&s, b"k").unwrap(), [2; 16]);
+    });
+}
+
+/// Allocation and reuse: a value moved to a new block, its old block freed and filled with
+/// another key's value, is still read as the old or the new value, never the other key's.
+#[test]
+fn a_reader_never_sees_a_freed_and_reused_block() {
+    model(|| {
+        let s = store();
+        s.set(b"k", &[1; 16], false).unwrap();
+        let w = {
+            let s = s.clone();
+            thread::spawn(move || {
+                let moved = SetOptions {
+                    immutable: true,
+                    ..SetOptions::default()
+                };
+                s.set_with(b"k", &[2; 16], &moved).unwrap();
+                s.set(b"j", &[3; 16], false).unwrap(); // same size class: takes k's old block
+            })
+        };
+        let v = get(&s, b"k").unwrap();
+        assert!(v == [1; 16] || v == [2; 16], "read {v:?}");
+        w.join().unwrap();
+        assert_eq!(s.check().unwrap().entries, 2);
+    });
+}
+
+/// The writer lock excludes, and what one holder wrote is visible to the next.
+#[test]
+fn increments_under_the_writer_lock_are_never_lost() {
+    model(|| {
+        let s = store();
+        let w = {
+            let s = s.clone();
+            thread::spawn(move || s.increment(b"n", 1.0).unwrap())
+        };
+        let mine = s.increment(b"n", 1.0).unwrap();
+        let theirs = w.join().unwrap();
+        assert_eq!(mine + theirs, 3.0, "one saw 1, the other 2");
+        assert_eq!(s.increment(b"n", 0.0).unwrap(), 2.0);
+    });
+}
+
+/// A delete (and a clear, which replaces the index) is seen whole: old value or absent.
+#[test]
+fn delete_and_clear_are_seen_whole() {
+    model(|| {
+        let s = store();
+        s.set(b"a", &[1; 8], false).unwrap();
+        s.set(b"b", &[2; 8], false).unwrap();
+        let w = {
+            let s = s.clone();
+            thread::spawn(move || {
+                s.delete(b"a").unwrap();
+                s.clear().unwrap();
+            })
+        };
+        let a = get(&s, b"a");
+        assert!(a.is_none() || a == Some(vec![1; 8]), "a: {a:?}");
+        let b = get(&s, b"b");
+        assert!(b.is_none() || b == Some(vec![2; 8]), "b: {b:?}");
+        w.join().unwrap();
+        assert_eq!((get(&s, b"a"), get(&s, b"b")), (None, None));
+        let c = s.check().unwrap();
+        assert_eq!((c.entries, c.bytes_used), (0, c.index_bytes));
+    });
+}
+
+/// Two writers allocating at once (new keys, the index filling up) leave a consistent arena.
+#[test]
+fn concurrent_writers_leave_a_consistent_arena() {
+    model(|| {
+        let s = store();
+        let w = {
+            let s = s.clone();
+            thread::spawn(move || {
+                s.set(b"x", &[7; 24], false).unwrap();
+                s.delete(b"x").unwrap();
+            })
+        };
+        s.set(b"y", &[8; 40], false).unwrap();
+        w.join().unwrap();
+        assert_eq!(get(&s, b"y").unwrap(), [8; 40]);
+        let c = s.check().unwrap();
+        assert_eq!(c.entries, 1);
+    });
+}
