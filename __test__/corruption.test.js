@@ -13,22 +13,33 @@ const { createManager, createStore } = require(${JSON.stringify(path.join(__dirn
 const native = require(${JSON.stringify(path.join(__dirname, '..', 'shared-kv-store.node'))});
 let seed = 12345;
 const rand = (n) => { seed = (seed * 1103515245 + 12345) >>> 0; return seed % n; };
-const areas = { header: [0, 4096], index: [4096, 4096 + 12000], arena: [4096 + 12000, 600000] };
+// 'locks': the entries of lock() leases (the writer lock word has a test of its own below: a
+// forged one makes each write wait out the 10 s lock timeout).
+const areas = { header: [0, 4096], index: [4096, 4096 + 12000], arena: [4096 + 12000, 600000], locks: undefined };
 const outcomes = { ok: 0, errors: 0 };
 const messages = new Set();
-for (const [area, [lo, hi]] of Object.entries(areas)) {
+for (const [area, [lo, hi] = []] of Object.entries(areas)) {
   for (let round = 0; round < 40; round++) {
     const manager = createManager({ maxBytes: 8 * 1024 * 1024 });
     const store = manager.store;
     const other = createStore(manager.handle, { codec: 'native' });
     for (let i = 0; i < 400; i++) store.set('key' + i, i % 3 ? { i, s: 'v'.repeat(i % 40) } : i);
     for (let i = 0; i < 50; i++) store.get('key' + i), store.get('key' + i); // some cached
+    for (let i = 0; i < 20; i++) store.lock('key' + i);
     const bytes = new Uint8Array(manager.handle.buffer);
-    for (let k = 1 + rand(40); k > 0; k--) bytes[lo + rand(hi - lo)] = rand(256);
+    if (area === 'locks') {
+      const buf = Buffer.from(bytes.buffer);
+      const at = [];
+      for (let i = buf.indexOf('\\0lock\\0'); i >= 0; i = buf.indexOf('\\0lock\\0', i + 1)) at.push(i);
+      for (let k = 1 + rand(40); k > 0; k--) bytes[at[rand(at.length)] - 8 + rand(40)] = rand(256);
+    } else {
+      for (let k = 1 + rand(40); k > 0; k--) bytes[lo + rand(hi - lo)] = rand(256);
+    }
     const ops = [
       (k) => store.get(k), (k) => other.get(k), (k) => store.set(k, { x: 1 }), (k) => other.set(k, [1, 2]),
       (k) => store.delete(k), (k) => store.has(k), (k) => store.increment('n'), (k) => store.compareAndSet(k, undefined, 1),
       (k) => store.update(k, (v) => v), () => [...store.keys()].length, () => store.size, () => store.stats(),
+      (k) => store.lock(k, 0), (k) => store.release(k), () => store.check(), () => store.clear(),
     ];
     for (let j = 0; j < 60; j++) {
       const key = 'key' + rand(450);
@@ -43,7 +54,7 @@ for (const [area, [lo, hi]] of Object.entries(areas)) {
 console.log(JSON.stringify({ outcomes, codes: [...messages] }));
 `;
 
-test('random bytes written into the header, index or arena from JS: every operation returns or throws', () => {
+test('random bytes written into the header, index, arena or lock entries from JS: every operation returns or throws', () => {
   const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 240_000 });
   assert.equal(run.signal, null, `killed (${run.signal}): a hang or a crash`);
   assert.equal(run.status, 0, run.stderr);
