@@ -84,6 +84,20 @@ export interface StoreStats {
   cachedBytes: number;
 }
 
+/** What `check()` counted in a consistent store. */
+export interface StoreCheck {
+  /** Live keys (expired ones not yet reclaimed included). */
+  entries: number;
+  /** Bytes of blocks in use, index included (equals `stats().bytesUsed`). */
+  bytesUsed: number;
+  /** Bytes of the index block: all that stays in use once every key is deleted. */
+  indexBytes: number;
+  /** Bytes of freed blocks, kept for reuse. */
+  bytesFree: number;
+  /** Blocks carved from the buffer, in use or free. */
+  blocks: number;
+}
+
 export declare class SharedKVStore<V = any> {
   /** The store of this thread (set by `createManager` and `createStore`). */
   static instance: SharedKVStore | undefined;
@@ -119,6 +133,12 @@ export declare class SharedKVStore<V = any> {
   /** Releases this thread's lock on `key`; false if this thread does not hold it. */
   release(key: string): boolean;
   stats(): StoreStats;
+  /**
+   * Verifies the whole shared memory under the writer lock (every block, free list and index
+   * slot against the counters). Throws an Error with `code: 'ERR_KV_CORRUPTED'` naming the
+   * first inconsistency. Walks the whole store: for tests and diagnostics, not hot paths.
+   */
+  check(): StoreCheck;
   /** Whether `key` has a value (as costly as a get). */
   has(key: string): boolean;
   /** The number of keys. */

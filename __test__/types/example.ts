@@ -1,6 +1,6 @@
 // Type-checked by `npm test` (tsc --noEmit): the typings must accept correct use and reject misuse.
 import { Worker, parentPort, workerData } from 'node:worker_threads';
-import { createManager, createStore, SharedKVStore, StoreStats, StoreHandle } from '../..';
+import { createManager, createStore, SharedKVStore, StoreStats, StoreCheck, StoreHandle } from '../..';
 
 interface User {
   id: number;
@@ -23,6 +23,8 @@ const user: User | undefined = main.get<User>('user:1');
 const anything = main.get('whatever'); // any by default
 const removed: boolean = main.delete('user:1');
 const stats: StoreStats = main.stats();
+const check: StoreCheck = main.check();
+const leftInUse: number = check.bytesUsed - check.indexBytes;
 const gone: boolean = manager.unregisterFork(w);
 
 // Worker side: both ways to attach.
