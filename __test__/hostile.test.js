@@ -17,9 +17,13 @@ function objectOf(entries) {
   return o;
 }
 
+const INVALID_DATE = Symbol('Invalid Date');
+
 /** What `get` promises to return for a value built by `plain`: holes read as undefined, a
- *  Uint8Array as a Buffer; everything else as it was. */
+ *  Uint8Array as a Buffer; everything else as it was. Applied to what `get` returned too, to
+ *  compare invalid Dates. */
 function expected(v) {
+  if (v instanceof Date && Number.isNaN(v.getTime())) return INVALID_DATE; // NaN !== NaN in deepStrictEqual
   if (Array.isArray(v)) return Array.from(v, expected);
   if (v instanceof Uint8Array) return Buffer.from(v);
   if (v instanceof Map) return new Map([...v].map(([k, x]) => [expected(k), expected(x)]));
@@ -84,10 +88,10 @@ for (const [codec, store] of Object.entries(stores)) {
   test(`${codec} codec: random values, including hostile shapes, read back exactly`, () => {
     fc.assert(fc.property(plain.filter((v) => v !== undefined), (v) => { // set(k, undefined) stores nothing
       store.set('v', v);
-      assert.deepStrictEqual(store.get('v'), expected(v));
+      assert.deepStrictEqual(expected(store.get('v')), expected(v));
       // A second read comes from the read cache: still exact, and a fresh copy.
       const again = store.get('v');
-      assert.deepStrictEqual(again, expected(v));
+      assert.deepStrictEqual(expected(again), expected(v));
       const back = store.get('v');
       if (back !== null && typeof back === 'object' && !(back instanceof Date)) {
         assert.notEqual(back, again, 'each get returns its own copy');
@@ -114,7 +118,7 @@ for (const [codec, store] of Object.entries(stores)) {
         assert.equal(store.get('h'), 'old', 'a refused set leaves the old value');
       } else {
         assert.ok(!refuse, 'stored a value it should refuse');
-        assert.deepStrictEqual(store.get('h'), expected(like));
+        assert.deepStrictEqual(expected(store.get('h')), expected(like));
       }
       prototypesUntouched();
     }), { numRuns: RUNS });
@@ -174,8 +178,8 @@ const hostileKey = fc.oneof(
 );
 
 test('random keys are stored and found exactly, or refused leaving the store unchanged', () => {
-  const store = stores.js;
-  store.clear();
+  const { store } = createManager();
+  const other = createManager().store;
   fc.assert(fc.property(hostileKey, (key) => {
     const size = store.size;
     let threw;
@@ -192,10 +196,28 @@ test('random keys are stored and found exactly, or refused leaving the store unc
       return;
     }
     assert.deepStrictEqual(store.get(key), { key });
-    assert.deepStrictEqual(stores.native.get(key), undefined, 'another store does not see it');
+    assert.deepStrictEqual(other.get(key), undefined, 'another store does not see it');
     assert.ok([...store.keys()].includes(key));
     assert.equal(store.size, size + 1);
     assert.equal(store.delete(key.replace(/[*?\\]/g, '\\$&')), true); // glob characters escaped
     assert.equal(store.get(key), undefined);
   }), { numRuns: RUNS });
+});
+
+test('a Proxy of an array is stored as an array by both codecs', () => {
+  for (const store of Object.values(stores)) {
+    store.set('pa', { list: new Proxy([1, 'two', [3]], {}) });
+    assert.deepStrictEqual(store.get('pa'), { list: [1, 'two', [3]] });
+  }
+});
+
+test('keys in the lock namespace are refused, so no key can forge or break a lock', () => {
+  const store = stores.js;
+  assert.ok(store.lock('L'));
+  for (const op of [(k) => store.set(k, 'forged'), (k) => store.get(k), (k) => store.delete(k)]) {
+    assert.throws(() => op('\0lock\0L'), { name: 'TypeError', message: /reserved for locks/ });
+  }
+  assert.equal(store.release('L'), true, 'the lock is intact');
+  store.set('\0locker', 1); // only the exact prefix is reserved
+  assert.equal(store.get('\0locker'), 1);
 });

@@ -525,3 +525,37 @@ fn reserve_keeps_growing_values_in_place_and_immutable_always_moves() {
     );
     assert_eq!(get(&s, "i").as_deref(), Some(&b"two"[..]));
 }
+
+/// Found by the fuzz target: clear() used to free every entry and then fail to allocate its
+/// new index (NeedGrow), so the retry after growing returned 0 and left tombstones uncounted.
+#[test]
+fn clear_that_needs_to_grow_changes_nothing_until_it_can() {
+    let mem = Mem::new(MIB);
+    let len = layout::HEADER_SIZE as usize + 24 * 1024;
+    let mut s = Store::create(mem.region(len), 3).unwrap();
+    let mut n = 0;
+    while s.set(format!("k{n}").as_bytes(), &[1; 100], false).is_ok() {
+        n += 1;
+    }
+    assert!(matches!(s.clear(), Err(Error::NeedGrow { .. })));
+    assert_eq!(s.stats().unwrap().entries, n, "nothing was removed");
+    assert_eq!(get(&s, "k0"), Some(vec![1; 100]));
+    s.check().unwrap();
+    // SAFETY: mem holds a MiB that outlives the store.
+    unsafe { s.set_region_len(MIB) };
+    assert_eq!(s.clear().unwrap(), n);
+    let c = s.check().unwrap();
+    assert_eq!((c.entries, c.bytes_used), (0, c.index_bytes));
+}
+
+/// Found by the fuzz target: forged entry counts overflowed the load-factor arithmetic.
+#[test]
+fn forged_entry_counts_are_an_error_not_an_overflow() {
+    let mut mem = Mem::new(MIB);
+    mem.create(MIB).set(b"a", b"1", false).unwrap();
+    let at = layout::H_LIVE as usize;
+    mem.as_mut_bytes()[at..at + 8].copy_from_slice(&u64::MAX.to_ne_bytes());
+    let s = mem.attach(MIB);
+    assert!(matches!(s.set(b"b", b"2", false), Err(Error::Corrupted(_))));
+    assert_eq!(get(&s, "a"), Some(b"1".to_vec()));
+}
