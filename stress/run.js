@@ -7,6 +7,7 @@
 // (stress/model.js): no stale, torn, misplaced or invented value; counters, lock-protected
 // and update()-protected counts exact. At the end all keys are deleted and the integrity
 // check must find the store back to its index alone. Exits 1 if any error was found.
+const { once } = require('node:events');
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
 const { makeValue, tornReason, checkKey } = require('./model');
 const kv = require('..');
@@ -183,10 +184,8 @@ async function main(opts) {
   const workers = Array.from({ length: opts.workers }, (_, i) => new Worker(__filename, {
     workerData: { id: i + 1, name, ticks, seed: opts.seed + i + 1, keys: opts.keys },
   }));
-  const next = (w) => new Promise((resolve, reject) => {
-    w.once('message', resolve);
-    w.once('error', reject);
-  });
+  // The worker's next message (events.once rejects if the worker fails instead).
+  const next = (w) => once(w, 'message').then(([m]) => m);
   const errors = [];
   const carried = new Map();
   const rounds = Math.max(1, Math.round((opts.seconds * 1000) / ROUND_MS));
