@@ -2,7 +2,7 @@
 // The stress run: `npm run stress -- --seconds N --workers W [--keys K] [--seed S]`.
 //
 // W workers and the main thread do random set / get / delete / increment / TTL sets / locks /
-// update / compareAndSet on an overlapping key set, in rounds of about a second. Between
+// update / compareAndSet / iteration on an overlapping key set, in rounds of about a second. Between
 // rounds every thread hands its history to the main thread, which checks it with the model
 // (stress/model.js): no stale, torn, misplaced or invented value; counters, lock-protected
 // and update()-protected counts exact. At the end all keys are deleted and the integrity
@@ -121,12 +121,21 @@ class Actor {
     } else if (r < 0.96) {
       store.update('updated', (x) => (x ?? 0) + 1);
       this.counts.updated++;
-    } else {
+    } else if (r < 0.998) {
       for (;;) {
         const cur = store.get('swapped');
         if (store.compareAndSet('swapped', cur, (cur ?? 0) + 1)) break;
       }
       this.counts.swapped++;
+    } else {
+      // Iteration under concurrent writes: each key at most once, every value whole.
+      const seen = new Set();
+      for (const [key, v] of store.entries()) {
+        if (seen.has(key)) h.errors.push(`thread ${this.id}: iteration yielded '${key}' twice`);
+        seen.add(key);
+        const torn = /^[kt]\d/.test(key) && tornReason(v, key);
+        if (torn) h.errors.push(`thread ${this.id}: iteration gave a torn value for '${key}' (${torn})`);
+      }
     }
   }
 }
