@@ -59,13 +59,74 @@ impl Backoff {
 /// Set in the lock word while some thread sleeps waiting for it.
 const PARKED: u32 = 1 << 31;
 
-/// Sleeping waiters of every store in the process. The PARKED bit is set under this mutex and
-/// the releaser takes it before notifying, so a wakeup cannot be lost.
-static PARK_LOCK: parking_lot::Mutex<()> = parking_lot::const_mutex(());
-static PARK_WAKE: parking_lot::Condvar = parking_lot::Condvar::new();
-
 /// A waiter re-checks the lock at least this often, even if nobody wakes it.
 const MAX_SLEEP: Duration = Duration::from_millis(10);
+
+/// Spins before a waiter sleeps (under loom none, so that the models reach the sleeping path
+/// within their preemption bound).
+const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
+
+/// Sets PARKED in a held lock word; false if the word is free (nothing to wait for).
+fn mark_parked(word: Word32<'_>) -> bool {
+    let cur = word.load(Ordering::Relaxed);
+    cur != 0
+        && (cur & PARKED != 0
+            || word
+                .compare_exchange(cur, cur | PARKED, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok())
+}
+
+/// Sleeping waiters of every store in the process. The PARKED bit is set under this mutex and
+/// the releaser takes it before notifying, so a wakeup cannot be lost.
+#[cfg(not(loom))]
+mod park {
+    use super::*;
+
+    static PARK_LOCK: parking_lot::Mutex<()> = parking_lot::const_mutex(());
+    static PARK_WAKE: parking_lot::Condvar = parking_lot::Condvar::new();
+
+    /// Marks the held `word` PARKED and sleeps until a release wakes it, or `max` passes.
+    /// Returns false, at once, if the word was free.
+    pub fn sleep(word: Word32<'_>, max: Duration) -> bool {
+        let mut guard = PARK_LOCK.lock();
+        if !mark_parked(word) {
+            return false;
+        }
+        PARK_WAKE.wait_for(&mut guard, max);
+        true
+    }
+
+    pub fn wake_all() {
+        let _guard = PARK_LOCK.lock();
+        PARK_WAKE.notify_all();
+    }
+}
+
+/// The same protocol on loom's mutex and condvar. A sleeper waits with no timeout here, so a
+/// lost wakeup would leave it asleep for ever, which loom reports as a deadlock.
+#[cfg(loom)]
+mod park {
+    use super::*;
+    use loom::sync::{Condvar, Mutex};
+
+    loom::lazy_static! {
+        static ref PARK: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+    }
+
+    pub fn sleep(word: Word32<'_>, _max: Duration) -> bool {
+        let guard = PARK.0.lock().unwrap();
+        if !mark_parked(word) {
+            return false;
+        }
+        drop(PARK.1.wait(guard).unwrap());
+        true
+    }
+
+    pub fn wake_all() {
+        let _guard = PARK.0.lock().unwrap();
+        PARK.1.notify_all();
+    }
+}
 
 /// A nonzero tag unique to the calling thread (without the PARKED bit), stored in lock words
 /// it holds.
@@ -110,8 +171,7 @@ pub fn lock(word: Word32<'_>, timeout: Duration) -> Result<WriteGuard<'_>> {
                 "write lock claims to be held by this thread",
             ));
         }
-        if spins < 100 || cfg!(loom) {
-            // (loom models the lock word; the parking below is tested with real threads)
+        if spins < SPINS {
             spins += 1;
             spin_loop();
             continue;
@@ -119,16 +179,8 @@ pub fn lock(word: Word32<'_>, timeout: Duration) -> Result<WriteGuard<'_>> {
         let remaining = timeout
             .checked_sub(start.elapsed())
             .ok_or(Error::Timeout("store write lock"))?;
-        let mut guard = PARK_LOCK.lock();
-        let cur = word.load(Ordering::Relaxed);
-        let parked = cur != 0
-            && (cur & PARKED != 0
-                || word
-                    .compare_exchange(cur, cur | PARKED, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok());
-        if parked {
+        if park::sleep(word, remaining.min(MAX_SLEEP)) {
             mark = PARKED;
-            PARK_WAKE.wait_for(&mut guard, remaining.min(MAX_SLEEP));
         }
     }
 }
@@ -146,8 +198,7 @@ impl Drop for WriteGuard<'_> {
                 .is_ok()
             {
                 if cur & PARKED != 0 {
-                    let _guard = PARK_LOCK.lock();
-                    PARK_WAKE.notify_all();
+                    park::wake_all();
                 }
                 return;
             }

@@ -4,8 +4,9 @@
 //!
 //! `node scripts/loom.js` (part of `npm test`) runs them with at most 1 preemption per
 //! execution; `LOOM_MAX_PREEMPTIONS=2 node scripts/loom.js` explores more (minutes).
-//! Each model was seen to fail when the protocol it checks was broken on purpose (e.g.
-//! without the reader's acquire fence, the first one reads a torn value).
+//! Each model was seen to fail when the protocol it checks was broken on purpose: without the
+//! reader's acquire fence the first one reads a torn value; with a release that does not wake
+//! sleepers the increments one deadlocks.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -75,7 +76,9 @@ fn a_reader_never_sees_a_freed_and_reused_block() {
     });
 }
 
-/// The writer lock excludes, and what one holder wrote is visible to the next.
+/// The writer lock excludes, and what one holder wrote is visible to the next. Under loom a
+/// waiter sleeps at once (no spinning) and with no timeout, so this also checks that the
+/// PARKED protocol never loses a wakeup: a lost one is a deadlock, and loom fails on it.
 #[test]
 fn increments_under_the_writer_lock_are_never_lost() {
     model(|| {
