@@ -40,6 +40,9 @@ for (const [area, [lo, hi] = []] of Object.entries(areas)) {
       (k) => store.delete(k), (k) => store.has(k), (k) => store.increment('n'), (k) => store.compareAndSet(k, undefined, 1),
       (k) => store.update(k, (v) => v), () => [...store.keys()].length, () => store.size, () => store.stats(),
       (k) => store.lock(k, 0), (k) => store.release(k), () => store.check(), () => store.clear(),
+      (k) => store.set(k, 'x', { ttl: 50 }), (k) => other.set(k, 'y', { immutable: true }), () => store.listKeys('key1*'),
+      (k) => store.getMany([k, 'key1']), (k) => store.setMany([[k, 1], ['key2', 2]]), () => [...other.values()].length,
+      (k) => store.delete('key3*'),
     ];
     for (let j = 0; j < 60; j++) {
       const key = 'key' + rand(450);

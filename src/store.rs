@@ -490,6 +490,7 @@ impl Store {
             let seq_word = r.u32(at + S_SEQ)?;
             let seq = seq_word.load(Acquire);
             if seq & 1 == 1 {
+                Table::check_writer_at_work(r, seq_word, seq)?;
                 backoff.snooze()?;
                 continue;
             }

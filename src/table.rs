@@ -23,7 +23,7 @@ use crate::arena::{read_header, Arena, Header};
 use crate::error::{Error, Result};
 use crate::hash::hash_key;
 use crate::layout::*;
-use crate::region::Region;
+use crate::region::{Region, Word32};
 
 /// Where the index is, as read from the header.
 #[derive(Clone, Copy, Debug)]
@@ -158,6 +158,7 @@ impl Table {
             let seq_word = r.u32(at + S_SEQ)?;
             let seq = seq_word.load(Acquire);
             if seq & 1 == 1 {
+                Self::check_writer_at_work(r, seq_word, seq)?;
                 return Ok(Read::Retry);
             }
             let mut expires_at = 0;
@@ -220,12 +221,28 @@ impl Table {
         Ok(Some(true))
     }
 
+    /// A reader saw `seq`, odd, in `seq_word`: a writer is mid-write, and holds the writer lock
+    /// all the while. If the lock is free and SEQ unchanged, no writer is at work: the memory
+    /// is corrupted (a forged odd SEQ), which is an error now rather than a wait that times
+    /// out. Sound because the odd store is a release after the lock was taken: a reader that
+    /// saw it sees the lock taken, or released later, after SEQ became even again.
+    pub fn check_writer_at_work(r: &Region, seq_word: Word32<'_>, seq: u32) -> Result<()> {
+        if r.u32(H_WRITE_LOCK)?.load(Acquire) == 0 && seq_word.load(Acquire) == seq {
+            return Err(Error::corrupted(
+                "an entry is marked mid-write but no writer is at work",
+            ));
+        }
+        Ok(())
+    }
+
     /// Begins a seqlock write of the slot at `at`; returns the odd SEQ to pass to `end_write`.
     pub fn begin_write(r: &Region, at: u64) -> Result<u32> {
         let w = r.u32(at + S_SEQ)?;
         // Even -> odd; an odd (forged) value skips to the next odd so readers keep waiting.
         let odd = w.load(Relaxed).wrapping_add(1) | 1;
-        w.store(odd, Relaxed);
+        // Release: orders the lock acquisition before it (see `check_writer_at_work`); the
+        // fence orders it before the data writes that follow.
+        w.store(odd, Release);
         fence(Release);
         Ok(odd)
     }

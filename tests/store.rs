@@ -559,3 +559,23 @@ fn forged_entry_counts_are_an_error_not_an_overflow() {
     assert!(matches!(s.set(b"b", b"2", false), Err(Error::Corrupted(_))));
     assert_eq!(get(&s, "a"), Some(b"1".to_vec()));
 }
+
+/// A forged odd SEQ looks like a write in progress; with the writer lock free it cannot be
+/// one, so readers report corruption at once instead of waiting out their timeout.
+#[test]
+fn a_slot_marked_mid_write_with_no_writer_is_corruption_not_a_wait() {
+    let mut mem = Mem::new(MIB);
+    mem.create(MIB).set(b"a", b"1", false).unwrap();
+    let at = first_live_slot(mem.as_mut_bytes());
+    mem.as_mut_bytes()[at] |= 1;
+    let s = mem.attach(MIB); // default 10 s wait timeout: a wait would show as a slow test
+    let mut out = Vec::new();
+    assert!(matches!(s.get(b"a", &mut out), Err(Error::Corrupted(_))));
+    assert!(matches!(
+        s.scan(0, 0, 10, |_, _| {}),
+        Err(Error::Corrupted(_))
+    ));
+    // Writers are not stuck: rewriting the entry makes its SEQ even again.
+    s.set(b"a", b"2", false).unwrap();
+    assert_eq!(get(&s, "a"), Some(b"2".to_vec()));
+}
