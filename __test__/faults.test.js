@@ -12,9 +12,7 @@ const ROUNDS = 100;
 // Values describe themselves ({ k, n, body: n repeated }), so a half-written one is visible.
 const WORKER = `
   const store = kv.createStore(workerData.name);
-  const random = (() => { let s = workerData.seed; return () => {
-    s = (s + 0x6d2b79f5) | 0; let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t; return ((t ^ (t >>> 14)) >>> 0) / 4294967296; }; })();
+  const random = require(workerData.helpers).rng(workerData.seed);
   const value = (k, n, len) => ({ k, n, body: String(n % 10).repeat(len) });
   parentPort.postMessage('running');
   for (let n = 0; ; n++) {
@@ -52,7 +50,7 @@ test(`${ROUNDS} rounds of workers terminated at random moments leave a consisten
   const random = rng(99);
   for (let round = 0; round < ROUNDS; round++) {
     const workers = Array.from({ length: 1 + (round % 2) }, (_, i) =>
-      worker(WORKER, { workerData: { name, seed: round * 7 + i } }));
+      worker(WORKER, { workerData: { name, seed: round * 7 + i, helpers: require.resolve('./helpers') } }));
     await Promise.all(workers.map((w) => new Promise((resolve) => w.once('message', resolve))));
     // The main thread writes its own keys meanwhile, contending for the writer lock; a
     // worker's clear() may wipe them, so they are set again after each round.

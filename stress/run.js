@@ -11,6 +11,7 @@ const { once } = require('node:events');
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
 const { makeValue, tornReason, checkKey } = require('./model');
 const kv = require('..');
+const { rng } = require('../__test__/helpers'); // mulberry32: reproducible per thread
 
 const ROUND_MS = 1000;
 const COUNTERS = 4;
@@ -26,16 +27,6 @@ function parseArgs(argv) {
     opts[name] = value;
   }
   return opts;
-}
-
-/** mulberry32: each thread's own reproducible sequence. */
-function rng(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** One thread's side of the run: random operations for `ms`, recording what it saw. */

@@ -29,6 +29,15 @@ fn store() -> Arc<Store> {
     Arc::new(Store::create(Region::model(LEN), 1).unwrap())
 }
 
+/// Runs `f` on the store in a second modelled thread.
+fn in_thread<T: Send + 'static>(
+    s: &Arc<Store>,
+    f: impl FnOnce(&Store) -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    let s = s.clone();
+    thread::spawn(move || f(&s))
+}
+
 fn get(s: &Store, k: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     s.get(k, &mut out).unwrap().map(|_| out)
@@ -40,10 +49,7 @@ fn a_reader_never_sees_a_value_rewritten_in_place_torn() {
     model(|| {
         let s = store();
         s.set(b"k", &[1; 16], false).unwrap();
-        let w = {
-            let s = s.clone();
-            thread::spawn(move || s.set(b"k", &[2; 16], false).unwrap())
-        };
+        let w = in_thread(&s, move |s| s.set(b"k", &[2; 16], false).unwrap());
         let v = get(&s, b"k").unwrap();
         assert!(v == [1; 16] || v == [2; 16], "torn: {v:?}");
         w.join().unwrap();
@@ -58,17 +64,14 @@ fn a_reader_never_sees_a_freed_and_reused_block() {
     model(|| {
         let s = store();
         s.set(b"k", &[1; 16], false).unwrap();
-        let w = {
-            let s = s.clone();
-            thread::spawn(move || {
-                let moved = SetOptions {
-                    immutable: true,
-                    ..SetOptions::default()
-                };
-                s.set_with(b"k", &[2; 16], &moved).unwrap();
-                s.set(b"j", &[3; 16], false).unwrap(); // same size class: takes k's old block
-            })
-        };
+        let w = in_thread(&s, move |s| {
+            let moved = SetOptions {
+                immutable: true,
+                ..SetOptions::default()
+            };
+            s.set_with(b"k", &[2; 16], &moved).unwrap();
+            s.set(b"j", &[3; 16], false).unwrap(); // same size class: takes k's old block
+        });
         let v = get(&s, b"k").unwrap();
         assert!(v == [1; 16] || v == [2; 16], "read {v:?}");
         w.join().unwrap();
@@ -83,10 +86,7 @@ fn a_reader_never_sees_a_freed_and_reused_block() {
 fn increments_under_the_writer_lock_are_never_lost() {
     model(|| {
         let s = store();
-        let w = {
-            let s = s.clone();
-            thread::spawn(move || s.increment(b"n", 1.0).unwrap())
-        };
+        let w = in_thread(&s, move |s| s.increment(b"n", 1.0).unwrap());
         let mine = s.increment(b"n", 1.0).unwrap();
         let theirs = w.join().unwrap();
         assert_eq!(mine + theirs, 3.0, "one saw 1, the other 2");
@@ -101,13 +101,10 @@ fn delete_and_clear_are_seen_whole() {
         let s = store();
         s.set(b"a", &[1; 8], false).unwrap();
         s.set(b"b", &[2; 8], false).unwrap();
-        let w = {
-            let s = s.clone();
-            thread::spawn(move || {
-                s.delete(b"a").unwrap();
-                s.clear().unwrap();
-            })
-        };
+        let w = in_thread(&s, move |s| {
+            s.delete(b"a").unwrap();
+            s.clear().unwrap();
+        });
         let a = get(&s, b"a");
         assert!(a.is_none() || a == Some(vec![1; 8]), "a: {a:?}");
         let b = get(&s, b"b");
@@ -124,13 +121,10 @@ fn delete_and_clear_are_seen_whole() {
 fn concurrent_writers_leave_a_consistent_arena() {
     model(|| {
         let s = store();
-        let w = {
-            let s = s.clone();
-            thread::spawn(move || {
-                s.set(b"x", &[7; 24], false).unwrap();
-                s.delete(b"x").unwrap();
-            })
-        };
+        let w = in_thread(&s, move |s| {
+            s.set(b"x", &[7; 24], false).unwrap();
+            s.delete(b"x").unwrap();
+        });
         s.set(b"y", &[8; 40], false).unwrap();
         w.join().unwrap();
         assert_eq!(get(&s, b"y").unwrap(), [8; 40]);
