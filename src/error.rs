@@ -37,6 +37,19 @@ pub enum Error {
     Encode(String),
     /// An operation does not apply to the stored value (e.g. incrementing a string).
     Type(String),
+    /// The memory (or file) is not a store: it does not start with the store's magic.
+    NotAStore(String),
+    /// A store of another layout version (made by another version of this package).
+    Layout {
+        found: u32,
+        expected: u32,
+    },
+    /// An operating-system error on a store file: the errno's name (`ENOENT`), and a message
+    /// naming the path.
+    Io {
+        code: String,
+        message: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -73,6 +86,12 @@ impl fmt::Display for Error {
             Error::Decode(what) => write!(f, "cannot decode stored value: {what}"),
             Error::Encode(what) => write!(f, "{what}"),
             Error::Type(what) => write!(f, "{what}"),
+            Error::NotAStore(what) => write!(f, "not a shared-kv-store store ({what})"),
+            Error::Layout { found, expected } => write!(
+                f,
+                "the store has layout version {found}, this build reads version {expected}"
+            ),
+            Error::Io { message, .. } => write!(f, "{message}"),
         }
     }
 }

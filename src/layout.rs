@@ -14,8 +14,9 @@
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SKVSTOR1");
 /// Bumped whenever the meaning of any offset below changes.
 /// 2: 32-bit MurmurHash3 keys. 3: 8-byte slots, lengths in the block header, any index size.
-/// 4: short block headers. 5: expiring entries (TTL header).
-pub const LAYOUT_VERSION: u32 = 5;
+/// 4: short block headers. 5: expiring entries (TTL header). 6: a 64-bit writer lock naming
+/// its holder process, the futex wake word, the undo record and the store flags.
+pub const LAYOUT_VERSION: u32 = 6;
 /// Offsets are stored as u32 multiples of 8 (with 3 bits to spare): the region stays below 4 GiB.
 pub const MAX_REGION_BYTES: u64 = 1 << 32;
 
@@ -24,14 +25,17 @@ pub const HEADER_SIZE: u64 = 4096;
 pub const H_MAGIC: u64 = 0; // u64
 pub const H_VERSION: u64 = 8; // u32
 pub const H_HEADER_SIZE: u64 = 12; // u32
-/// Writer lock word: 0 when free, else the holder's thread tag.
-pub const H_WRITE_LOCK: u64 = 16; // u32
-/// Bumped every time the index moves to a new block; readers retry when it changes.
-pub const H_TABLE_EPOCH: u64 = 20; // u32
+/// Writer lock word (u64): 0 when free, else the holder (see `holder.rs`: pid, process start
+/// tag, thread tag) plus the PARKED bit while a waiter sleeps.
+pub const H_WRITE_LOCK: u64 = 16; // u64
 pub const H_HASH_SEED: u64 = 24; // u64
 /// u64: where the index is, in one word so readers never pair one table's block with another's
 /// size: `(block offset / 8) << 32 | slot count`; the slots start BLOCK_HEADER into the block.
 pub const H_TABLE_LOC: u64 = 32;
+/// Bumped every time the index moves to a new block; readers retry when it changes.
+pub const H_TABLE_EPOCH: u64 = 40; // u32
+/// Futex word (u32) waiters of the writer lock sleep on; a release that saw PARKED bumps it.
+pub const H_LOCK_WAKE: u64 = 44;
 pub const H_LIVE: u64 = 48; // u64: live entries
 pub const H_TOMBSTONES: u64 = 56; // u64: deleted slots still in probe chains
 pub const H_ARENA_TOP: u64 = 64; // u64: end of carved arena space
@@ -40,7 +44,37 @@ pub const H_BYTES_IN_USE: u64 = 72; // u64: sum of allocated block sizes
 pub const H_SWEEP_CURSOR: u64 = 80;
 /// u64: blocks with a TTL header in use (the sweep is skipped while there are none).
 pub const H_TTL_BLOCKS: u64 = 88;
+/// u32: STORE_* flags, fixed when the store is formatted.
+pub const H_FLAGS: u64 = 96;
+/// u32: bumped by every writer-lock acquisition, so a waiter that judges a holder by a lease
+/// can tell one long hold from many short ones by the same thread.
+pub const H_LOCK_GEN: u64 = 100;
+/// u64: the pid namespace of the process that created the store (0: unknown).
+pub const H_PID_NS: u64 = 104;
+/// u32: set once a process of another pid namespace opened the store: pids then say nothing
+/// about liveness, and a dead holder is only recognised by the lease.
+pub const H_MIXED_NS: u64 = 112;
+/// u32: how many times a dead writer's lock was taken over and its work recovered.
+pub const H_RECOVERIES: u64 = 116;
 pub const H_FREE_HEADS: u64 = 128; // [u64; NUM_CLASSES]: head block of each free list
+
+/// A store shared by processes through a file: a writer may die at any instruction, so a value
+/// rewritten in place is first saved in the undo record (see `recover.rs`).
+pub const STORE_PROCESS_SHARED: u32 = 1;
+
+/// The undo record of an in-place rewrite in a process-shared store: while U_SLOT is nonzero,
+/// the slot there is being rewritten, and the old header words and value bytes are here.
+pub const U_SLOT: u64 = 1984; // u64: slot offset (0: no rewrite in progress)
+pub const U_ODD: u64 = 1992; // u32: the odd SEQ the rewrite set
+pub const U_WORD0: u64 = 1996; // u32: the block's old word 0
+pub const U_BLOCK: u64 = 2000; // u64: the block rewritten
+pub const U_VAL_LEN: u64 = 2008; // u32: the old u32 at B_VAL_LEN
+pub const U_LEN: u64 = 2012; // u32: how many old value bytes follow
+pub const U_EXPIRES: u64 = 2016; // u64: the old expiry (TTL blocks)
+pub const U_BYTES: u64 = 2048;
+/// Longest value rewritten in place in a process-shared store; a longer one is written to a
+/// new block and published by one store (copy-on-write), which needs no undo.
+pub const UNDO_MAX: u64 = HEADER_SIZE - U_BYTES;
 
 // ---- arena blocks ---------------------------------------------------------------------------
 /// Blocks start on this boundary (and are multiples of it in size).
@@ -124,7 +158,7 @@ pub const fn start_slot(hash: u32, cap: u64) -> u64 {
     (hash as u64 * cap) >> 32
 }
 
-const _: () = assert!(H_FREE_HEADS + 8 * NUM_CLASSES as u64 <= HEADER_SIZE);
+const _: () = assert!(H_FREE_HEADS + 8 * NUM_CLASSES as u64 <= U_SLOT);
 const _: () = assert!(NUM_CLASSES <= 256, "the class is stored in 8 bits");
 const _: () = assert!(
     (MAX_KEY_BYTES as u64) < (1 << 16),

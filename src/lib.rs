@@ -7,6 +7,9 @@
 //! - [`layout`]: every offset and constant of the memory format
 //! - [`region`]: bounds-checked atomic access to the bytes
 //! - [`lock`]: the writer lock and bounded waiting
+//! - [`holder`]: who holds the lock, and whether that process is alive
+//! - [`recover`]: repairing what a writer killed mid-write left
+//! - [`memory`]: the memory a store lives in (anonymous pages, a shared file)
 //! - [`sync`]: the atomics and spinning they use (loom's under `--cfg loom`)
 //! - [`arena`]: size-classed allocation with free lists
 //! - [`table`]: the hash index and its seqlock protocol
@@ -19,8 +22,11 @@ pub mod check;
 pub mod codec;
 pub mod error;
 pub mod hash;
+pub mod holder;
 pub mod layout;
 pub mod lock;
+pub mod memory;
+pub mod recover;
 pub mod region;
 pub mod store;
 pub mod sync;

@@ -1,18 +1,25 @@
 //! The writer lock and the bounded waiting used by every spin in the store.
 //!
-//! The lock is one u32 in the shared header: 0 when free, else the holder's thread tag, plus
-//! the PARKED bit when a waiter sleeps. It is only ever held inside a single native call that
-//! runs no JS, so `worker.terminate()` (which interrupts JS, not native code) cannot leave it
-//! held. A waiter spins briefly, then sleeps on a process-wide parking_lot condvar (all threads
-//! of a Node process share the region's address) until the holder's release wakes it. Waiting
-//! is bounded: a lock word that never clears (corrupted memory) becomes an error, not a hang.
+//! The lock is one u64 in the shared header: 0 when free, else its holder (a process and a
+//! thread, see `holder.rs`), plus the PARKED bit when a waiter sleeps. It is only ever held
+//! inside a single native call that runs no JS, so `worker.terminate()` (which interrupts JS,
+//! not native code) cannot leave it held; a killed process can. A waiter spins briefly, then
+//! sleeps on the header's wake word (a futex on Linux, so waiters in other processes are woken
+//! too; elsewhere a bounded sleep) until the holder's release wakes it. While it waits it
+//! checks, every few milliseconds, whether the holder is still alive. A dead holder's lock is
+//! taken over (`WriteGuard::took_over`), and the new holder repairs what the dead one left
+//! half-done before anything else (`recover.rs`). Where liveness cannot be known, a holder that
+//! kept the lock for LEASE without any other acquisition in between is judged dead. Waiting is
+//! bounded: a lock word that never clears (corrupted memory) becomes an error, not a hang.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::holder::{self, Liveness, PARKED};
 use crate::region::Word32;
 use crate::sync::spin_loop;
+use crate::sync::AtomicU64;
 
 /// How long a wait in the store may last, by default, before it reports an error.
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,6 +40,11 @@ impl Backoff {
             timeout,
             what,
         }
+    }
+
+    /// How long this backoff has been sleeping (zero while it only spins).
+    pub fn waited(&self) -> Duration {
+        self.start.map_or(Duration::ZERO, |s| s.elapsed())
     }
 
     /// Waits a little; errors once the total wait exceeds the timeout.
@@ -56,18 +68,36 @@ impl Backoff {
     }
 }
 
-/// Set in the lock word while some thread sleeps waiting for it.
-const PARKED: u32 = 1 << 31;
-
 /// A waiter re-checks the lock at least this often, even if nobody wakes it.
 const MAX_SLEEP: Duration = Duration::from_millis(10);
+
+/// A waiter first asks whether the holder is alive after waiting this long (a live holder
+/// releases within microseconds), then after every sleep.
+const JUDGE_AFTER: Duration = Duration::from_millis(2);
+
+/// Where liveness cannot be known: a holder that kept the lock this long, with no other
+/// acquisition in between, is taken to be dead. Longer than any operation holds the lock.
+pub const LEASE: Duration = Duration::from_secs(5);
 
 /// Spins before a waiter sleeps (under loom none, so that the models reach the sleeping path
 /// within their preemption bound).
 const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
 
+/// The header words the lock uses.
+#[derive(Clone, Copy)]
+pub struct LockWords<'a> {
+    /// The lock: 0 or the holder, with PARKED.
+    pub word: &'a AtomicU64,
+    /// Bumped by a release that saw PARKED; sleepers wait for it to change.
+    pub wake: Word32<'a>,
+    /// Bumped by every acquisition (the lease's witness of progress).
+    pub gen: Word32<'a>,
+    /// Nonzero once processes of several pid namespaces use the store.
+    pub mixed: Word32<'a>,
+}
+
 /// Sets PARKED in a held lock word; false if the word is free (nothing to wait for).
-fn mark_parked(word: Word32<'_>) -> bool {
+fn mark_parked(word: &AtomicU64) -> bool {
     let cur = word.load(Ordering::Relaxed);
     cur != 0
         && (cur & PARKED != 0
@@ -76,34 +106,85 @@ fn mark_parked(word: Word32<'_>) -> bool {
                 .is_ok())
 }
 
-/// Sleeping waiters of every store in the process. The PARKED bit is set under this mutex and
-/// the releaser takes it before notifying, so a wakeup cannot be lost.
-#[cfg(not(loom))]
+/// Sleeping on the wake word: a futex on Linux, shared by every process that maps the store.
+/// The waiter reads the wake word before it marks the lock PARKED, and the kernel compares it
+/// again before sleeping, so a release in between (which bumps it) cannot be missed.
+#[cfg(all(target_os = "linux", not(loom)))]
+mod park {
+    use super::*;
+
+    pub fn sleep(w: LockWords<'_>, max: Duration) -> bool {
+        let seen = w.wake.load(Ordering::Acquire);
+        if !mark_parked(w.word) {
+            return false;
+        }
+        let ts = libc::timespec {
+            tv_sec: max.as_secs() as libc::time_t,
+            tv_nsec: max.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: the wake word is a live, aligned u32 for the whole call (the region outlives
+        // the guard's borrow); FUTEX_WAIT only reads it. Not FUTEX_PRIVATE: waiters and
+        // wakers may be in different processes mapping the same file.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                w.wake.as_ptr(),
+                libc::FUTEX_WAIT,
+                seen,
+                &ts as *const libc::timespec,
+                std::ptr::null::<u32>(),
+                0,
+            );
+        }
+        true
+    }
+
+    pub fn wake_all(w: LockWords<'_>) {
+        w.wake.fetch_add(1, Ordering::Release);
+        // SAFETY: as above; FUTEX_WAKE only looks up waiters on the address.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                w.wake.as_ptr(),
+                libc::FUTEX_WAKE,
+                i32::MAX,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0,
+            );
+        }
+    }
+}
+
+/// Without a futex: waiters of this process sleep on a process-wide condvar (the PARKED bit is
+/// set under its mutex and the releaser takes it before notifying, so a wakeup within the
+/// process cannot be lost); a waiter in another process re-checks after MAX_SLEEP at most.
+#[cfg(all(not(target_os = "linux"), not(loom)))]
 mod park {
     use super::*;
 
     static PARK_LOCK: parking_lot::Mutex<()> = parking_lot::const_mutex(());
     static PARK_WAKE: parking_lot::Condvar = parking_lot::Condvar::new();
 
-    /// Marks the held `word` PARKED and sleeps until a release wakes it, or `max` passes.
-    /// Returns false, at once, if the word was free.
-    pub fn sleep(word: Word32<'_>, max: Duration) -> bool {
+    pub fn sleep(w: LockWords<'_>, max: Duration) -> bool {
         let mut guard = PARK_LOCK.lock();
-        if !mark_parked(word) {
+        if !mark_parked(w.word) {
             return false;
         }
-        PARK_WAKE.wait_for(&mut guard, max);
+        PARK_WAKE.wait_for(&mut guard, max.min(MAX_SLEEP));
         true
     }
 
-    pub fn wake_all() {
+    pub fn wake_all(w: LockWords<'_>) {
+        w.wake.fetch_add(1, Ordering::Release);
         let _guard = PARK_LOCK.lock();
         PARK_WAKE.notify_all();
     }
 }
 
 /// The same protocol on loom's mutex and condvar. A sleeper waits with no timeout here, so a
-/// lost wakeup would leave it asleep for ever, which loom reports as a deadlock.
+/// lost wakeup would leave it asleep for ever, which loom reports as a deadlock. A holder that dies wakes
+/// nobody; a model lets the sleepers' timeout elapse with `timeout_elapses`.
 #[cfg(loom)]
 mod park {
     use super::*;
@@ -113,59 +194,107 @@ mod park {
         static ref PARK: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
     }
 
-    pub fn sleep(word: Word32<'_>, _max: Duration) -> bool {
+    pub fn sleep(w: LockWords<'_>, _max: Duration) -> bool {
         let guard = PARK.0.lock().unwrap();
-        if !mark_parked(word) {
+        if !mark_parked(w.word) {
             return false;
         }
         drop(PARK.1.wait(guard).unwrap());
         true
     }
 
-    pub fn wake_all() {
+    pub fn wake_all(w: LockWords<'_>) {
+        w.wake.fetch_add(1, Ordering::Release);
+        timeout_elapses();
+    }
+
+    /// Wakes every sleeper, as their bounded sleep ending would.
+    pub fn timeout_elapses() {
         let _guard = PARK.0.lock().unwrap();
         PARK.1.notify_all();
     }
 }
 
-/// A nonzero tag unique to the calling thread (without the PARKED bit), stored in lock words
-/// it holds.
-pub fn thread_tag() -> u32 {
-    use std::sync::atomic::AtomicU32 as Counter;
-    static NEXT: Counter = Counter::new(1);
-    #[cfg(not(loom))]
-    thread_local!(static TAG: u32 = (NEXT.fetch_add(1, Ordering::Relaxed) & !PARKED).max(1));
-    // loom runs its threads on one OS thread: a std thread-local would be shared.
-    #[cfg(loom)]
-    loom::thread_local!(static TAG: u32 = (NEXT.fetch_add(1, Ordering::Relaxed) & !PARKED).max(1));
-    TAG.with(|t| *t)
-}
+/// Under loom: the sleepers' bounded waits end (what lets them see a holder that died).
+#[cfg(loom)]
+pub use park::timeout_elapses;
 
 /// Holds the writer lock until dropped.
 pub struct WriteGuard<'a> {
-    word: Word32<'a>,
-    tag: u32,
+    words: LockWords<'a>,
+    me: u64,
+    /// The lock was taken over from a dead holder: its work must be recovered first.
+    pub took_over: bool,
 }
 
-pub fn lock(word: Word32<'_>, timeout: Duration) -> Result<WriteGuard<'_>> {
-    let tag = thread_tag();
+/// How a waiter judges the holder it keeps seeing.
+struct Judge {
+    /// (holder, acquisition count) when first seen, and since when.
+    seen: Option<(u64, u32, Instant)>,
+    last: Option<Instant>,
+}
+
+impl Judge {
+    /// Whether `holder` (without PARKED) should be taken to be dead now.
+    fn dead(&mut self, w: LockWords<'_>, holder: u64, start: Instant) -> bool {
+        let now = Instant::now();
+        if cfg!(not(loom)) {
+            if now.duration_since(start) < JUDGE_AFTER
+                || self.last.is_some_and(|t| now.duration_since(t) < MAX_SLEEP)
+            {
+                return false;
+            }
+        }
+        self.last = Some(now);
+        let mixed = w.mixed.load(Ordering::Relaxed) != 0;
+        match holder::liveness(holder, mixed) {
+            Liveness::Alive => false,
+            Liveness::Dead => true,
+            Liveness::Unknown => {
+                let gen = w.gen.load(Ordering::Relaxed);
+                match self.seen {
+                    Some((h, g, since)) if h == holder && g == gen => {
+                        now.duration_since(since) >= LEASE
+                    }
+                    _ => {
+                        self.seen = Some((holder, gen, now));
+                        false
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn lock(w: LockWords<'_>, timeout: Duration) -> Result<WriteGuard<'_>> {
+    let me = holder::me();
     let start = Instant::now();
     // Once this thread has slept, others may be asleep too: it keeps the PARKED bit when it
     // takes the lock, so that its release wakes them.
     let mut mark = 0;
     let mut spins = 0u32;
+    let mut judge = Judge {
+        seen: None,
+        last: None,
+    };
     loop {
-        let cur = word.load(Ordering::Relaxed);
+        let cur = w.word.load(Ordering::Relaxed);
         if cur == 0 {
-            if word
-                .compare_exchange_weak(0, tag | mark, Ordering::Acquire, Ordering::Relaxed)
+            if w.word
+                .compare_exchange_weak(0, me | mark, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                return Ok(WriteGuard { word, tag });
+                w.gen.fetch_add(1, Ordering::Relaxed);
+                return Ok(WriteGuard {
+                    words: w,
+                    me,
+                    took_over: false,
+                });
             }
             continue;
         }
-        if cur & !PARKED == tag {
+        let holder = cur & !PARKED;
+        if holder == me {
             // Only reachable if the lock word was forged: this thread never re-enters.
             return Err(Error::corrupted(
                 "write lock claims to be held by this thread",
@@ -176,29 +305,58 @@ pub fn lock(word: Word32<'_>, timeout: Duration) -> Result<WriteGuard<'_>> {
             spin_loop();
             continue;
         }
+        if judge.dead(w, holder, start) {
+            // Take it over, keeping PARKED for whoever sleeps. Acquire: what the dead holder
+            // wrote before it died is visible (its process is gone, its stores are all done).
+            if w.word
+                .compare_exchange(
+                    cur,
+                    me | (cur & PARKED),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                w.gen.fetch_add(1, Ordering::Relaxed);
+                return Ok(WriteGuard {
+                    words: w,
+                    me,
+                    took_over: true,
+                });
+            }
+            continue;
+        }
         let remaining = timeout
             .checked_sub(start.elapsed())
             .ok_or(Error::Timeout("store write lock"))?;
-        if park::sleep(word, remaining.min(MAX_SLEEP)) {
+        if park::sleep(w, remaining.min(MAX_SLEEP)) {
             mark = PARKED;
         }
+    }
+}
+
+impl WriteGuard<'_> {
+    /// Leaves the lock held, as a process killed at this point would (for tests).
+    pub fn abandon(self) {
+        std::mem::forget(self);
     }
 }
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
         loop {
-            let cur = self.word.load(Ordering::Relaxed);
-            if cur & !PARKED != self.tag {
-                return; // not ours (forged): left for the next locker to diagnose
+            let cur = self.words.word.load(Ordering::Relaxed);
+            if cur & !PARKED != self.me {
+                return; // not ours (forged, or judged dead): left for the next locker
             }
             if self
+                .words
                 .word
                 .compare_exchange_weak(cur, 0, Ordering::Release, Ordering::Relaxed)
                 .is_ok()
             {
                 if cur & PARKED != 0 {
-                    park::wake_all();
+                    park::wake_all(self.words);
                 }
                 return;
             }
@@ -212,16 +370,36 @@ mod tests {
     use std::sync::atomic::AtomicU32;
     use std::sync::Arc;
 
+    /// The lock's header words, on the heap.
+    #[derive(Default)]
+    struct Words {
+        word: AtomicU64,
+        wake: AtomicU32,
+        gen: AtomicU32,
+        mixed: AtomicU32,
+    }
+
+    impl Words {
+        fn words(&self) -> LockWords<'_> {
+            LockWords {
+                word: &self.word,
+                wake: &self.wake,
+                gen: &self.gen,
+                mixed: &self.mixed,
+            }
+        }
+    }
+
     #[test]
     fn excludes_other_threads() {
-        let word = Arc::new(AtomicU32::new(0));
-        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let w = Arc::new(Words::default());
+        let counter = Arc::new(AtomicU64::new(0));
         let threads: Vec<_> = (0..4)
             .map(|_| {
-                let (word, counter) = (word.clone(), counter.clone());
+                let (w, counter) = (w.clone(), counter.clone());
                 std::thread::spawn(move || {
                     for _ in 0..20_000 {
-                        let _g = lock(&word, WAIT_TIMEOUT).unwrap();
+                        let _g = lock(w.words(), WAIT_TIMEOUT).unwrap();
                         // Non-atomic read-modify-write: loses updates unless the lock excludes.
                         let v = counter.load(Ordering::Relaxed);
                         counter.store(v + 1, Ordering::Relaxed);
@@ -231,47 +409,71 @@ mod tests {
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
         assert_eq!(counter.load(Ordering::Relaxed), 80_000);
-        assert_eq!(word.load(Ordering::Relaxed), 0);
+        assert_eq!(w.word.load(Ordering::Relaxed), 0);
+        assert_eq!(w.gen.load(Ordering::Relaxed), 80_000);
     }
 
     #[test]
     fn forged_self_owned_word_is_an_error_not_a_deadlock() {
-        let word = AtomicU32::new(thread_tag());
+        let w = Words::default();
+        w.word.store(holder::me(), Ordering::Relaxed);
         assert!(matches!(
-            lock(&word, WAIT_TIMEOUT),
+            lock(w.words(), WAIT_TIMEOUT),
             Err(Error::Corrupted(_))
         ));
     }
 
     #[test]
     fn a_waiter_sleeps_and_the_release_wakes_it() {
-        let word = Arc::new(AtomicU32::new(0));
-        let guard = lock(&word, WAIT_TIMEOUT).unwrap();
+        let w = Arc::new(Words::default());
+        let guard = lock(w.words(), WAIT_TIMEOUT).unwrap();
         let waiter = {
-            let word = word.clone();
+            let w = w.clone();
             std::thread::spawn(move || {
-                let _g = lock(&word, WAIT_TIMEOUT).unwrap();
-                thread_tag()
+                let g = lock(w.words(), WAIT_TIMEOUT).unwrap();
+                assert!(!g.took_over, "a live holder is waited for");
+                holder::me()
             })
         };
         // The waiter gives up spinning and marks the word before it sleeps.
-        while word.load(Ordering::Relaxed) & PARKED == 0 {
+        while w.word.load(Ordering::Relaxed) & PARKED == 0 {
             std::thread::yield_now();
         }
         drop(guard);
-        let waiter_tag = waiter.join().unwrap();
-        assert_ne!(waiter_tag, thread_tag());
+        let waiter_me = waiter.join().unwrap();
+        assert_ne!(waiter_me, holder::me());
         assert_eq!(
-            word.load(Ordering::Relaxed),
+            w.word.load(Ordering::Relaxed),
             0,
-            "released, PARKED bit cleared"
+            "released, PARKED cleared"
+        );
+        assert!(
+            w.wake.load(Ordering::Relaxed) >= 1,
+            "the release woke the sleeper"
         );
     }
 
     #[test]
-    fn a_lock_that_never_clears_times_out() {
-        let word = AtomicU32::new(thread_tag() + 1);
-        let err = lock(&word, Duration::from_millis(20)).err();
+    fn a_live_holder_that_never_releases_times_out() {
+        let w = Words::default();
+        let other = std::thread::spawn(holder::me).join().unwrap(); // alive: our process
+        w.word.store(other, Ordering::Relaxed);
+        let err = lock(w.words(), Duration::from_millis(30)).err();
         assert_eq!(err, Some(Error::Timeout("store write lock")));
+    }
+
+    #[test]
+    fn a_dead_processs_lock_is_taken_over_at_once() {
+        let w = Words::default();
+        // Our pid with another start time: a process that had our pid and died.
+        let dead = holder::me() ^ (1 << 40);
+        w.word.store(dead | PARKED, Ordering::Relaxed);
+        let started = Instant::now();
+        let g = lock(w.words(), WAIT_TIMEOUT).unwrap();
+        assert!(g.took_over);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(w.word.load(Ordering::Relaxed), holder::me() | PARKED);
+        drop(g);
+        assert_eq!(w.word.load(Ordering::Relaxed), 0);
     }
 }
