@@ -67,19 +67,44 @@ test('random bytes written into the header, index, arena or lock entries from JS
   for (const code of codes) assert.match(code, /^(ERR_KV_|TypeError|RangeError|Error)/, code);
 });
 
-test('a forged writer lock word: reads go on, writes throw ERR_KV_TIMEOUT after the lock timeout, not a hang', () => {
+/** Low and high u32 of a lock word naming process `pid` (layout: pid, start-time tag, thread). */
+function holderWord(pid, thread) {
+  const stat = require('node:fs').readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  return [pid, (start & 0x7fff) | (thread << 15)];
+}
+
+test('a forged writer lock word naming a live process: reads go on, writes throw ERR_KV_TIMEOUT, not a hang', { skip: process.platform !== 'linux' }, () => {
   const { createManager } = require('..');
   const manager = createManager();
   const { store } = manager;
   store.set('a', 1);
   const words = new Uint32Array(manager.handle.buffer, 0, 8);
-  const LOCK_WORD = 16 / 4; // layout.rs H_WRITE_LOCK
-  Atomics.store(words, LOCK_WORD, 0x1234567); // "held" by a thread that does not exist
+  const LOCK_WORD = 16 / 4; // layout.rs H_WRITE_LOCK (u64)
+  const [lo, hi] = holderWord(1, 7); // "held" by init, which lives, and never releases
+  Atomics.store(words, LOCK_WORD + 1, hi);
+  Atomics.store(words, LOCK_WORD, lo);
   assert.equal(store.get('a'), 1);
   assert.throws(() => store.set('b', 2), { code: 'ERR_KV_TIMEOUT', message: /write lock.*corrupted/ });
   assert.equal(store.get('b'), undefined);
   Atomics.store(words, LOCK_WORD, 0);
+  Atomics.store(words, LOCK_WORD + 1, 0);
   store.set('b', 2);
+  assert.equal(store.check().entries, 2);
+});
+
+test('a writer lock word naming a dead process is taken over at once, and the store recovered', () => {
+  const { createManager } = require('..');
+  const manager = createManager();
+  const { store } = manager;
+  store.set('a', 1);
+  const words = new Uint32Array(manager.handle.buffer, 0, 8);
+  const LOCK_WORD = 16 / 4;
+  Atomics.store(words, LOCK_WORD + 1, 0x7fff);
+  Atomics.store(words, LOCK_WORD, 0x3ffffff0); // a pid no process has
+  store.set('b', 2);
+  assert.deepEqual([store.get('a'), store.get('b')], [1, 2]);
+  assert.equal(store.stats().recoveries, 1);
   assert.equal(store.check().entries, 2);
 });
 

@@ -228,6 +228,9 @@ impl<'r> Arena<'r> {
             if end > self.r.len() {
                 return Err(Error::NeedGrow { needed: end });
             }
+            // The header before the top: a writer killed in between leaves no block without
+            // one inside the arena (recovery walks the blocks by their headers).
+            write_word0(self.r, top, class, flags, 0)?;
             self.r.u64(H_ARENA_TOP)?.store(end, Relaxed);
             top
         };
@@ -281,6 +284,47 @@ impl<'r> Arena<'r> {
             .store(head_word.load(Relaxed), Relaxed);
         head_word.store(block, Relaxed);
         Ok(())
+    }
+
+    /// Rebuilds every free list from the blocks' own headers, after a writer died mid-change
+    /// (writer lock held, taken over). Blocks in use that `keep` rejects (a dead writer's new
+    /// block not yet published, or an old one not yet freed) are freed. Returns the bytes and
+    /// the TTL blocks in use. Safe to cut short and run again: it only ever frees unreferenced
+    /// blocks, and every block keeps a valid header throughout.
+    pub fn reclaim(&self, keep: impl Fn(u64) -> bool) -> Result<(u64, u64)> {
+        let top = self.top()?;
+        if top > self.r.len() {
+            return Err(Error::corrupted("arena top past the region"));
+        }
+        for c in 0..NUM_CLASSES {
+            self.r.u64(free_head(c))?.store(0, Relaxed);
+        }
+        let (mut used, mut ttl) = (0, 0);
+        let mut at = HEADER_SIZE;
+        while at < top {
+            let h = read_header(self.r, at)?;
+            if h.class >= NUM_CLASSES || at + class_size(h.class) > top {
+                return Err(Error::corrupted("block size class"));
+            }
+            let size = class_size(h.class);
+            if h.in_use() && keep(at) {
+                used += size;
+                ttl += (h.flags == FLAGS_TTL) as u64;
+            } else if h.in_use() || h.flags == FLAGS_FREE {
+                write_word0(self.r, at, h.class, FLAGS_FREE, 0)?;
+                let head_word = self.r.u64(free_head(h.class))?;
+                self.r
+                    .u64(at + B_NEXT_FREE)?
+                    .store(head_word.load(Relaxed), Relaxed);
+                head_word.store(at, Relaxed);
+            } else {
+                return Err(Error::corrupted("block flags"));
+            }
+            at += size;
+        }
+        self.r.u64(H_BYTES_IN_USE)?.store(used, Relaxed);
+        self.r.u64(H_TTL_BLOCKS)?.store(ttl, Relaxed);
+        Ok((used, ttl))
     }
 }
 

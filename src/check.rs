@@ -12,7 +12,6 @@ use serde::Serialize;
 use crate::arena::{class_size, read_header, Arena};
 use crate::error::{Error, Result};
 use crate::layout::*;
-use crate::lock::lock;
 use crate::store::Store;
 use crate::table::Table;
 
@@ -40,7 +39,7 @@ impl Store {
     /// Verifies the whole store under the writer lock; an inconsistency is `Corrupted`.
     pub fn check(&self) -> Result<Check> {
         let r = self.region();
-        let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
+        let _guard = self.write_lock()?;
         let arena = Arena { r };
         let table = Table::load(r)?;
         let index_block = table.off - BLOCK_HEADER;

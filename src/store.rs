@@ -10,7 +10,8 @@ use crate::arena::{data_class, Arena};
 use crate::error::{Error, Result};
 use crate::hash::hash_key;
 use crate::layout::*;
-use crate::lock::{lock, Backoff, WAIT_TIMEOUT};
+use crate::lock::{lock, Backoff, LockWords, WriteGuard, WAIT_TIMEOUT};
+use crate::recover::{arm_undo, disarm_undo};
 use crate::region::Region;
 use crate::table::{make_ref, ref_to_block, Find, Read, Table};
 use std::time::Duration;
@@ -24,6 +25,8 @@ pub struct Store {
     pub wait_timeout: Duration,
     /// The time expiry is judged by (replaceable in tests).
     pub clock: fn() -> u64,
+    /// STORE_PROCESS_SHARED: a writer may be killed mid-write (in-place rewrites keep an undo).
+    process_shared: bool,
 }
 
 /// What `modify`'s closure does with the entry.
@@ -65,6 +68,8 @@ pub struct Stats {
     pub bytes_reserved: u64,
     pub buffer_bytes: u64,
     pub index_slots: u64,
+    /// Times a writer killed holding the lock was taken over and its work recovered.
+    pub recoveries: u64,
 }
 
 /// Identifies one version of one entry: it changes whenever the entry is written or deleted,
@@ -87,6 +92,11 @@ pub const MIN_REGION_BYTES: u64 = HEADER_SIZE + 2 * INITIAL_TABLE_CAP * SLOT_SIZ
 impl Store {
     /// Formats `region` as an empty store.
     pub fn create(region: Region, seed: u64) -> Result<Store> {
+        Self::create_with_flags(region, seed, 0)
+    }
+
+    /// Formats `region` as an empty store with STORE_* `flags`.
+    pub fn create_with_flags(region: Region, seed: u64, flags: u32) -> Result<Store> {
         if region.len() < MIN_REGION_BYTES {
             return Err(Error::NeedGrow {
                 needed: MIN_REGION_BYTES,
@@ -97,6 +107,9 @@ impl Store {
         r.u32(H_VERSION)?.store(LAYOUT_VERSION, Relaxed);
         r.u32(H_HEADER_SIZE)?.store(HEADER_SIZE as u32, Relaxed);
         r.u64(H_HASH_SEED)?.store(seed, Relaxed);
+        r.u32(H_FLAGS)?.store(flags, Relaxed);
+        r.u64(H_PID_NS)?
+            .store(crate::holder::this_process().pid_ns, Relaxed);
         Arena::init(r)?;
         let table = Table::empty(r, INITIAL_TABLE_CAP)?;
         Table::publish_location(r, table.block(), table.cap)?;
@@ -108,29 +121,74 @@ impl Store {
             seed,
             wait_timeout: WAIT_TIMEOUT,
             clock: system_now_ms,
+            process_shared: flags & STORE_PROCESS_SHARED != 0,
         })
     }
 
-    /// Attaches to a region some thread formatted with [`Store::create`].
+    /// Attaches to a region some thread or process formatted with [`Store::create`].
     pub fn attach(region: Region) -> Result<Store> {
         let r = &region;
         if r.u64(H_MAGIC)?.load(Acquire) != MAGIC {
-            return Err(Error::corrupted("not a shared-kv-store buffer (bad magic)"));
+            return Err(Error::NotAStore("bad magic".into()));
         }
-        if r.u32(H_VERSION)?.load(Relaxed) != LAYOUT_VERSION
-            || r.u32(H_HEADER_SIZE)?.load(Relaxed) != HEADER_SIZE as u32
-        {
-            return Err(Error::corrupted(
-                "store layout version is not supported by this build",
-            ));
+        let version = r.u32(H_VERSION)?.load(Relaxed);
+        if version != LAYOUT_VERSION || r.u32(H_HEADER_SIZE)?.load(Relaxed) != HEADER_SIZE as u32 {
+            return Err(Error::Layout {
+                found: version,
+                expected: LAYOUT_VERSION,
+            });
         }
         let seed = r.u64(H_HASH_SEED)?.load(Relaxed);
+        let process_shared = r.u32(H_FLAGS)?.load(Relaxed) & STORE_PROCESS_SHARED != 0;
+        if process_shared {
+            // Another pid namespace: pids no longer tell whether a lock holder lives.
+            let ns = crate::holder::this_process().pid_ns;
+            if ns == 0 || r.u64(H_PID_NS)?.load(Relaxed) != ns {
+                r.u32(H_MIXED_NS)?.store(1, Relaxed);
+            }
+        }
         Ok(Store {
             region,
             seed,
             wait_timeout: WAIT_TIMEOUT,
             clock: system_now_ms,
+            process_shared,
         })
+    }
+
+    /// The header words of the writer lock.
+    fn lock_words(&self) -> Result<LockWords<'_>> {
+        let r = &self.region;
+        Ok(LockWords {
+            word: r.u64(H_WRITE_LOCK)?,
+            wake: r.u32(H_LOCK_WAKE)?,
+            gen: r.u32(H_LOCK_GEN)?,
+            mixed: r.u32(H_MIXED_NS)?,
+        })
+    }
+
+    /// Takes the writer lock. If it was taken over from a dead holder, first finishes or
+    /// undoes what that holder left (see recover.rs).
+    pub fn write_lock(&self) -> Result<WriteGuard<'_>> {
+        let guard = lock(self.lock_words()?, self.wait_timeout)?;
+        if guard.took_over {
+            self.recover()?;
+        }
+        Ok(guard)
+    }
+
+    /// A reader that keeps finding an entry mid-write: if the writer died, take its lock over
+    /// (recovering its write); if it lives, this waits until it is done.
+    fn unblock_reader(&self, backoff: &Backoff) -> Result<()> {
+        if backoff.waited() >= std::time::Duration::from_millis(2) {
+            drop(self.write_lock()?);
+        }
+        Ok(())
+    }
+
+    /// Whether writes must survive the writer's process being killed (a file store).
+    pub fn process_shared(&self) -> bool {
+        self.process_shared
     }
 
     /// The key-hash seed this handle copied at attach time.
@@ -186,7 +244,7 @@ impl Store {
                     }))
                 }
                 Ok(Read::Miss) => return Ok(None),
-                Ok(Read::Retry) => {}
+                Ok(Read::Retry) => self.unblock_reader(&backoff)?,
                 Err(e) => return Err(e),
             }
             backoff.snooze()?;
@@ -219,7 +277,7 @@ impl Store {
             });
         }
         let hash = hash_key(self.seed, key) as u32;
-        let _guard = lock(self.region.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
+        let _guard = self.write_lock()?;
         self.sweep()?;
         self.set_locked(key, hash, value, opts)
     }
@@ -239,14 +297,26 @@ impl Store {
                 let fits = payload <= h.capacity() && wanted <= h.capacity();
                 let refit_ok =
                     !opts.refit || data_class(wanted, opts.expires_at != 0)?.0 == h.class;
-                if !opts.immutable && same_kind && fits && refit_ok {
+                // A process-shared store saves the old value first (a writer may be killed
+                // mid-rewrite); one too long for the undo record goes to a new block instead.
+                let undo = self.process_shared;
+                if !opts.immutable
+                    && same_kind
+                    && fits
+                    && refit_ok
+                    && !(undo && h.val_len > UNDO_MAX)
+                {
+                    if undo {
+                        arm_undo(r, s.at, s.block)?;
+                    }
                     let odd = Table::begin_write(r, s.at)?;
                     r.write(value_offset(s.block, h.header_len, key.len() as u64), value)?;
                     arena.set_lengths(s.block, key.len() as u64, value.len() as u64)?;
                     if opts.expires_at != 0 {
                         arena.set_expiry(s.block, opts.expires_at)?;
                     }
-                    return Table::end_write(r, s.at, odd);
+                    Table::end_write(r, s.at, odd)?;
+                    return if undo { disarm_undo(r) } else { Ok(()) };
                 }
                 let block = self.write_block(key, value, opts)?;
                 Table::publish(r, s.at, make_ref(block, hash))?;
@@ -302,7 +372,7 @@ impl Store {
         Self::check_key(key)?;
         let r = &self.region;
         let hash = hash_key(self.seed, key) as u32;
-        let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
+        let _guard = self.write_lock()?;
         self.sweep()?;
         let Find::Found(s) = Table::load(r)?.find(r, key, hash)? else {
             return Ok(false);
@@ -357,7 +427,7 @@ impl Store {
         Self::check_key(key)?;
         let r = &self.region;
         let hash = hash_key(self.seed, key) as u32;
-        let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
+        let _guard = self.write_lock()?;
         let mut opts = SetOptions::default();
         let mut found = None;
         let current = match Table::load(r)?.find(r, key, hash)? {
@@ -448,7 +518,7 @@ impl Store {
     /// Deletes every entry; returns how many there were.
     pub fn clear(&self) -> Result<u64> {
         let r = &self.region;
-        let _guard = lock(r.u32(H_WRITE_LOCK)?, self.wait_timeout)?;
+        let _guard = self.write_lock()?;
         let table = Table::load(r)?;
         let arena = Arena { r };
         for slot in table.live_slots(r, 0, table.cap) {
@@ -491,6 +561,7 @@ impl Store {
             let seq = seq_word.load(Acquire);
             if seq & 1 == 1 {
                 Table::check_writer_at_work(r, seq_word, seq)?;
+                self.unblock_reader(&backoff)?;
                 backoff.snooze()?;
                 continue;
             }
@@ -552,6 +623,7 @@ impl Store {
             bytes_reserved: r.u64(H_ARENA_TOP)?.load(Relaxed),
             buffer_bytes: r.len(),
             index_slots: Table::load(r)?.cap,
+            recoveries: r.u32(H_RECOVERIES)?.load(Relaxed) as u64,
         })
     }
 

@@ -1,0 +1,167 @@
+//! Recovery: what the writer that takes over a dead holder's lock does before anything else.
+//!
+//! A store in a file outlives the processes that write it, and SIGKILL or the OOM killer stop
+//! a process at any instruction, also inside a write. The write paths are ordered so that the
+//! shared memory is always one of a few states recovery can finish or undo:
+//!
+//! - A new value goes into a fresh block, which becomes visible by one atomic store of its
+//!   slot's REF (under the slot's seqlock); the old block is freed after. An index rebuild and
+//!   `clear()` build a whole new index block, published by one store of the table location.
+//!   Killed before the publishing store: the new block is referenced by nothing. Killed after:
+//!   the old block is. Either way the index is whole, and recovery frees every block in use
+//!   that the index does not reference.
+//! - A block's header is written before the arena top moves past it, and a freed block is
+//!   marked free before it is linked, so the arena is always a walkable run of blocks; the free
+//!   lists and the counters are rebuilt from it.
+//! - A value rewritten in place (the fast path for a same-size overwrite) is first saved in the
+//!   header's undo record (`U_*` in layout.rs). If its slot's SEQ is still odd, the rewrite was
+//!   cut short: the old bytes go back. If SEQ is even, it either had not begun or had finished,
+//!   and the value is whole as it is.
+//! - A SEQ left odd is made even (a new version), so no reader waits on it.
+//!
+//! So an interrupted operation happened wholly or not at all, every operation that returned
+//! before the kill is kept, and `check()` passes afterwards. Recovery itself only writes what
+//! it can write again: a recoverer killed in turn is recovered by the next one.
+
+use std::sync::atomic::Ordering::{Relaxed, Release};
+
+use crate::arena::{read_header, Arena};
+use crate::error::{Error, Result};
+use crate::layout::*;
+use crate::region::Region;
+use crate::store::Store;
+use crate::table::{ref_to_block, Table};
+
+impl Store {
+    /// Finishes or undoes what a dead writer left (writer lock held, taken over).
+    pub(crate) fn recover(&self) -> Result<()> {
+        let r = self.region();
+        undo_in_place_rewrite(r)?;
+        let table = Table::load(r)?;
+        let top = r.u64(H_ARENA_TOP)?.load(Relaxed);
+        if top < HEADER_SIZE || top > r.len() {
+            return Err(Error::corrupted("arena top"));
+        }
+        // One bit per 8-byte boundary of the arena: the blocks the index references.
+        let mut referenced = vec![0u64; ((top - HEADER_SIZE) / 8).div_ceil(64) as usize];
+        let mut mark = |block: u64| -> Result<()> {
+            if block < HEADER_SIZE || block >= top || block % BLOCK_ALIGN != 0 {
+                return Err(Error::corrupted(
+                    "index references a block outside the arena",
+                ));
+            }
+            let bit = (block - HEADER_SIZE) / 8;
+            referenced[(bit / 64) as usize] |= 1 << (bit % 64);
+            Ok(())
+        };
+        mark(table.block())?;
+        let (mut live, mut tombstones) = (0, 0);
+        for i in 0..table.cap {
+            let at = table.off + i * SLOT_SIZE;
+            let seq = r.u32(at + S_SEQ)?;
+            let s = seq.load(Relaxed);
+            if s & 1 == 1 {
+                seq.store(s.wrapping_add(1), Release); // whatever REF holds now is whole
+            }
+            match r.u32(at + S_REF)?.load(Relaxed) {
+                REF_EMPTY => {}
+                REF_TOMBSTONE => tombstones += 1,
+                rf => {
+                    let block = ref_to_block(rf);
+                    mark(block)?;
+                    if !read_header(r, block)?.in_use() {
+                        return Err(Error::corrupted("index references a free block"));
+                    }
+                    live += 1;
+                }
+            }
+        }
+        let keep = |block: u64| {
+            let bit = (block - HEADER_SIZE) / 8;
+            referenced[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+        };
+        Arena { r }.reclaim(keep)?;
+        r.u64(H_LIVE)?.store(live, Relaxed);
+        r.u64(H_TOMBSTONES)?.store(tombstones, Relaxed);
+        // Readers holding an offset into a block freed here see the index "move" and retry;
+        // their read caches drop what they held.
+        r.u32(H_TABLE_EPOCH)?.fetch_add(1, Release);
+        r.u32(H_RECOVERIES)?.fetch_add(1, Relaxed);
+        Ok(())
+    }
+}
+
+/// Saves what an in-place rewrite of the value in `block` (slot at `at`) will overwrite, then
+/// arms the undo record. The caller rewrites under the slot's seqlock, then calls `disarm`.
+pub(crate) fn arm_undo(r: &Region, at: u64, block: u64) -> Result<()> {
+    let h = read_header(r, block)?;
+    let val = value_offset(block, h.header_len, h.key_len);
+    if h.val_len > UNDO_MAX {
+        return Err(Error::corrupted("value too long for the undo record"));
+    }
+    copy(r, val, U_BYTES, h.val_len)?;
+    r.u32(U_WORD0)?
+        .store(r.u32(block + B_WORD0)?.load(Relaxed), Relaxed);
+    r.u32(U_VAL_LEN)?
+        .store(r.u32(block + B_VAL_LEN)?.load(Relaxed), Relaxed);
+    r.u64(U_EXPIRES)?.store(h.expires_at, Relaxed);
+    r.u32(U_LEN)?.store(h.val_len as u32, Relaxed);
+    r.u64(U_BLOCK)?.store(block, Relaxed);
+    r.u64(U_SLOT)?.store(at, Release); // armed: everything above is in place
+    Ok(())
+}
+
+pub(crate) fn disarm_undo(r: &Region) -> Result<()> {
+    r.u64(U_SLOT)?.store(0, Release);
+    Ok(())
+}
+
+/// If an in-place rewrite was cut short (its slot's SEQ still odd), puts the old value back.
+fn undo_in_place_rewrite(r: &Region) -> Result<()> {
+    let at = r.u64(U_SLOT)?.load(Relaxed);
+    if at == 0 {
+        return Ok(());
+    }
+    let seq = r.u32(at + S_SEQ)?;
+    let s = seq.load(Relaxed);
+    if s & 1 == 1 {
+        let block = r.u64(U_BLOCK)?.load(Relaxed);
+        let len = r.u32(U_LEN)?.load(Relaxed) as u64;
+        if len > UNDO_MAX {
+            return Err(Error::corrupted("undo record length"));
+        }
+        let word0 = r.u32(U_WORD0)?.load(Relaxed);
+        r.u32(block + B_WORD0)?.store(word0, Relaxed);
+        r.u32(block + B_VAL_LEN)?
+            .store(r.u32(U_VAL_LEN)?.load(Relaxed), Relaxed);
+        let h = read_header(r, block)?;
+        if h.flags == FLAGS_TTL {
+            r.u64(block + B_EXPIRES)?
+                .store(r.u64(U_EXPIRES)?.load(Relaxed), Relaxed);
+        }
+        if h.val_len != len || h.key_len + len > h.capacity() {
+            return Err(Error::corrupted("undo record does not match its block"));
+        }
+        copy(
+            r,
+            U_BYTES,
+            value_offset(block, h.header_len, h.key_len),
+            len,
+        )?;
+        seq.store(s.wrapping_add(1), Release);
+    }
+    disarm_undo(r)
+}
+
+/// Copies `len` bytes within the region.
+fn copy(r: &Region, from: u64, to: u64, len: u64) -> Result<()> {
+    let mut buf = [0u8; 256];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        r.read(from + done, &mut buf[..n])?;
+        r.write(to + done, &buf[..n])?;
+        done += n as u64;
+    }
+    Ok(())
+}
