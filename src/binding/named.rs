@@ -6,9 +6,10 @@
 //! The memory is allocated zeroed at its full size; the OS commits pages only as they are
 //! touched, so the store never needs to grow and an untouched store costs address space only.
 //! It lives for the rest of the process, as a name does.
+//!
+//! Store files (`openStore(path)`) work the same way: one shared mapping of the file per
+//! process (see `memory.rs`), wrapped in an external ArrayBuffer in every thread.
 
-#[cfg(not(unix))]
-use std::alloc::{alloc_zeroed, Layout};
 use std::collections::HashMap;
 use std::ptr;
 use std::sync::Arc;
@@ -19,52 +20,13 @@ use napi_derive::napi;
 use parking_lot::Mutex;
 
 use super::raw::{check, throw, Raw};
-use crate::region::Region;
+use crate::memory::{FileOptions, Memory};
 use crate::store::Store;
 
-/// One named store's memory (never freed: a name lasts as long as the process).
-struct Memory {
-    base: *mut u8,
-    len: usize,
-}
-
-// SAFETY: the memory is only accessed through the store's atomics (see region.rs).
-unsafe impl Send for Memory {}
-// SAFETY: as above.
-unsafe impl Sync for Memory {}
-
-/// `len` zeroed bytes that cost nothing until touched (never freed). Inside Node, a 1 GiB
-/// `alloc_zeroed` measured 0.8 s and 1.1 GB of resident memory; an anonymous mapping is
-/// committed page by page as the store fills.
-fn zeroed_pages(len: usize) -> *mut u8 {
-    #[cfg(unix)]
-    {
-        // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            ptr::null_mut()
-        } else {
-            p.cast()
-        }
-    }
-    #[cfg(not(unix))]
-    match Layout::from_size_align(len, 16) {
-        // SAFETY: a non-zero size with a valid alignment; the caller checks for null.
-        Ok(layout) => unsafe { alloc_zeroed(layout) },
-        Err(_) => ptr::null_mut(),
-    }
-}
-
 static REGISTRY: Mutex<Option<HashMap<String, Arc<Memory>>>> = parking_lot::const_mutex(None);
+/// Store files this process has mapped, by (device, inode): every thread, and every path that
+/// names the same file, shares one mapping.
+static FILES: Mutex<Option<HashMap<(u64, u64), Arc<Memory>>>> = parking_lot::const_mutex(None);
 
 /// An ArrayBuffer over the named store's memory, creating and formatting the store the first
 /// time the name is used in the process (with `max_bytes` of room).
@@ -78,38 +40,70 @@ pub fn named_buffer(env: Env, name: String, max_bytes: f64) -> Result<Raw> {
             Some(m) => m.clone(),
             None => {
                 let len = (max_bytes as usize).max(crate::store::MIN_REGION_BYTES as usize);
-                let base = zeroed_pages(len);
-                if base.is_null() {
-                    return Err(throw(
-                        env,
-                        &crate::Error::Full {
-                            needed: len as u64,
-                            max: len as u64,
-                        },
-                    ));
-                }
+                let memory = Memory::anonymous(len).map_err(|e| throw(env, &e))?;
                 let seed = std::hash::BuildHasher::hash_one(
                     &std::collections::hash_map::RandomState::new(),
                     &name,
                 );
-                // SAFETY: `len` zeroed bytes at `base`, never freed (kept by the registry).
-                Store::create(unsafe { Region::new(base, len) }, seed)
-                    .map_err(|e| throw(env, &e))?;
-                let m = Arc::new(Memory { base, len });
+                Store::create(memory.region(), seed).map_err(|e| throw(env, &e))?;
+                let m = Arc::new(memory);
                 map.insert(name, m.clone());
                 m
             }
         }
     };
+    external_buffer(env, memory)
+}
+
+/// An ArrayBuffer over the store file at `path`, opening (or, with `create`, creating and
+/// formatting) it: `{ buffer, created }`.
+#[napi(js_name = "fileBuffer")]
+pub fn file_buffer(env: Env, path: String, max_bytes: f64, mode: u32, create: bool) -> Result<Raw> {
+    let env = env.raw();
+    let opts = FileOptions {
+        max_bytes: max_bytes as u64,
+        mode,
+        create,
+    };
+    let (memory, created) = Memory::open_file(&path, opts).map_err(|e| throw(env, &e))?;
+    let memory = {
+        let mut files = FILES.lock();
+        let files = files.get_or_insert_with(HashMap::new);
+        let id = memory.file_id.expect("a file mapping has a file id");
+        // Already mapped here: keep the first mapping (a second one is left unused).
+        files.entry(id).or_insert_with(|| Arc::new(memory)).clone()
+    };
+    let buffer = external_buffer(env, memory)?;
+    let mut out = ptr::null_mut();
+    // SAFETY: plain object creation and property sets on this env.
+    unsafe {
+        check(env, sys::napi_create_object(env, &mut out))?;
+        check(
+            env,
+            sys::napi_set_named_property(env, out, c"buffer".as_ptr(), buffer.0),
+        )?;
+        let mut flag = ptr::null_mut();
+        check(env, sys::napi_get_boolean(env, created, &mut flag))?;
+        check(
+            env,
+            sys::napi_set_named_property(env, out, c"created".as_ptr(), flag),
+        )?;
+    }
+    Ok(Raw(out))
+}
+
+/// An external ArrayBuffer over `memory`, which it keeps alive until collected.
+fn external_buffer(env: sys::napi_env, memory: Arc<Memory>) -> Result<Raw> {
     let mut buf = ptr::null_mut();
-    let hint = Box::into_raw(Box::new(memory.clone()));
-    // SAFETY: the memory outlives the ArrayBuffer (the registry keeps it); the finalizer gets
-    // back the Arc we leaked into `hint` and drops it.
+    let (base, len) = (memory.base(), memory.len());
+    let hint = Box::into_raw(Box::new(memory));
+    // SAFETY: the memory outlives the ArrayBuffer (never unmapped, and the Arc leaked into
+    // `hint` keeps it referenced); the finalizer gets the Arc back and drops it.
     let status = unsafe {
         sys::napi_create_external_arraybuffer(
             env,
-            memory.base.cast(),
-            memory.len,
+            base.cast(),
+            len,
             Some(drop_hint),
             hint.cast(),
             &mut buf,

@@ -68,6 +68,8 @@ fn kind(e: &CoreError) -> (u8, &'static CStr) {
         CoreError::Type(_) => (b'T', c"ERR_KV_WRONG_TYPE"),
         CoreError::Timeout(_) => (b'E', c"ERR_KV_TIMEOUT"),
         CoreError::Decode(_) => (b'E', c"ERR_KV_DECODE"),
+        CoreError::NotAStore(_) => (b'E', c"ERR_KV_NOT_A_STORE"),
+        CoreError::Layout { .. } => (b'E', c"ERR_KV_LAYOUT"),
         _ => (b'E', c"ERR_KV_CORRUPTED"),
     }
 }
@@ -75,6 +77,11 @@ fn kind(e: &CoreError) -> (u8, &'static CStr) {
 /// Throws `e` as a RangeError or Error (with a `code`) and returns the napi-rs error that
 /// tells napi-rs an exception is already pending.
 pub fn throw(env: sys::napi_env, e: &CoreError) -> Error {
+    if let CoreError::Io { code, message } = e {
+        // An OS error keeps its errno name as the code, as Node's fs errors do.
+        let code = CString::new(code.as_str()).unwrap_or_default();
+        return throw_msg(env, b'E', &code, message);
+    }
     let (k, code) = kind(e);
     throw_msg(env, k, code, &e.to_string())
 }

@@ -1,0 +1,370 @@
+//! Writers killed with SIGKILL at random instants of random operations on a store file, then
+//! recovery by the survivor: its operations finish within 1 s, `check()` passes, every write
+//! that returned before the kill is there, the interrupted one happened wholly or not at all,
+//! and no value is torn.
+//!
+//! The victim is this test binary run again as a child (`SKV_CRASH_CHILD` set: the
+//! `child_writer` test then plays the victim). It logs each operation in a second mapped file
+//! before starting it and after it returns: two atomic stores, no system call, so the kills
+//! land inside the store's code, not in a pipe write.
+//!
+//! `SKV_CRASH_ROUNDS=1000 cargo test --release --no-default-features --test crash` runs longer.
+#![cfg(all(unix, not(loom)))]
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::Rng;
+use shared_kv_store::memory::{FileOptions, Memory};
+use shared_kv_store::{Region, SetOptions, Store, Value};
+
+const STORE_BYTES: u64 = 16 << 20;
+const KEYS: u64 = 4000;
+const BIG_KEYS: u64 = 16;
+const LOG_WORDS: usize = 2 + 2 * 4_000_000;
+
+/// One logged operation: kind, key, sequence number, length.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Set { key: u64, seq: u64, len: u64 },
+    Delete { key: u64 },
+    Increment,
+    Clear,
+}
+
+impl Op {
+    fn encode(self) -> [u64; 2] {
+        match self {
+            Op::Set { key, seq, len } => [1 | key << 8 | len << 32, seq],
+            Op::Delete { key } => [2 | key << 8, 0],
+            Op::Increment => [3, 0],
+            Op::Clear => [4, 0],
+        }
+    }
+    fn decode([a, b]: [u64; 2]) -> Op {
+        let key = (a >> 8) & 0xff_ffff;
+        match a & 0xff {
+            1 => Op::Set {
+                key,
+                seq: b,
+                len: a >> 32,
+            },
+            2 => Op::Delete { key },
+            3 => Op::Increment,
+            _ => Op::Clear,
+        }
+    }
+}
+
+fn key_name(key: u64) -> Vec<u8> {
+    if key < BIG_KEYS {
+        format!("big:{key}").into_bytes()
+    } else {
+        format!("key:{key}").into_bytes()
+    }
+}
+
+/// A self-checking value: its key, its sequence number, then bytes derived from both.
+fn value(key: u64, seq: u64, len: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len as usize);
+    v.extend_from_slice(&key.to_le_bytes());
+    v.extend_from_slice(&seq.to_le_bytes());
+    v.extend((16..len).map(|i| (i as u8) ^ (seq as u8) ^ (key as u8).rotate_left(3)));
+    v
+}
+
+/// (seq, len) of a stored value, after checking every byte of it.
+fn parse(key: u64, v: &[u8]) -> (u64, u64) {
+    assert!(v.len() >= 16, "torn value for key {key}: {} bytes", v.len());
+    let k = u64::from_le_bytes(v[..8].try_into().unwrap());
+    let seq = u64::from_le_bytes(v[8..16].try_into().unwrap());
+    assert_eq!(k, key, "value of another key");
+    assert_eq!(
+        v,
+        value(key, seq, v.len() as u64),
+        "torn value for key {key}"
+    );
+    (seq, v.len() as u64)
+}
+
+/// The operation log shared with the victim: [begun, done, records...].
+struct Log {
+    region: Region,
+}
+
+impl Log {
+    fn word(&self, i: usize) -> &AtomicU64 {
+        self.region.u64(8 * i as u64).unwrap()
+    }
+    fn record(&self, i: u64) -> [u64; 2] {
+        let i = i as usize;
+        [
+            self.word(2 + 2 * i).load(Ordering::Relaxed),
+            self.word(3 + 2 * i).load(Ordering::Relaxed),
+        ]
+    }
+    fn open(path: &str, create: bool) -> Log {
+        use std::os::unix::io::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(create)
+            .open(path)
+            .unwrap();
+        file.set_len((LOG_WORDS * 8) as u64).unwrap();
+        // SAFETY: a shared mapping of the whole file, never unmapped during the test.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                LOG_WORDS * 8,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        // SAFETY: LOG_WORDS * 8 bytes at p stay mapped until the process exits.
+        Log {
+            region: unsafe { Region::new(p.cast(), LOG_WORDS * 8) },
+        }
+    }
+}
+
+fn open_store(path: &str) -> Store {
+    let opts = FileOptions {
+        max_bytes: STORE_BYTES,
+        mode: 0o600,
+        create: true,
+    };
+    let (m, _) = Memory::open_file(path, opts).unwrap();
+    let mut s = Store::attach(m.region()).unwrap();
+    std::mem::forget(m); // mappings are never unmapped while a Region may use them
+                         // "No operation waits more than about 1 s for the dead process's writer lock."
+    s.wait_timeout = Duration::from_secs(1);
+    s
+}
+
+/// The victim: random operations until killed, each logged before and after.
+#[test]
+fn child_writer() {
+    let Ok(spec) = std::env::var("SKV_CRASH_CHILD") else {
+        return; // only when run as the victim
+    };
+    let mut parts = spec.split(',');
+    let (store_path, log_path) = (parts.next().unwrap(), parts.next().unwrap());
+    let seed: u64 = parts.next().unwrap().parse().unwrap();
+    let store = open_store(store_path);
+    let log = Log::open(log_path, false);
+    let w = |i| log.word(i);
+    let mut rng = Rng(seed | 1);
+    let mut seq = seed << 32; // unique across victims
+    let mut i = w(1).load(Ordering::Relaxed) as usize;
+    w(0).store(i as u64, Ordering::Relaxed);
+    loop {
+        seq += 1;
+        let key = rng.below(KEYS);
+        let op = match rng.below(1000) {
+            0 => Op::Clear,
+            1..=60 => Op::Increment,
+            61..=260 => Op::Delete { key },
+            _ => {
+                let len = if key < BIG_KEYS {
+                    40_000 + rng.below(20_000)
+                } else if rng.below(10) == 0 {
+                    1000 + rng.below(2000) // around the undo record's limit
+                } else {
+                    16 + rng.below(150)
+                };
+                Op::Set { key, seq, len }
+            }
+        };
+        let [a, b] = op.encode();
+        w(2 + 2 * i).store(a, Ordering::Relaxed);
+        w(3 + 2 * i).store(b, Ordering::Relaxed);
+        w(0).store(i as u64 + 1, Ordering::Release); // begun
+        let ok = match op {
+            Op::Set { key, seq, len } => {
+                let opts = SetOptions {
+                    expires_at: if seq % 7 == 0 { u64::MAX / 2 } else { 0 },
+                    immutable: seq % 11 == 0,
+                    ..SetOptions::default()
+                };
+                store.set_with(&key_name(key), &value(key, seq, len), &opts)
+            }
+            Op::Delete { key } => store.delete(&key_name(key)).map(drop),
+            Op::Increment => store.increment(b"n", 1.0).map(drop),
+            Op::Clear => store.clear().map(drop),
+        };
+        match ok {
+            Ok(()) => {}
+            // A full store refuses the write and changes nothing: log it as not done.
+            Err(shared_kv_store::Error::Full { .. }) => {
+                w(2 + 2 * i).store(0, Ordering::Relaxed);
+                w(3 + 2 * i).store(0, Ordering::Relaxed);
+            }
+            Err(e) => panic!("victim: {e}"),
+        }
+        i += 1;
+        w(1).store(i as u64, Ordering::Release); // done
+        if i + 1 >= (LOG_WORDS - 2) / 2 {
+            std::thread::sleep(Duration::from_secs(60)); // log full: wait to be killed
+        }
+    }
+}
+
+#[derive(Default)]
+struct Model {
+    values: HashMap<u64, (u64, u64)>,
+    increments: u64,
+}
+
+impl Model {
+    fn apply(&mut self, op: Op) {
+        match op {
+            Op::Set { key, seq, len } => {
+                self.values.insert(key, (seq, len));
+            }
+            Op::Delete { key } => {
+                self.values.remove(&key);
+            }
+            Op::Increment => self.increments += 1,
+            Op::Clear => {
+                self.values.clear();
+                self.increments = 0;
+            }
+        }
+    }
+}
+
+/// What the store holds: key -> (seq, len), and the counter (None: absent).
+fn snapshot(s: &Store) -> (HashMap<u64, (u64, u64)>, Option<u64>) {
+    let mut values = HashMap::new();
+    let mut out = Vec::new();
+    for key in 0..KEYS {
+        if s.get(&key_name(key), &mut out).unwrap().is_some() {
+            values.insert(key, parse(key, &out));
+        }
+    }
+    let n = match s.get(b"n", &mut out).unwrap() {
+        None => None,
+        Some(_) => match shared_kv_store::codec::decode(&out).unwrap() {
+            Value::Number(n) => Some(n as u64),
+            v => panic!("counter holds {v:?}"),
+        },
+    };
+    (values, n)
+}
+
+fn diff(values: &HashMap<u64, (u64, u64)>, model: &HashMap<u64, (u64, u64)>) {
+    for (k, v) in values {
+        if model.get(k) != Some(v) {
+            eprintln!("key {k}: store {v:?}, model {:?}", model.get(k));
+        }
+    }
+    for (k, v) in model {
+        if !values.contains_key(k) {
+            eprintln!("key {k}: store absent, model {v:?}");
+        }
+    }
+}
+
+#[test]
+fn killed_writers_leave_a_recoverable_store() {
+    if std::env::var("SKV_CRASH_CHILD").is_ok() {
+        return;
+    }
+    let rounds: u64 = std::env::var("SKV_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(60);
+    let dir = std::env::temp_dir().join(format!("skv-crash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store_path = dir.join("store.kv").to_str().unwrap().to_string();
+    let log_path = dir.join("log").to_str().unwrap().to_string();
+    let store = open_store(&store_path);
+    let log = Log::open(&log_path, true);
+    let w = |i| log.word(i);
+    let mut model = Model::default();
+    let mut rng = Rng(0xC0FFEE);
+    let mut recoveries = 0;
+    for round in 0..rounds {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_writer", "--test-threads=1", "--nocapture"])
+            .env(
+                "SKV_CRASH_CHILD",
+                format!("{store_path},{log_path},{}", round + 1),
+            )
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Let it start and write for a random while, then kill it wherever it is. (Each
+        // victim logs from record 0: the log is reset after every round.)
+        let start = 0;
+        while w(0).load(Ordering::Acquire) <= start {
+            assert!(child.try_wait().unwrap().is_none(), "victim exited early");
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(20_000)));
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "round {round}: the victim failed"
+        );
+
+        // The survivor: a write must get through (taking the dead writer's lock over).
+        store
+            .set(b"survivor", &round.to_le_bytes(), false)
+            .unwrap_or_else(|e| panic!("round {round}: survivor write: {e}"));
+        let report = store
+            .check()
+            .unwrap_or_else(|e| panic!("round {round}: check after the kill: {e}"));
+        let (begun, done) = (w(0).load(Ordering::Acquire), w(1).load(Ordering::Acquire));
+        for i in start..done {
+            let record = log.record(i);
+            if record[0] != 0 {
+                model.apply(Op::decode(record));
+            }
+        }
+        let (values, counter) = snapshot(&store);
+        let n = counter.unwrap_or(0);
+        let as_model = values == model.values && n == model.increments;
+        if !as_model {
+            diff(&values, &model.values);
+        }
+        if !as_model {
+            // Only the interrupted operation may differ, and then it happened wholly.
+            assert_eq!(
+                begun,
+                done + 1,
+                "round {round}: the store lost a returned write"
+            );
+            let op = Op::decode(log.record(done));
+            model.apply(op);
+            assert!(
+                values == model.values && n == model.increments,
+                "round {round}: after {op:?} was interrupted, the store is neither before nor after it (counter {n}, model {})", model.increments
+            );
+        }
+        // The model now holds all this victim did: the next one logs from the start.
+        w(1).store(0, Ordering::Release);
+        w(0).store(0, Ordering::Release);
+        assert_eq!(
+            report.entries,
+            values.len() as u64 + 1 + counter.is_some() as u64
+        );
+        recoveries = store.stats().unwrap().recoveries;
+    }
+    eprintln!("{rounds} kills, {recoveries} recoveries of a writer killed holding the lock");
+    assert!(
+        recoveries > 0,
+        "no kill landed inside a write: the test proves nothing"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
