@@ -6,6 +6,7 @@ const { receiveMessageOnPort, isMainThread } = require('node:worker_threads');
 const { Encoder, decode } = require('./lib/codec');
 const { ReadCache, cloneAny } = require('./lib/cache');
 const { Reader, HIT, MISS } = require('./lib/reader');
+const { fileOptions } = require('./lib/file');
 
 let native;
 try {
@@ -58,8 +59,11 @@ const MAX_UPDATE_ATTEMPTS = 10_000;
 /** Lock entries live in the store under this prefix (hidden from keys and iteration). */
 const LOCK_PREFIX = '\u0000lock\u0000';
 const DEFAULT_LEASE_MS = 30_000;
-/** Identifies this thread as a lock holder (unique across threads and processes). */
-const LOCK_OWNER = `${process.pid}:${require('node:worker_threads').threadId}:${Math.random().toString(36).slice(2)}`;
+/**
+ * Identifies this thread as a lock holder (unique across threads and processes): the pid and
+ * the process's start-time tag come first, so a waiter can tell that the holder's process died.
+ */
+const LOCK_OWNER = `${process.pid}:${native.processStart()}:${require('node:worker_threads').threadId}:${Math.random().toString(36).slice(2)}`;
 const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 
 const GLOB_SPECIAL = /[.+^${}()|[\]\\/]/;
@@ -151,16 +155,22 @@ class SharedKVStore {
   #closed = false;
 
   #name;
+  #path;
 
-  /** @internal Use createManager() or createStore(). `name`: a named store's name. */
-  constructor(buffer, codec, name) {
+  /**
+   * @internal Use createManager(), createStore() or openStore(). `name`: a named store's name;
+   * `file`: a store file's absolute path.
+   */
+  constructor(buffer, codec, name, file) {
     this.#jsCodec = checkCodec(codec) === 'js';
     this.#name = name;
+    this.#path = file;
     this.#ready = new Promise((resolve) => {
-      this._attach = (sab, name) => {
+      this._attach = (sab, name, file) => {
         if (this.#closed) return; // closed before its handle arrived
         this.#buffer = sab;
         this.#name ??= name;
+        this.#path ??= file;
         this.#att = native.attach(sab);
         // The native codec path builds values in Rust and does not use the read cache.
         if (this.#jsCodec) {
@@ -187,7 +197,9 @@ class SharedKVStore {
   /** A structured-cloneable handle: pass it in `workerData` and call `createStore(handle)`. */
   get handle() {
     this.#id();
-    // A named store travels by name: every thread reaches its memory through the addon.
+    // A named store travels by name, a store file by path: every thread reaches its memory
+    // through the addon.
+    if (this.#path !== undefined) return { [HANDLE]: 1, path: this.#path };
     return this.#name === undefined ? { [HANDLE]: 1, buffer: this.#buffer } : { [HANDLE]: 1, name: this.#name };
   }
 
@@ -210,6 +222,7 @@ class SharedKVStore {
     this.#att = this.#cache = this.#reader = this.#buffer = undefined;
     if (SharedKVStore.instance === this) SharedKVStore.instance = undefined;
     if (this.#name !== undefined && namedStores.get(this.#name) === this) namedStores.delete(this.#name);
+    if (this.#path !== undefined && fileStores.get(this.#path) === this) fileStores.delete(this.#path);
   }
 
   get closed() {
@@ -219,6 +232,19 @@ class SharedKVStore {
   /** A named store's name (undefined for a manager's unnamed store). */
   get name() {
     return this.#name;
+  }
+
+  /** A store file's absolute path (undefined for a store in memory). */
+  get path() {
+    return this.#path;
+  }
+
+  /**
+   * Writes a store file's changes to its disk and waits for it (msync), so they survive a
+   * crash of the machine too. A no-op for stores in memory (and on tmpfs there is no disk).
+   */
+  flush() {
+    native.flush(this.#id());
   }
 
   get(key) {
@@ -317,13 +343,27 @@ class SharedKVStore {
     const id = this.#id();
     const name = LOCK_PREFIX + key;
     const deadline = Date.now() + timeout;
+    const owner = encodedCopy(LOCK_OWNER);
     for (let wait = 0.05; ; wait = Math.min(wait * 2, 5)) {
-      const n = encoder.encode(LOCK_OWNER);
-      if (native.compareAndSet(id, name, null, 0, encoder.buf, n, Date.now() + lease)) return true;
+      if (native.compareAndSet(id, name, null, 0, owner, owner.length, Date.now() + lease)) {
+        native.noteLock(id, name, owner, true); // released by the thread's exit if not before
+        return true;
+      }
+      if (this.#freeIfHolderDied(id, name)) continue;
       const left = deadline - Date.now();
       if (left <= 0) return false;
       Atomics.wait(SLEEPER, 0, 0, Math.min(wait, left)); // a short sleep: locks are polled
     }
+  }
+
+  /** Deletes lease `name` if its holder's process died; returns whether it did. */
+  #freeIfHolderDied(id, name) {
+    const n = readRaw(id, name);
+    if (n < 0) return true; // released meanwhile: try again at once
+    const held = Buffer.from(scratch.subarray(0, n));
+    const [pid, start] = String(decode(held, 0, n)).split(':').map(Number);
+    if (!Number.isSafeInteger(pid) || !Number.isSafeInteger(start) || native.processAlive(pid, start) !== 0) return false;
+    return native.compareAndSet(id, name, held, n, null, 0, 0);
   }
 
   /** Releases this thread's lock on `key`; false if this thread does not hold it. */
@@ -331,6 +371,7 @@ class SharedKVStore {
     checkKey(key);
     const id = this.#id();
     const owner = encodedCopy(LOCK_OWNER);
+    native.noteLock(id, LOCK_PREFIX + key, owner, false);
     return native.compareAndSet(id, LOCK_PREFIX + key, owner, owner.length, null, 0, 0);
   }
 
@@ -524,7 +565,27 @@ function createManager(options) {
 
 function isHandle(x) {
   return x !== null && typeof x === 'object' && x[HANDLE] === 1 &&
-    (x.buffer instanceof SharedArrayBuffer || typeof x.name === 'string');
+    (x.buffer instanceof SharedArrayBuffer || typeof x.name === 'string' || typeof x.path === 'string');
+}
+
+/** This thread's store for each store file path: openStore(path) returns the same object. */
+const fileStores = new Map();
+
+/**
+ * The store in the file at `path`, shared by every thread of every process that opens it
+ * (created and formatted first unless it exists; see README "Sharing between processes").
+ * Options: `{ maxBytes, mode = 0o600, create = true, codec }`.
+ */
+function openStore(path, options = {}) {
+  const { file, maxBytes, mode, create } = fileOptions(path, options, DEFAULTS.maxBytes);
+  const codec = checkCodec(options.codec ?? DEFAULTS.codec);
+  let store = fileStores.get(file);
+  if (store === undefined || store.closed) {
+    const { buffer } = native.fileBuffer(file, maxBytes, mode, create);
+    store = new SharedKVStore(buffer, codec, undefined, file);
+    fileStores.set(file, store);
+  }
+  return store;
 }
 
 /** This thread's store for each name: createStore(name) returns the same object each time. */
@@ -546,6 +607,10 @@ function namedStore(name, options = {}) {
 
 /** Attaches `store` to what a handle names: a buffer, or a named store's memory. */
 function attachHandle(store, handle) {
+  if (handle.path !== undefined) {
+    store._attach(native.fileBuffer(handle.path, DEFAULTS.maxBytes, 0o600, false).buffer, undefined, handle.path);
+    return;
+  }
   store._attach(handle.buffer ?? native.namedBuffer(handle.name, DEFAULTS.maxBytes), handle.name);
 }
 
@@ -561,6 +626,8 @@ function createStore(source, options = {}) {
     return namedStore(source, options);
   } else if (isHandle(source) && source.name !== undefined) {
     return namedStore(source.name, options);
+  } else if (isHandle(source) && source.path !== undefined) {
+    return openStore(source.path, { ...options, create: false });
   } else if (isHandle(source)) {
     store = new SharedKVStore(source.buffer, codec);
   } else if (source && typeof source.postMessage === 'function' && typeof source.on === 'function') {
@@ -624,6 +691,7 @@ function redeliver(port, messages) {
 module.exports = {
   createManager,
   createStore,
+  openStore,
   SharedKVStore,
   Manager,
   /** The value codecs, exposed for tests and for tools that read dumps of the store. */

@@ -151,6 +151,31 @@ impl Memory {
     }
 }
 
+/// Writes the changes of a shared file mapping at `base` to its file and waits for the disk
+/// (msync). Memory that is not a file mapping is left alone.
+///
+/// # Safety
+/// `len` bytes at `base` must be mapped (any mapping: msync of anonymous memory is a no-op).
+pub unsafe fn flush(base: *mut u8, len: usize) -> Result<()> {
+    #[cfg(unix)]
+    {
+        // msync wants a page-aligned start; SharedArrayBuffers need not be.
+        let page = 4096usize;
+        let start = base as usize & !(page - 1);
+        let len = len + (base as usize - start);
+        // SAFETY: the range covers mapped memory only (the caller's, rounded down to its page).
+        if unsafe { libc::msync(start as *mut libc::c_void, len, libc::MS_SYNC) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOMEM) {
+                return Err(io_error("(mapped)", "flush", e));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (base, len);
+    Ok(())
+}
+
 fn io_error(path: &str, what: &str, e: std::io::Error) -> Error {
     let code = match e.raw_os_error() {
         #[cfg(unix)]

@@ -7,6 +7,7 @@
 //! that view reports, never one read from the shared bytes.
 
 mod convert;
+mod locks;
 mod named;
 mod raw;
 
@@ -789,6 +790,18 @@ impl Attached {
         }
         Ok(())
     }
+}
+
+/// Writes a store file's changes to its disk (`store.flush()`); a no-op for memory that is
+/// not a file.
+#[napi]
+pub fn flush(env: Env, id: u32) -> Result<()> {
+    let env = env.raw();
+    with(env, id, |att| {
+        let len = att.store.region().len() as usize;
+        // SAFETY: base/len describe this attachment's live mapping (or buffer).
+        unsafe { crate::memory::flush(att.base, len) }.map_err(|e| throw(env, &e))
+    })
 }
 
 /// Encodes a JS value with the Rust codec (used to check both codecs write the same bytes).

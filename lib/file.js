@@ -1,0 +1,27 @@
+'use strict';
+// Store files: one store shared by the processes of a machine (cluster, pm2, child processes).
+// The file is mapped shared by every process that opens it; Rust creates, formats, checks and
+// maps it (src/memory.rs), and recovers what a writer killed mid-write left (src/recover.rs).
+// This module only checks openStore()'s arguments.
+
+const path = require('node:path');
+
+/** openStore()'s options, checked; `maxBytes` defaults to the other stores' default. */
+function fileOptions(file, options, defaultMaxBytes) {
+  if (typeof file !== 'string' || file === '' || file.includes('\0')) {
+    throw new TypeError('openStore: path must be a non-empty string without NUL characters');
+  }
+  if (options === null || typeof options !== 'object') throw new TypeError('openStore: options must be an object');
+  const { maxBytes = defaultMaxBytes, mode = 0o600, create = true } = options;
+  if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
+    throw new RangeError(`openStore: maxBytes must be a positive integer, got ${String(maxBytes)}`);
+  }
+  if (maxBytes > 2 ** 32) throw new RangeError(`openStore: maxBytes is at most 4 GiB, got ${maxBytes}`);
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
+    throw new RangeError(`openStore: mode must be permission bits such as 0o600, got ${String(mode)}`);
+  }
+  if (typeof create !== 'boolean') throw new TypeError('openStore: create must be a boolean');
+  return { file: path.resolve(file), maxBytes, mode, create };
+}
+
+module.exports = { fileOptions };

@@ -1,0 +1,85 @@
+//! `lock()` leases whose holder is gone become free at once, not after the lease:
+//!
+//! - a worker thread that exits or is terminated: a Node-API env cleanup hook (which runs on
+//!   both) deletes the leases the thread still holds;
+//! - a process that died (SIGKILL, a crash): the next thread that wants the lock reads the
+//!   holder's pid and start-time tag from the lease and asks `processAlive`.
+//!
+//! The lease's expiry stays as the last resort (a holder whose liveness cannot be known).
+
+use std::cell::{Cell, RefCell};
+use std::ptr;
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi_derive::napi;
+
+use super::raw::{check, Raw};
+use super::{bytes_of, ATTACHED};
+use crate::holder::{process_liveness, this_process, Liveness};
+
+/// A lease this thread holds: (store attachment id, lock key, the owner bytes stored).
+type Held = (u32, Vec<u8>, Vec<u8>);
+
+thread_local! {
+    static HELD: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
+    static HOOKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Records that this thread now holds (`held`) or no longer holds the lease `key` of store
+/// `id`, whose stored value is `owner` (encoded bytes).
+#[napi(js_name = "noteLock")]
+pub fn note_lock(env: Env, id: u32, key: String, owner: Raw, held: bool) -> Result<()> {
+    let env = env.raw();
+    let key = key.into_bytes();
+    HELD.with(|h| h.borrow_mut().retain(|(i, k, _)| !(*i == id && *k == key)));
+    if !held {
+        return Ok(());
+    }
+    // SAFETY: the caller's Uint8Array outlives this call; it is copied at once.
+    let owner = unsafe { bytes_of(env, owner.0)? }.to_vec();
+    HELD.with(|h| h.borrow_mut().push((id, key, owner)));
+    if !HOOKED.with(|c| c.replace(true)) {
+        // SAFETY: a static function with no data, run once when this thread's env exits.
+        check(env, unsafe {
+            sys::napi_add_env_cleanup_hook(env, Some(release_held), ptr::null_mut())
+        })?;
+    }
+    Ok(())
+}
+
+/// Env cleanup hook: deletes every lease this thread still holds (if it still holds it).
+///
+/// # Safety
+/// Called by Node-API on this thread while its env exits.
+unsafe extern "C" fn release_held(_arg: *mut std::ffi::c_void) {
+    let held = HELD
+        .try_with(|h| std::mem::take(&mut *h.borrow_mut()))
+        .unwrap_or_default();
+    let _ = ATTACHED.try_with(|a| {
+        let Ok(a) = a.try_borrow() else { return };
+        for (id, key, owner) in &held {
+            if let Some(att) = a.get(*id as usize).and_then(Option::as_ref) {
+                // Only if still ours: a lease that expired may belong to someone else now.
+                let _ = att.store.compare_and_change(key, Some(owner), None, None);
+            }
+        }
+    });
+}
+
+/// This process's start-time tag, as lock words and lease owners carry it.
+#[napi(js_name = "processStart")]
+pub fn process_start() -> f64 {
+    this_process().start as f64
+}
+
+/// Whether process `pid` with start-time tag `start` lives: 1 yes, 0 no (dead, or its pid now
+/// names another process), -1 unknown.
+#[napi(js_name = "processAlive")]
+pub fn process_alive(pid: u32, start: f64) -> i32 {
+    match process_liveness(pid, start as u64) {
+        Liveness::Alive => 1,
+        Liveness::Dead => 0,
+        Liveness::Unknown => -1,
+    }
+}
