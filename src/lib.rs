@@ -25,6 +25,7 @@ pub mod hash;
 pub mod holder;
 pub mod layout;
 pub mod lock;
+#[cfg(not(loom))]
 pub mod memory;
 pub mod recover;
 pub mod region;

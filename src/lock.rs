@@ -42,9 +42,14 @@ impl Backoff {
         }
     }
 
-    /// How long this backoff has been sleeping (zero while it only spins).
-    pub fn waited(&self) -> Duration {
-        self.start.map_or(Duration::ZERO, |s| s.elapsed())
+    /// Whether this wait has gone on for longer than any live writer takes (2 ms; under loom,
+    /// which has no clock, a couple of retries).
+    pub fn is_long(&self) -> bool {
+        if cfg!(loom) {
+            return self.spins > 2;
+        }
+        self.start
+            .is_some_and(|s| s.elapsed() >= Duration::from_millis(2))
     }
 
     /// Waits a little; errors once the total wait exceeds the timeout.
@@ -196,7 +201,10 @@ mod park {
 
     pub fn sleep(w: LockWords<'_>, _max: Duration) -> bool {
         let guard = PARK.0.lock().unwrap();
-        if !mark_parked(w.word) {
+        // A holder that died wakes nobody: its death is seen under the mutex that
+        // `timeout_elapses` takes, so it is seen here or wakes this sleeper.
+        let cur = w.word.load(Ordering::Relaxed);
+        if holder::liveness(cur & !PARKED, false) == Liveness::Dead || !mark_parked(w.word) {
             return false;
         }
         drop(PARK.1.wait(guard).unwrap());

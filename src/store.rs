@@ -180,7 +180,7 @@ impl Store {
     /// A reader that keeps finding an entry mid-write: if the writer died, take its lock over
     /// (recovering its write); if it lives, this waits until it is done.
     fn unblock_reader(&self, backoff: &Backoff) -> Result<()> {
-        if backoff.waited() >= std::time::Duration::from_millis(2) {
+        if backoff.is_long() {
             drop(self.write_lock()?);
         }
         Ok(())

@@ -11,7 +11,9 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use shared_kv_store::{Region, SetOptions, Store};
+use shared_kv_store::arena::Arena;
+use shared_kv_store::table::{Find, Table};
+use shared_kv_store::{holder, lock, Region, SetOptions, Store};
 
 const LEN: usize = 8192;
 
@@ -130,5 +132,38 @@ fn concurrent_writers_leave_a_consistent_arena() {
         assert_eq!(get(&s, b"y").unwrap(), [8; 40]);
         let c = s.check().unwrap();
         assert_eq!(c.entries, 1);
+    });
+}
+
+/// Takeover: a writer dies holding the lock, mid-change (a block allocated and never
+/// published, a slot left mid-seqlock). The other thread's write still completes, whether it
+/// ran before the death or finds the holder dead and takes the lock over; the store is then
+/// whole again (recovered), and the interrupted change happened not at all.
+#[test]
+fn a_dead_writers_lock_is_taken_over_and_its_change_undone() {
+    model(|| {
+        let s = store();
+        s.set(b"k", &[1; 16], false).unwrap();
+        let dying = in_thread(&s, move |s| {
+            let guard = s.write_lock().unwrap();
+            let r = s.region();
+            Arena { r }.alloc(40).unwrap();
+            let hash = shared_kv_store::hash::hash_key(s.seed(), b"k") as u32;
+            let Find::Found(slot) = Table::load(r).unwrap().find(r, b"k", hash).unwrap() else {
+                panic!("k is stored");
+            };
+            Table::begin_write(r, slot.at).unwrap();
+            // Killed here: it never releases the lock, and nobody is woken but by timeouts.
+            holder::loom_dead::die();
+            guard.abandon();
+            lock::timeout_elapses();
+        });
+        assert_eq!(s.increment(b"n", 1.0).unwrap(), 1.0);
+        dying.join().unwrap();
+        assert_eq!(get(&s, b"k").unwrap(), [1; 16]);
+        let c = s.check().unwrap(); // takes the lock over if nobody did yet
+        assert_eq!((c.entries, c.bytes_free), (2, c.bytes_free));
+        assert_eq!(s.stats().unwrap().recoveries, 1);
+        assert_eq!(c.bytes_used, s.stats().unwrap().bytes_used);
     });
 }
