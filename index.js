@@ -10,9 +10,19 @@ const { fileOptions } = require('./lib/file');
 
 let native;
 try {
-  native = require('./shared-kv-store.node');
+  // The loader @napi-rs/cli generates: the local build (shared-kv-store.<target>.node), then the
+  // platform package (shared-kv-store-<target>, an optional dependency).
+  native = require('./binding.js');
 } catch (err) {
-  throw new Error(`shared-kv-store: the native addon is not built (run \`npm run build\`): ${err.message}`);
+  const libc = process.platform !== 'linux' ? ''
+    : process.report?.getReport?.().header?.glibcVersionRuntime ? ', libc glibc' : ', libc musl';
+  throw new Error(
+    `shared-kv-store: no native addon for this platform (${process.platform}, arch ${process.arch}${libc}). ` +
+      'Install it with optional dependencies enabled (not --omit=optional or --no-optional), so that npm adds ' +
+      'the shared-kv-store-<platform> package; if none is published for this platform, build from source: ' +
+      'clone the repository and run `npm install && npm run build` (needs Rust/cargo).',
+    { cause: err },
+  );
 }
 
 const MIB = 1024 * 1024;

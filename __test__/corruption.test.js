@@ -10,7 +10,7 @@ const path = require('node:path');
 
 const script = `
 const { createManager, createStore } = require(${JSON.stringify(path.join(__dirname, '..'))});
-const native = require(${JSON.stringify(path.join(__dirname, '..', 'shared-kv-store.node'))});
+const native = require(${JSON.stringify(path.join(__dirname, '..', 'binding.js'))});
 let seed = 12345;
 const rand = (n) => { seed = (seed * 1103515245 + 12345) >>> 0; return seed % n; };
 // 'locks': the entries of lock() leases (the writer lock word has a test of its own below: a

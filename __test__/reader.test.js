@@ -2,7 +2,7 @@
 // lib/reader.js reads the shared index from JS; these check it against the native reader.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const native = require('../shared-kv-store.node');
+const native = require('../binding.js');
 const { createManager, codec } = require('..');
 const { Reader, hashAscii, startSlot, HIT, MISS, FALLBACK } = require('../lib/reader');
 const { worker, exited, rng } = require('./helpers');
