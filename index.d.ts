@@ -57,7 +57,18 @@ export interface ManagerOptions extends StoreOptions {
 /** Structured-cloneable: pass it in `workerData` and call `createStore(handle)` there. */
 export type StoreHandle =
   | { readonly __sharedKVStore: 1; readonly buffer: SharedArrayBuffer }
-  | { readonly __sharedKVStore: 1; readonly name: string };
+  | { readonly __sharedKVStore: 1; readonly name: string }
+  | { readonly __sharedKVStore: 1; readonly path: string };
+
+/** `openStore(path, options)`: a store file shared by the processes of the machine. */
+export interface OpenStoreOptions extends StoreOptions {
+  /** The file's size when this call creates it (sparse: pages cost memory once touched). Default 1 GiB, at most 4 GiB. */
+  maxBytes?: number;
+  /** Permission bits of a new file, applied exactly (not filtered by the umask). Default 0o600. */
+  mode?: number;
+  /** Create (and format) the file if it does not exist. Default true; false: an ENOENT error instead. */
+  create?: boolean;
+}
 
 export interface NamedStoreOptions extends StoreOptions {
   /** Room for the store, if this call creates it (the first use of the name in the process). */
@@ -75,6 +86,8 @@ export interface StoreStats {
   bufferBytes: number;
   /** Slots in the hash index. */
   indexSlots: number;
+  /** Times a writer killed holding the store's lock (SIGKILL, a crash) was taken over and its write recovered. */
+  recoveries: number;
   /** This thread's read cache: gets served from it, */
   hits: number;
   /** gets that read the shared memory, */
@@ -106,6 +119,10 @@ export declare class SharedKVStore<V = any> {
   readonly ready: Promise<this>;
   readonly attached: boolean;
   readonly handle: StoreHandle;
+  /** A store file's absolute path (openStore); undefined for a store in memory. */
+  readonly path: string | undefined;
+  /** Writes a store file's changes to its disk and waits (msync); a no-op for stores in memory. */
+  flush(): void;
   /**
    * A fresh copy of the value, or undefined. Throws TypeError for a non-string key.
    * `skipLock` is accepted for compatibility: reads never wait for anything.
@@ -190,6 +207,14 @@ export declare function createStore<V = any>(handle: StoreHandle, options?: Stor
 export declare function createStore<V = any>(name: string, options?: NamedStoreOptions): SharedKVStore<V>;
 /** The manager's store in this thread, else the named store 'default'. */
 export declare function createStore<V = any>(): SharedKVStore<V>;
+
+/**
+ * The store in the file at `path`, shared by every thread of every process that opens it: the
+ * first open creates and formats it. Throws ERR_KV_NOT_A_STORE for a file that is not a store,
+ * ERR_KV_LAYOUT for a store of another layout version, ENOENT (`create: false`), ELOOP (a
+ * symbolic link), EACCES and other OS errors with the path in the message.
+ */
+export declare function openStore<V = any>(path: string, options?: OpenStoreOptions): SharedKVStore<V>;
 
 /** The value codecs (both write the same bytes). */
 export declare const codec: {

@@ -2,5 +2,5 @@
 // named exports, and the module itself as the default export. Both entries share one instance.
 import kv from './index.js';
 
-export const { createManager, createStore, SharedKVStore, Manager, codec } = kv;
+export const { createManager, createStore, openStore, SharedKVStore, Manager, codec } = kv;
 export default kv;

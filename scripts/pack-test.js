@@ -71,12 +71,12 @@ parentPort.postMessage(store.get('fromMain'));
   'main.mjs': `
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
-import kv, { createManager, createStore, SharedKVStore, Manager, codec } from 'shared-kv-store';
+import kv, { createManager, createStore, openStore, SharedKVStore, Manager, codec } from 'shared-kv-store';
 import { createRequire } from 'node:module';
 const cjs = createRequire(import.meta.url)('shared-kv-store');
 assert.equal(createManager, cjs.createManager, 'one instance for import and require');
 assert.equal(kv, cjs);
-for (const f of [createStore, SharedKVStore, Manager]) assert.equal(typeof f, 'function');
+for (const f of [createStore, openStore, SharedKVStore, Manager]) assert.equal(typeof f, 'function');
 assert.equal(typeof codec.decode, 'function');
 const manager = createManager();
 const store = manager.store;

@@ -1,6 +1,6 @@
 // Type-checked by `npm test` (tsc --noEmit): the typings must accept correct use and reject misuse.
 import { Worker, parentPort, workerData } from 'node:worker_threads';
-import { createManager, createStore, SharedKVStore, StoreStats, StoreCheck, StoreHandle } from '../..';
+import { createManager, createStore, openStore, SharedKVStore, StoreStats, StoreCheck, StoreHandle } from '../..';
 
 interface User {
   id: number;
@@ -78,3 +78,12 @@ main.set('session', 1, { ttl: '30s' });
 main.increment('visits', '1');
 
 void [registered, store, ok, user, anything, removed, stats, gone, attached, wrong, typed, count, swapped, bumped, has, size, many, stored, notUser];
+
+// Store files shared by processes.
+const file = openStore<User>('/dev/shm/example.kv', { maxBytes: 256 * 1024 * 1024, mode: 0o600, create: true });
+const filePath: string | undefined = file.path;
+file.flush();
+const recovered: number = file.stats().recoveries;
+const fileHandle: StoreHandle = file.handle;
+// @ts-expect-error mode is a number of permission bits
+openStore('/dev/shm/x.kv', { mode: '600' });
