@@ -67,3 +67,17 @@ test('a short stress run: two workers and the main thread, no error, accounting 
   assert.ok(ops > 10_000, `the run did work: ${out}`);
   assert.match(out, /after: 0 entries, (\d+) bytes in use = index \1,/);
 });
+
+test('a short stress run across processes: a worker, two processes and the main thread on a store file', async () => {
+  const script = path.join(__dirname, '..', 'stress', 'run.js');
+  const out = await new Promise((resolve, reject) => {
+    execFile(process.execPath, [script, '--seconds', '3', '--workers', '1', '--processes', '2', '--seed', '11'], (err, stdout, stderr) => {
+      if (err) reject(new Error(`stress failed (${err.code}):\n${stdout}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+  assert.match(out, /^stress: 1 workers \+ 2 processes/m);
+  assert.match(out, /^errors: 0$/m);
+  assert.ok(Number(/^ops: (\d+)/m.exec(out)[1]) > 10_000, `the run did work: ${out}`);
+  assert.match(out, /after: 0 entries, (\d+) bytes in use = index \1,/);
+});

@@ -1,13 +1,17 @@
 'use strict';
-// The stress run: `npm run stress -- --seconds N --workers W [--keys K] [--seed S]`.
+// The stress run: `npm run stress -- --seconds N --workers W [--processes P] [--keys K] [--seed S]`.
 //
-// W workers and the main thread do random set / get / delete / increment / TTL sets / locks /
+// W workers (and, with --processes, P child processes on a store file) and the main thread do random set / get / delete / increment / TTL sets / locks /
 // update / compareAndSet / iteration on an overlapping key set, in rounds of about a second. Between
 // rounds every thread hands its history to the main thread, which checks it with the model
 // (stress/model.js): no stale, torn, misplaced or invented value; counters, lock-protected
 // and update()-protected counts exact. At the end all keys are deleted and the integrity
 // check must find the store back to its index alone. Exits 1 if any error was found.
 const { once } = require('node:events');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { fork } = require('node:child_process');
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
 const { makeValue, tornReason, checkKey } = require('./model');
 const kv = require('..');
@@ -17,12 +21,12 @@ const ROUND_MS = 1000;
 const COUNTERS = 4;
 
 function parseArgs(argv) {
-  const opts = { seconds: 10, workers: 2, keys: 64, seed: Date.now() % 1e9 };
+  const opts = { seconds: 10, workers: 2, processes: 0, keys: 64, seed: Date.now() % 1e9 };
   for (let i = 0; i < argv.length; i += 2) {
     const name = argv[i].replace(/^--/, '');
     const value = Number(argv[i + 1]);
     if (!(name in opts) || !Number.isFinite(value) || value < 0) {
-      throw new RangeError(`stress: unknown or bad option ${argv[i]} ${argv[i + 1] ?? ''}; use --seconds N --workers W --keys K --seed S`);
+      throw new RangeError(`stress: unknown or bad option ${argv[i]} ${argv[i + 1] ?? ''}; use --seconds N --workers W --processes P --keys K --seed S`);
     }
     opts[name] = value;
   }
@@ -162,43 +166,80 @@ function checkRound(histories, carried, errors) {
   for (const h of histories) errors.push(...h.errors);
 }
 
-function workerMain() {
-  const { id, name, ticks, seed, keys } = workerData;
-  // Even-numbered workers use the native codec: both paths write the same shared entries.
+/** The store a worker or child process uses: the named store, or the store file. */
+function openShared({ name, file, id }) {
+  // Even-numbered actors use the native codec: both paths write the same shared entries.
   const codec = id % 2 === 0 ? 'native' : 'js';
-  const actor = new Actor(id, kv.createStore(name, { codec }), new Int32Array(ticks), seed, keys);
-  parentPort.on('message', (msg) => {
+  return file ? kv.openStore(file, { codec }) : kv.createStore(name, { codec });
+}
+
+/**
+ * The real-time clock of the run: one Int32 every actor bumps around each operation. Across
+ * processes it lives in a file mapped by every process (the last word of a small store file,
+ * past anything its arena holds), through the binding's own mapping call.
+ */
+function tickWords({ ticks, ticksFile }) {
+  if (ticks) return new Int32Array(ticks);
+  const { buffer } = require('../binding.js').fileBuffer(ticksFile, 1 << 20, 0o600, true);
+  return new Int32Array(buffer, buffer.byteLength - 8, 1);
+}
+
+/** A worker thread or child process: rounds on request, its counts on 'stop'. */
+function actorMain(data, send, onMessage, close) {
+  const actor = new Actor(data.id, openShared(data), tickWords(data), data.seed, data.keys);
+  onMessage((msg) => {
     if (msg === 'stop') {
-      parentPort.postMessage({ counts: actor.counts, ops: actor.ops });
-      return parentPort.close();
+      send({ counts: actor.counts, ops: actor.ops });
+      return close();
     }
-    parentPort.postMessage({ history: actor.round(msg) });
+    send({ history: actor.round(msg) });
   });
 }
 
 async function main(opts) {
   const name = `stress-${process.pid}`;
-  kv.createManager({ name, initialBytes: 1 << 20, maxBytes: 512 << 20 });
-  const store = kv.createStore(name);
-  const ticks = new SharedArrayBuffer(4);
-  Atomics.store(new Int32Array(ticks), 0, 1);
-  const me = new Actor(0, store, new Int32Array(ticks), opts.seed, opts.keys);
+  let file, ticksFile, store, ticks;
+  if (opts.processes > 0) {
+    const dir = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+    file = path.join(dir, `${name}.kv`);
+    ticksFile = path.join(dir, `${name}.ticks`);
+    store = kv.openStore(file, { maxBytes: 512 << 20 });
+  } else {
+    kv.createManager({ name, initialBytes: 1 << 20, maxBytes: 512 << 20 });
+    store = kv.createStore(name);
+    ticks = new SharedArrayBuffer(4);
+  }
+  const words = tickWords({ ticks, ticksFile });
+  Atomics.store(words, 0, 1);
+  const me = new Actor(0, store, words, opts.seed, opts.keys);
+  const shared = { name, file, ticks, ticksFile, keys: opts.keys };
   const workers = Array.from({ length: opts.workers }, (_, i) => new Worker(__filename, {
-    workerData: { id: i + 1, name, ticks, seed: opts.seed + i + 1, keys: opts.keys },
+    workerData: { ...shared, id: i + 1, seed: opts.seed + i + 1 },
   }));
+  const children = Array.from({ length: opts.processes }, (_, i) => {
+    const id = opts.workers + i + 1;
+    const data = { ...shared, id, seed: opts.seed + id };
+    delete data.ticks;
+    const child = fork(__filename, ['--child', JSON.stringify(data)]);
+    // As a Worker: 'message' events, postMessage, and 'error' if it dies.
+    child.postMessage = (m) => child.send(m);
+    child.on('exit', (code) => code !== 0 && child.emit('error', new Error(`stress process ${id} exited with ${code}`)));
+    return child;
+  });
+  const actors = [...workers, ...children];
   // The worker's next message (events.once rejects if the worker fails instead).
   const next = (w) => once(w, 'message').then(([m]) => m);
   const errors = [];
   const carried = new Map();
   const rounds = Math.max(1, Math.round((opts.seconds * 1000) / ROUND_MS));
   for (let round = 0; round < rounds; round++) {
-    const replies = workers.map(next);
-    workers.forEach((w) => w.postMessage(ROUND_MS));
+    const replies = actors.map(next);
+    actors.forEach((w) => w.postMessage(ROUND_MS));
     const mine = me.round(ROUND_MS);
     const histories = [mine, ...(await Promise.all(replies)).map((m) => m.history)];
     checkRound(histories, carried, errors);
   }
-  const finals = await Promise.all(workers.map((w) => {
+  const finals = await Promise.all(actors.map((w) => {
     const p = next(w);
     w.postMessage('stop');
     return p;
@@ -223,21 +264,25 @@ async function main(opts) {
     errors.push(`${after.bytesUsed} bytes in use after deleting every key; the index alone is ${after.indexBytes}`);
   }
   const ops = all.reduce((s, x) => s + x.ops, 0);
-  console.log(`stress: ${opts.workers} workers (even ones with the native codec) + main, ${rounds} rounds, seed ${opts.seed}`);
+  console.log(`stress: ${opts.workers} workers + ${opts.processes} processes (even-numbered ones with the native codec) + main, ${rounds} rounds, seed ${opts.seed}`);
   console.log(`ops: ${ops} (${Math.round(ops / (rounds * ROUND_MS / 1000))}/s)`);
   console.log(`errors: ${errors.length}`);
   for (const e of errors.slice(0, 20)) console.log(`  ${e}`);
   console.log(`accounting: ${before.entries} entries in ${before.bytesUsed} bytes before deleting; ` +
     `after: ${after.entries} entries, ${after.bytesUsed} bytes in use = index ${after.indexBytes}, ${after.bytesFree} bytes free`);
   await Promise.all(workers.map((w) => new Promise((resolve) => (w.threadId === -1 ? resolve() : w.once('exit', resolve)))));
+  await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : once(c, 'exit'))));
+  for (const f of [file, ticksFile]) if (f) fs.rmSync(f, { force: true });
   return errors.length === 0;
 }
 
-if (isMainThread) {
+if (!isMainThread) {
+  actorMain(workerData, (m) => parentPort.postMessage(m), (f) => parentPort.on('message', f), () => parentPort.close());
+} else if (process.argv[2] === '--child') {
+  actorMain(JSON.parse(process.argv[3]), (m) => process.send(m), (f) => process.on('message', f), () => process.disconnect());
+} else {
   main(parseArgs(process.argv.slice(2))).then((ok) => process.exit(ok ? 0 : 1), (e) => {
     console.error(e);
     process.exit(2);
   });
-} else {
-  workerMain();
 }
