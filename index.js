@@ -355,10 +355,8 @@ class SharedKVStore {
     const deadline = Date.now() + timeout;
     const owner = encodedCopy(LOCK_OWNER);
     for (let wait = 0.05; ; wait = Math.min(wait * 2, 5)) {
-      if (native.compareAndSet(id, name, null, 0, owner, owner.length, Date.now() + lease)) {
-        native.noteLock(id, name, owner, true); // released by the thread's exit if not before
-        return true;
-      }
+      // Also released by this thread's exit or termination, if not before.
+      if (native.lockTake(id, name, owner, Date.now() + lease)) return true;
       if (this.#freeIfHolderDied(id, name)) continue;
       const left = deadline - Date.now();
       if (left <= 0) return false;
@@ -372,7 +370,7 @@ class SharedKVStore {
     if (n < 0) return true; // released meanwhile: try again at once
     const held = Buffer.from(scratch.subarray(0, n));
     const [pid, start] = String(decode(held, 0, n)).split(':').map(Number);
-    if (!Number.isSafeInteger(pid) || !Number.isSafeInteger(start) || native.processAlive(pid, start) !== 0) return false;
+    if (!Number.isSafeInteger(pid) || !Number.isSafeInteger(start) || native.processAlive(id, pid, start) !== 0) return false;
     return native.compareAndSet(id, name, held, n, null, 0, 0);
   }
 
@@ -380,9 +378,7 @@ class SharedKVStore {
   release(key) {
     checkKey(key);
     const id = this.#id();
-    const owner = encodedCopy(LOCK_OWNER);
-    native.noteLock(id, LOCK_PREFIX + key, owner, false);
-    return native.compareAndSet(id, LOCK_PREFIX + key, owner, owner.length, null, 0, 0);
+    return native.lockRelease(id, LOCK_PREFIX + key, encodedCopy(LOCK_OWNER));
   }
 
   /** Whether `key` has a value (reads it, so it is as cheap as a get). */

@@ -203,15 +203,18 @@ function spawnOpen(file) {
 }
 
 test('processes racing to create the same new file get one store', async () => {
+  const { spawn } = require('node:child_process');
   for (let round = 0; round < 5; round++) {
     const file = newPath();
-    const racers = Array.from({ length: 4 }, (_, i) => fork(PEER, [file], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
-    await Promise.all(racers.map((r) => once(r, 'message')));
-    await Promise.all(racers.map(async (r, i) => {
-      r.send({ id: 0, code: `store.set('racer${i}', ${i}); return true;` });
-      await once(r, 'message');
-      r.kill();
-    }));
+    // Every racer is loaded and waiting before the same instant, then all open at once.
+    const at = Date.now() + 400;
+    const racers = Array.from({ length: 4 }, (_, i) => spawn(process.execPath, ['-e', `
+      const { openStore } = require(${JSON.stringify(PKG)});
+      while (Date.now() < ${at});
+      openStore(${JSON.stringify(file)}, { maxBytes: 1 << 20 }).set('racer${i}', ${i});
+    `], { stdio: 'inherit' }));
+    const codes = await Promise.all(racers.map((r) => once(r, 'exit').then(([c]) => c)));
+    assert.deepEqual(codes, [0, 0, 0, 0]);
     const store = openStore(file);
     assert.deepEqual(store.listKeys('racer*').sort(), ['racer0', 'racer1', 'racer2', 'racer3']);
     assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temporary file left');

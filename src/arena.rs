@@ -4,7 +4,7 @@
 //! links, block headers) is validated before use, so a corrupted arena yields
 //! `Error::Corrupted`, never a wild access.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, Release};
 
 use crate::error::{Error, Result};
 use crate::layout::*;
@@ -229,9 +229,11 @@ impl<'r> Arena<'r> {
                 return Err(Error::NeedGrow { needed: end });
             }
             // The header before the top: a writer killed in between leaves no block without
-            // one inside the arena (recovery walks the blocks by their headers).
+            // one inside the arena (recovery walks the blocks by their headers). Release keeps
+            // the compiler from reordering the two stores (a killed process's issued stores
+            // all land; only their program order matters).
             write_word0(self.r, top, class, flags, 0)?;
-            self.r.u64(H_ARENA_TOP)?.store(end, Relaxed);
+            self.r.u64(H_ARENA_TOP)?.store(end, Release);
             top
         };
         write_word0(self.r, block, class, flags, 0)?;
@@ -264,6 +266,9 @@ impl<'r> Arena<'r> {
 
     /// Returns a block to its free list (or to the uncarved space if it is the last block).
     pub fn free(&self, block: u64) -> Result<()> {
+        // Nothing of the free may be moved before what the caller did to stop referencing the
+        // block (a writer killed in between must leave it referenced and in use, or neither).
+        std::sync::atomic::compiler_fence(Release);
         let h = self.check_block(block, true)?;
         let class = h.class;
         if h.flags == FLAGS_TTL {
@@ -290,16 +295,16 @@ impl<'r> Arena<'r> {
     /// (writer lock held, taken over). Blocks in use that `keep` rejects (a dead writer's new
     /// block not yet published, or an old one not yet freed) are freed. Returns the bytes and
     /// the TTL blocks in use. Safe to cut short and run again: it only ever frees unreferenced
-    /// blocks, and every block keeps a valid header throughout.
-    pub fn reclaim(&self, keep: impl Fn(u64) -> bool) -> Result<(u64, u64)> {
-        let top = self.top()?;
-        if top > self.r.len() {
-            return Err(Error::corrupted("arena top past the region"));
+    /// blocks, and every block keeps a valid header throughout. `top`: the arena top the caller
+    /// sized `keep` for. Returns how many blocks `keep` kept.
+    pub fn reclaim(&self, top: u64, keep: impl Fn(u64) -> bool) -> Result<u64> {
+        if top != self.top()? || top > self.r.len() {
+            return Err(Error::corrupted("arena top moved or lies past the region"));
         }
         for c in 0..NUM_CLASSES {
             self.r.u64(free_head(c))?.store(0, Relaxed);
         }
-        let (mut used, mut ttl) = (0, 0);
+        let (mut used, mut ttl, mut kept) = (0, 0, 0);
         let mut at = HEADER_SIZE;
         while at < top {
             let h = read_header(self.r, at)?;
@@ -310,6 +315,7 @@ impl<'r> Arena<'r> {
             if h.in_use() && keep(at) {
                 used += size;
                 ttl += (h.flags == FLAGS_TTL) as u64;
+                kept += 1;
             } else if h.in_use() || h.flags == FLAGS_FREE {
                 write_word0(self.r, at, h.class, FLAGS_FREE, 0)?;
                 let head_word = self.r.u64(free_head(h.class))?;
@@ -324,7 +330,7 @@ impl<'r> Arena<'r> {
         }
         self.r.u64(H_BYTES_IN_USE)?.store(used, Relaxed);
         self.r.u64(H_TTL_BLOCKS)?.store(ttl, Relaxed);
-        Ok((used, ttl))
+        Ok(kept)
     }
 }
 

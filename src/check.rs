@@ -47,6 +47,10 @@ impl Store {
         if top < HEADER_SIZE || top > r.len() || top % BLOCK_ALIGN != 0 {
             return Err(bad(format!("arena top {top}")));
         }
+        // Armed only within one write, under the lock we hold; recovery disarms it.
+        if r.u64(U_SLOT)?.load(Relaxed) != 0 || r.u32(H_RECOVERING)?.load(Relaxed) != 0 {
+            return Err(bad("an undo record or a recovery is left over".into()));
+        }
 
         // 1. The arena is a sequence of blocks from the header to the top. Remember which
         //    blocks are in use (by offset / 8) to match them with the index below.

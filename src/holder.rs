@@ -79,8 +79,11 @@ pub fn me() -> u64 {
 /// A tag for the calling thread, nonzero, distinct among this process's live threads.
 fn thread_tag() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
+    // Starts at a random tag: after 65,535 threads the tags wrap, and two live threads with
+    // one tag are then unlikely, not certain, in every process.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     fn next() -> u64 {
+        let _ = NEXT.compare_exchange(0, random_bits() | 1, Ordering::Relaxed, Ordering::Relaxed);
         (NEXT.fetch_add(1, Ordering::Relaxed) & THREAD_MASK).max(1)
     }
     #[cfg(not(loom))]
@@ -108,25 +111,23 @@ pub fn liveness(holder: u64, mixed: bool) -> Liveness {
     {
         let me = this_process();
         let (pid, start) = (pid_of(holder), (holder >> START_SHIFT) & START_MASK);
-        if pid == me.pid {
-            // Our own pid with another start time: an earlier process that had our pid.
-            return if start == me.start {
-                Liveness::Alive
-            } else {
-                Liveness::Dead
-            };
+        if pid == me.pid && start == me.start {
+            return Liveness::Alive; // a thread of this process (a dead one never holds it)
         }
         if mixed || pid == 0 {
+            // Another namespace's process may have our pid, or any other: pids tell nothing.
             return Liveness::Unknown;
         }
         process_liveness(pid, start)
     }
 }
 
-/// Whether process `pid`, started at tick tag `start`, is alive (for `lock()` lease owners).
+/// Whether process `pid`, started at tick tag `start`, is alive, for processes of one pid
+/// namespace (the caller checks that: see `liveness`).
 pub fn process_liveness(pid: u32, start: u64) -> Liveness {
     let me = this_process();
     if pid == me.pid {
+        // Our pid with another start time: an earlier process that had our pid.
         return if start & START_MASK == me.start {
             Liveness::Alive
         } else {
@@ -237,9 +238,12 @@ mod tests {
         let other_thread = std::thread::spawn(super::me).join().unwrap();
         assert_ne!(other_thread, me, "threads have their own tags");
         assert_eq!(liveness(other_thread, false), Liveness::Alive);
-        // Our pid with another start time is an earlier process that had our pid.
+        // Our pid with another start time is an earlier process that had our pid...
         let earlier = me ^ (1 << START_SHIFT);
         assert_eq!(liveness(earlier, false), Liveness::Dead);
+        // ...unless several pid namespaces share the store: then it may be anyone.
+        assert_eq!(liveness(earlier, true), Liveness::Unknown);
+        assert_eq!(liveness(me, true), Liveness::Alive);
     }
 
     #[cfg(target_os = "linux")]

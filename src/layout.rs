@@ -56,6 +56,9 @@ pub const H_PID_NS: u64 = 104;
 pub const H_MIXED_NS: u64 = 112;
 /// u32: how many times a dead writer's lock was taken over and its work recovered.
 pub const H_RECOVERIES: u64 = 116;
+/// u32: nonzero from a takeover until its recovery finished: a recovery that failed or was
+/// cut short is run again by the next holder, whoever it is.
+pub const H_RECOVERING: u64 = 120;
 pub const H_FREE_HEADS: u64 = 128; // [u64; NUM_CLASSES]: head block of each free list
 
 /// A store shared by processes through a file: a writer may die at any instruction, so a value

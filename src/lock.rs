@@ -99,6 +99,8 @@ pub struct LockWords<'a> {
     pub gen: Word32<'a>,
     /// Nonzero once processes of several pid namespaces use the store.
     pub mixed: Word32<'a>,
+    /// How long a holder whose liveness is unknown may keep the lock (LEASE; shorter in tests).
+    pub lease: Duration,
 }
 
 /// Sets PARKED in a held lock word; false if the word is free (nothing to wait for).
@@ -262,7 +264,7 @@ impl Judge {
                 let gen = w.gen.load(Ordering::Relaxed);
                 match self.seen {
                     Some((h, g, since)) if h == holder && g == gen => {
-                        now.duration_since(since) >= LEASE
+                        now.duration_since(since) >= w.lease
                     }
                     _ => {
                         self.seen = Some((holder, gen, now));
@@ -394,6 +396,7 @@ mod tests {
                 wake: &self.wake,
                 gen: &self.gen,
                 mixed: &self.mixed,
+                lease: Duration::from_millis(100),
             }
         }
     }
@@ -468,6 +471,27 @@ mod tests {
         w.word.store(other, Ordering::Relaxed);
         let err = lock(w.words(), Duration::from_millis(30)).err();
         assert_eq!(err, Some(Error::Timeout("store write lock")));
+    }
+
+    #[test]
+    fn where_liveness_is_unknown_the_lease_decides() {
+        let w = Words::default();
+        w.mixed.store(1, Ordering::Relaxed); // several pid namespaces: pids tell nothing
+        let stranger = holder::me() ^ (1 << 40); // our pid, another start: maybe anyone
+        w.word.store(stranger, Ordering::Relaxed);
+        // A holder that keeps acquiring (gen moves) is never judged by the lease...
+        let err = std::thread::scope(|s| {
+            let t = s.spawn(|| lock(w.words(), Duration::from_millis(400)).err());
+            for _ in 0..40 {
+                w.gen.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            t.join().unwrap()
+        });
+        assert_eq!(err, Some(Error::Timeout("store write lock")));
+        // ...one that holds it past the lease with no other acquisition is taken over.
+        let g = lock(w.words(), WAIT_TIMEOUT).unwrap();
+        assert!(g.took_over);
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! - [`Memory::open_file`]: a file mapped shared, so every process that opens the same path
 //!   maps the same pages (on tmpfs such as `/dev/shm`, RAM; on a disk, the page cache).
 //!
-//! A mapping is never unmapped while the process lives: JS may hold views of it until they are
-//! collected, and a store name or path lasts as long as the process uses it.
+//! The binding never drops a `Memory` it gave out (JS may hold views of it until they are
+//! collected, and a store name or path lasts as long as the process uses it): the registries
+//! keep them. Dropping a `Memory` unmaps it, so no `Region` of it may outlive it.
 
 use std::ptr;
 
@@ -17,7 +18,7 @@ use crate::layout::{HEADER_SIZE, MAX_REGION_BYTES};
 use crate::region::Region;
 use crate::store::{Store, MIN_REGION_BYTES};
 
-/// Mapped memory a store lives in (never unmapped; see the module comment).
+/// Mapped memory a store lives in (unmapped when dropped; see the module comment).
 #[derive(Debug)]
 pub struct Memory {
     base: *mut u8,
@@ -56,10 +57,10 @@ impl Memory {
         self.len == 0
     }
 
-    /// A view of the whole memory.
+    /// A view of the whole memory. The caller keeps `self` alive as long as the view is used.
     pub fn region(&self) -> Region {
-        // SAFETY: `len` bytes at `base` stay mapped for the life of the process (never
-        // unmapped), page-aligned and so 8-aligned.
+        // SAFETY: `len` bytes at `base` stay mapped until `self` is dropped, which the caller
+        // defers past the region's use (see the module comment); page-aligned, so 8-aligned.
         unsafe { Region::new(self.base, self.len) }
     }
 
@@ -176,6 +177,21 @@ pub unsafe fn flush(base: *mut u8, len: usize) -> Result<()> {
     Ok(())
 }
 
+impl Drop for Memory {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        // SAFETY: our own mapping of `len` bytes, which nothing uses any more (see `region`).
+        unsafe {
+            libc::munmap(self.base.cast(), self.len);
+        }
+        #[cfg(not(unix))]
+        if let Ok(layout) = std::alloc::Layout::from_size_align(self.len.max(8), 4096) {
+            // SAFETY: allocated in `anonymous` with this very layout.
+            unsafe { std::alloc::dealloc(self.base, layout) };
+        }
+    }
+}
+
 fn io_error(path: &str, what: &str, e: std::io::Error) -> Error {
     let code = match e.raw_os_error() {
         #[cfg(unix)]
@@ -196,6 +212,22 @@ fn io_error(path: &str, what: &str, e: std::io::Error) -> Error {
         Some(libc::ENOTDIR) => "ENOTDIR",
         #[cfg(unix)]
         Some(libc::EROFS) => "EROFS",
+        #[cfg(unix)]
+        Some(libc::ENAMETOOLONG) => "ENAMETOOLONG",
+        #[cfg(unix)]
+        Some(libc::EMFILE) => "EMFILE",
+        #[cfg(unix)]
+        Some(libc::ENFILE) => "ENFILE",
+        #[cfg(unix)]
+        Some(libc::ENODEV) => "ENODEV",
+        #[cfg(unix)]
+        Some(libc::ENOMEM) => "ENOMEM",
+        #[cfg(unix)]
+        Some(libc::EXDEV) => "EXDEV",
+        #[cfg(unix)]
+        Some(libc::EINVAL) => "EINVAL",
+        #[cfg(unix)]
+        Some(libc::EBUSY) => "EBUSY",
         _ => "EIO",
     };
     let hint = if code == "ELOOP" {
@@ -262,8 +294,6 @@ fn open_existing(path: &str) -> Result<Memory> {
     }
     // Read-only checks first: a file that is not a store is left exactly as it was.
     if let Err(e) = Store::attach(memory.region()) {
-        // SAFETY: the mapping was made above and nothing else uses it yet.
-        unsafe { libc::munmap(memory.base.cast(), memory.len) };
         return Err(match e {
             Error::NotAStore(_) => {
                 Error::NotAStore(format!("'{path}' does not start with a store header"))
@@ -285,10 +315,13 @@ fn create_new(path: &str, opts: FileOptions) -> Result<Option<Memory>> {
             max: MAX_REGION_BYTES,
         });
     }
+    // Unique among the threads of this process (the counter) and across processes (the pid).
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = format!(
-        "{path}.{}.{:x}.tmp",
+        "{path}.{}.{}.{:x}.tmp",
         std::process::id(),
-        crate::hash::hash_key(size ^ now_nanos(), path.as_bytes())
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        crate::hash::hash_key(now_nanos(), path.as_bytes())
     );
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -304,6 +337,18 @@ fn create_new(path: &str, opts: FileOptions) -> Result<Option<Memory>> {
     };
     file.set_permissions(std::fs::Permissions::from_mode(opts.mode))
         .map_err(|e| cleanup(io_error(path, "chmod", e)))?;
+    // A sparse file gets its pages as they are first written; one the file system cannot give
+    // would kill the writer (SIGBUS) in the middle of a write. Refuse a size past what is free.
+    let free = free_bytes(&file);
+    if free.is_some_and(|free| size > free) {
+        return Err(cleanup(Error::Io {
+            code: "ENOSPC".into(),
+            message: format!(
+                "ENOSPC: store file '{path}' would be {size} bytes (maxBytes) but its file system has {} bytes free; choose a smaller maxBytes or another file system",
+                free.unwrap_or(0)
+            ),
+        }));
+    }
     file.set_len(size) // sparse: pages cost memory only once touched
         .map_err(|e| cleanup(io_error(path, "size", e)))?;
     let memory = map_file(path, &file).map_err(cleanup)?;
@@ -315,13 +360,23 @@ fn create_new(path: &str, opts: FileOptions) -> Result<Option<Memory>> {
     let _ = std::fs::remove_file(&tmp);
     match linked {
         Ok(()) => Ok(Some(memory)),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            // SAFETY: our mapping of the temporary file, used by nothing else.
-            unsafe { libc::munmap(memory.base.cast(), memory.len) };
-            Ok(None)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None), // unmapped on drop
         Err(e) => Err(io_error(path, "create", e)),
     }
+}
+
+/// Bytes free for unprivileged users on the file system of `file` (None if unknown).
+#[cfg(unix)]
+fn free_bytes(file: &std::fs::File) -> Option<u64> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: statvfs is plain old data; fstatvfs fills it for an open descriptor.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a valid out-pointer.
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut st) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 fn now_nanos() -> u64 {

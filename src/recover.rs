@@ -36,14 +36,15 @@ impl Store {
     /// Finishes or undoes what a dead writer left (writer lock held, taken over).
     pub(crate) fn recover(&self) -> Result<()> {
         let r = self.region();
-        undo_in_place_rewrite(r)?;
         let table = Table::load(r)?;
+        undo_in_place_rewrite(r, &table)?;
         let top = r.u64(H_ARENA_TOP)?.load(Relaxed);
-        if top < HEADER_SIZE || top > r.len() {
+        if top < HEADER_SIZE || top > r.len() || top % BLOCK_ALIGN != 0 {
             return Err(Error::corrupted("arena top"));
         }
         // One bit per 8-byte boundary of the arena: the blocks the index references.
         let mut referenced = vec![0u64; ((top - HEADER_SIZE) / 8).div_ceil(64) as usize];
+        let mut marked = 0u64;
         let mut mark = |block: u64| -> Result<()> {
             if block < HEADER_SIZE || block >= top || block % BLOCK_ALIGN != 0 {
                 return Err(Error::corrupted(
@@ -51,7 +52,12 @@ impl Store {
                 ));
             }
             let bit = (block - HEADER_SIZE) / 8;
-            referenced[(bit / 64) as usize] |= 1 << (bit % 64);
+            let word = &mut referenced[(bit / 64) as usize];
+            if *word & (1 << (bit % 64)) != 0 {
+                return Err(Error::corrupted("two index slots reference one block"));
+            }
+            *word |= 1 << (bit % 64);
+            marked += 1;
             Ok(())
         };
         mark(table.block())?;
@@ -78,9 +84,15 @@ impl Store {
         }
         let keep = |block: u64| {
             let bit = (block - HEADER_SIZE) / 8;
-            referenced[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+            referenced
+                .get((bit / 64) as usize)
+                .is_some_and(|w| w & (1 << (bit % 64)) != 0)
         };
-        Arena { r }.reclaim(keep)?;
+        // Every referenced block must be one the walk finds (not the middle of another).
+        let kept = Arena { r }.reclaim(top, keep)?;
+        if kept != marked {
+            return Err(Error::corrupted("index references the middle of a block"));
+        }
         r.u64(H_LIVE)?.store(live, Relaxed);
         r.u64(H_TOMBSTONES)?.store(tombstones, Relaxed);
         // Readers holding an offset into a block freed here see the index "move" and retry;
@@ -117,15 +129,23 @@ pub(crate) fn disarm_undo(r: &Region) -> Result<()> {
 }
 
 /// If an in-place rewrite was cut short (its slot's SEQ still odd), puts the old value back.
-fn undo_in_place_rewrite(r: &Region) -> Result<()> {
+/// The record is only trusted where it matches the index: a slot of the current table that
+/// references the block it names.
+fn undo_in_place_rewrite(r: &Region, table: &Table) -> Result<()> {
     let at = r.u64(U_SLOT)?.load(Relaxed);
     if at == 0 {
         return Ok(());
     }
+    let block = r.u64(U_BLOCK)?.load(Relaxed);
+    let in_table = at >= table.off
+        && at < table.off + table.cap * SLOT_SIZE
+        && (at - table.off) % SLOT_SIZE == 0;
+    if !in_table || ref_to_block(r.u32(at + S_REF)?.load(Relaxed)) != block {
+        return Err(Error::corrupted("the undo record does not match the index"));
+    }
     let seq = r.u32(at + S_SEQ)?;
     let s = seq.load(Relaxed);
     if s & 1 == 1 {
-        let block = r.u64(U_BLOCK)?.load(Relaxed);
         let len = r.u32(U_LEN)?.load(Relaxed) as u64;
         if len > UNDO_MAX {
             return Err(Error::corrupted("undo record length"));
@@ -134,7 +154,7 @@ fn undo_in_place_rewrite(r: &Region) -> Result<()> {
         r.u32(block + B_WORD0)?.store(word0, Relaxed);
         r.u32(block + B_VAL_LEN)?
             .store(r.u32(U_VAL_LEN)?.load(Relaxed), Relaxed);
-        let h = read_header(r, block)?;
+        let h = Arena { r }.check_block(block, true)?;
         if h.flags == FLAGS_TTL {
             r.u64(block + B_EXPIRES)?
                 .store(r.u64(U_EXPIRES)?.load(Relaxed), Relaxed);

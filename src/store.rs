@@ -1,6 +1,6 @@
 //! The store: get / set / delete over one region, composed from the lock, arena and index.
 
-use std::sync::atomic::{Ordering::Acquire, Ordering::Relaxed};
+use std::sync::atomic::{Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
 use crate::sync::fence;
 
@@ -141,9 +141,13 @@ impl Store {
         let seed = r.u64(H_HASH_SEED)?.load(Relaxed);
         let process_shared = r.u32(H_FLAGS)?.load(Relaxed) & STORE_PROCESS_SHARED != 0;
         if process_shared {
-            // Another pid namespace: pids no longer tell whether a lock holder lives.
-            let ns = crate::holder::this_process().pid_ns;
-            if ns == 0 || r.u64(H_PID_NS)?.load(Relaxed) != ns {
+            // Another pid namespace: pids no longer tell whether a lock holder lives. (Where
+            // namespaces are unknown, 0, pids are all there is.)
+            let (ns, theirs) = (
+                crate::holder::this_process().pid_ns,
+                r.u64(H_PID_NS)?.load(Relaxed),
+            );
+            if ns != theirs && ns != 0 && theirs != 0 {
                 r.u32(H_MIXED_NS)?.store(1, Relaxed);
             }
         }
@@ -164,6 +168,7 @@ impl Store {
             wake: r.u32(H_LOCK_WAKE)?,
             gen: r.u32(H_LOCK_GEN)?,
             mixed: r.u32(H_MIXED_NS)?,
+            lease: crate::lock::LEASE,
         })
     }
 
@@ -171,8 +176,13 @@ impl Store {
     /// undoes what that holder left (see recover.rs).
     pub fn write_lock(&self) -> Result<WriteGuard<'_>> {
         let guard = lock(self.lock_words()?, self.wait_timeout)?;
+        let pending = self.region.u32(H_RECOVERING)?;
         if guard.took_over {
+            pending.store(1, Relaxed);
+        }
+        if pending.load(Relaxed) != 0 {
             self.recover()?;
+            pending.store(0, Release);
         }
         Ok(guard)
     }

@@ -14,9 +14,12 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use super::raw::{check, Raw};
-use super::{bytes_of, ATTACHED};
+use super::{bytes_of, with, ATTACHED};
 use crate::holder::{process_liveness, this_process, Liveness};
+use crate::layout::H_MIXED_NS;
 
 /// A lease this thread holds: (store attachment id, lock key, the owner bytes stored).
 type Held = (u32, Vec<u8>, Vec<u8>);
@@ -26,26 +29,45 @@ thread_local! {
     static HOOKED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Records that this thread now holds (`held`) or no longer holds the lease `key` of store
-/// `id`, whose stored value is `owner` (encoded bytes).
-#[napi(js_name = "noteLock")]
-pub fn note_lock(env: Env, id: u32, key: String, owner: Raw, held: bool) -> Result<()> {
+/// `lock()`'s attempt: stores `owner` (encoded bytes) under `key` if absent, expiring at
+/// `expires_at` (ms since the epoch), and if it did, remembers that this thread holds it, in
+/// the same call, so a `terminate()` cannot fall between the two.
+#[napi(js_name = "lockTake")]
+pub fn lock_take(env: Env, id: u32, key: String, owner: Raw, expires_at: f64) -> Result<bool> {
     let env = env.raw();
+    // SAFETY: the caller's Uint8Array outlives this call; it is copied before any JS runs.
+    let owner = unsafe { bytes_of(env, owner.0)? }.to_vec();
+    let key = key.into_bytes();
+    let taken = with(env, id, |att| {
+        att.run(env, |store, _| {
+            store.compare_and_change(&key, None, Some(&owner), Some(expires_at.max(1.0) as u64))
+        })
+    })?;
+    if taken {
+        HELD.with(|h| h.borrow_mut().push((id, key, owner)));
+        if !HOOKED.with(|c| c.replace(true)) {
+            // SAFETY: a static function with no data, run once when this thread's env exits.
+            check(env, unsafe {
+                sys::napi_add_env_cleanup_hook(env, Some(release_held), ptr::null_mut())
+            })?;
+        }
+    }
+    Ok(taken)
+}
+
+/// `release()`: deletes `key` if it still holds `owner`; returns whether it did.
+#[napi(js_name = "lockRelease")]
+pub fn lock_release(env: Env, id: u32, key: String, owner: Raw) -> Result<bool> {
+    let env = env.raw();
+    // SAFETY: as in lock_take.
+    let owner = unsafe { bytes_of(env, owner.0)? }.to_vec();
     let key = key.into_bytes();
     HELD.with(|h| h.borrow_mut().retain(|(i, k, _)| !(*i == id && *k == key)));
-    if !held {
-        return Ok(());
-    }
-    // SAFETY: the caller's Uint8Array outlives this call; it is copied at once.
-    let owner = unsafe { bytes_of(env, owner.0)? }.to_vec();
-    HELD.with(|h| h.borrow_mut().push((id, key, owner)));
-    if !HOOKED.with(|c| c.replace(true)) {
-        // SAFETY: a static function with no data, run once when this thread's env exits.
-        check(env, unsafe {
-            sys::napi_add_env_cleanup_hook(env, Some(release_held), ptr::null_mut())
-        })?;
-    }
-    Ok(())
+    with(env, id, |att| {
+        att.run(env, |store, _| {
+            store.compare_and_change(&key, Some(&owner), None, None)
+        })
+    })
 }
 
 /// Env cleanup hook: deletes every lease this thread still holds (if it still holds it).
@@ -73,13 +95,21 @@ pub fn process_start() -> f64 {
     this_process().start as f64
 }
 
-/// Whether process `pid` with start-time tag `start` lives: 1 yes, 0 no (dead, or its pid now
-/// names another process), -1 unknown.
+/// Whether the process `pid` with start-time tag `start`, which holds a lease in store `id`,
+/// lives: 1 yes, 0 no (dead, or its pid now names another process), -1 unknown (the store is
+/// shared across pid namespaces, where a pid may name anyone: the lease decides).
 #[napi(js_name = "processAlive")]
-pub fn process_alive(pid: u32, start: f64) -> i32 {
-    match process_liveness(pid, start as u64) {
-        Liveness::Alive => 1,
-        Liveness::Dead => 0,
-        Liveness::Unknown => -1,
-    }
+pub fn process_alive(env: Env, id: u32, pid: u32, start: f64) -> Result<i32> {
+    let mixed = with(env.raw(), id, |att| {
+        Ok(att
+            .store
+            .region()
+            .u32(H_MIXED_NS)
+            .map_or(true, |w| w.load(Relaxed) != 0))
+    })?;
+    Ok(match (mixed, process_liveness(pid, start as u64)) {
+        (true, _) | (_, Liveness::Unknown) => -1,
+        (false, Liveness::Alive) => 1,
+        (false, Liveness::Dead) => 0,
+    })
 }
