@@ -287,19 +287,25 @@ pub fn lock(w: LockWords<'_>, timeout: Duration) -> Result<WriteGuard<'_>> {
         seen: None,
         last: None,
     };
+    // Swaps `cur` for this thread's word (with `parked`): the lock is then ours.
+    let take = |cur: u64, parked: u64, took_over: bool| {
+        w.word
+            .compare_exchange(cur, me | parked, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| {
+                w.gen.fetch_add(1, Ordering::Relaxed);
+                WriteGuard {
+                    words: w,
+                    me,
+                    took_over,
+                }
+            })
+    };
     loop {
         let cur = w.word.load(Ordering::Relaxed);
         if cur == 0 {
-            if w.word
-                .compare_exchange_weak(0, me | mark, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                w.gen.fetch_add(1, Ordering::Relaxed);
-                return Ok(WriteGuard {
-                    words: w,
-                    me,
-                    took_over: false,
-                });
+            if let Some(guard) = take(0, mark, false) {
+                return Ok(guard);
             }
             continue;
         }
@@ -318,21 +324,8 @@ pub fn lock(w: LockWords<'_>, timeout: Duration) -> Result<WriteGuard<'_>> {
         if judge.dead(w, holder, start) {
             // Take it over, keeping PARKED for whoever sleeps. Acquire: what the dead holder
             // wrote before it died is visible (its process is gone, its stores are all done).
-            if w.word
-                .compare_exchange(
-                    cur,
-                    me | (cur & PARKED),
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                w.gen.fetch_add(1, Ordering::Relaxed);
-                return Ok(WriteGuard {
-                    words: w,
-                    me,
-                    took_over: true,
-                });
+            if let Some(guard) = take(cur, cur & PARKED, true) {
+                return Ok(guard);
             }
             continue;
         }

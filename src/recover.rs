@@ -39,8 +39,15 @@ impl Store {
         let table = Table::load(r)?;
         undo_in_place_rewrite(r, &table)?;
         let top = r.u64(H_ARENA_TOP)?.load(Relaxed);
-        if top < HEADER_SIZE || top > r.len() || top % BLOCK_ALIGN != 0 {
+        if top < HEADER_SIZE || top % BLOCK_ALIGN != 0 {
             return Err(Error::corrupted("arena top"));
+        }
+        if top > r.len() {
+            // Maybe a buffer another thread grew: the caller catches up and retries.
+            return Err(Error::OutOfBounds {
+                off: HEADER_SIZE,
+                size: top - HEADER_SIZE,
+            });
         }
         // One bit per 8-byte boundary of the arena: the blocks the index references.
         let mut referenced = vec![0u64; ((top - HEADER_SIZE) / 8).div_ceil(64) as usize];
