@@ -149,6 +149,20 @@ export declare class SharedKVStore<V = any> {
   lock(key: string, timeout?: number, options?: { lease?: number }): boolean;
   /** Releases this thread's lock on `key`; false if this thread does not hold it. */
   release(key: string): boolean;
+  /**
+   * The value of `key`; if absent, what `loader(key)` resolves to, stored with `ttl`. Among all
+   * threads (and processes, for a store file) one caller at a time runs its loader; the others
+   * wait for its value without blocking their event loop. A loader that throws or rejects makes
+   * its own caller reject and stores nothing; a waiter then runs its own loader. A loader whose
+   * thread or process dies is taken over at once. Rejects with ERR_KV_TIMEOUT after `timeout`
+   * ms (default 10,000) of waiting; `lease` (default 60,000 ms) bounds a turn whose holder's
+   * liveness cannot be known.
+   */
+  getOrSet<T extends V = V>(
+    key: string,
+    loader: (key: string) => Storable<T> | undefined | Promise<Storable<T> | undefined>,
+    options?: { ttl?: number; timeout?: number; lease?: number },
+  ): Promise<T | undefined>;
   stats(): StoreStats;
   /**
    * Verifies the whole shared memory under the writer lock (every block, free list and index

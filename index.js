@@ -7,6 +7,7 @@ const { Encoder, decode } = require('./lib/codec');
 const { ReadCache, cloneAny } = require('./lib/cache');
 const { Reader, HIT, MISS } = require('./lib/reader');
 const { fileOptions } = require('./lib/file');
+const { getOrSet } = require('./lib/loader');
 
 let native;
 try {
@@ -379,6 +380,15 @@ class SharedKVStore {
     checkKey(key);
     const id = this.#id();
     return native.lockRelease(id, LOCK_PREFIX + key, encodedCopy(LOCK_OWNER));
+  }
+
+  /**
+   * The value of `key`; if absent, `loader(key)`'s, stored with `{ ttl }`, where only one
+   * caller among all threads and processes runs its loader at a time (the others wait for
+   * its value without blocking their event loop). See lib/loader.js and the README.
+   */
+  getOrSet(key, loader, options) {
+    return getOrSet(this, key, loader, options);
   }
 
   /** Whether `key` has a value (reads it, so it is as cheap as a get). */

@@ -87,3 +87,8 @@ const recovered: number = file.stats().recoveries;
 const fileHandle: StoreHandle = file.handle;
 // @ts-expect-error mode is a number of permission bits
 openStore('/dev/shm/x.kv', { mode: '600' });
+
+// getOrSet: one loader across threads.
+const loaded: Promise<User | undefined> = file.getOrSet('user:2', async (key) => ({ id: 2, name: key, joined: new Date() }), { ttl: 60, timeout: 1000 });
+// @ts-expect-error the loader must be a function
+file.getOrSet('user:3', 42);
