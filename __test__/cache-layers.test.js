@@ -1,0 +1,105 @@
+'use strict';
+// The cache layers Node developers already use, over this store: cache-manager 7 and cacheable
+// through Keyv, and a two-tier set-up with this store in front of a real redis-server.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const net = require('node:net');
+const { spawn, execFileSync } = require('node:child_process');
+const { Keyv } = require('keyv');
+const { createCache } = require('cache-manager');
+const { Cacheable } = require('cacheable');
+const { createStore } = require('..');
+const { KeyvSharedKVStore } = require('../lib/keyv.js');
+const { worker } = require('./helpers');
+const { once } = require('node:events');
+
+test('the package exports the adapter at shared-kv-store/keyv', () => {
+  assert.equal(require('shared-kv-store/keyv').KeyvSharedKVStore, KeyvSharedKVStore);
+});
+
+test('cache-manager 7: set, get, ttl, wrap and del, visible to a worker thread', async () => {
+  const cache = createCache({ stores: [new Keyv({ store: new KeyvSharedKVStore({ name: 'layers:cm' }) })] });
+  await cache.set('user:1', { name: 'Ada' }, 60_000);
+  assert.deepEqual(await cache.get('user:1'), { name: 'Ada' });
+  let computed = 0;
+  const wrapped = () => cache.wrap('report', async () => { computed++; return { rows: 3 }; }, 60_000);
+  assert.deepEqual(await wrapped(), { rows: 3 });
+  assert.deepEqual(await wrapped(), { rows: 3 });
+  assert.equal(computed, 1);
+  await cache.set('short', 1, 30);
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(await cache.get('short'), undefined, 'expired');
+  // Another thread's cache over the same named store sees what this one cached.
+  const w = worker(`
+    const { Keyv } = require('keyv');
+    const { createCache } = require('cache-manager');
+    const { KeyvSharedKVStore } = require(${JSON.stringify(require.resolve('../lib/keyv.js'))});
+    const cache = createCache({ stores: [new Keyv({ store: new KeyvSharedKVStore({ name: 'layers:cm' }) })] });
+    cache.get('user:1').then((v) => parentPort.postMessage(v));
+  `);
+  const [seen] = await once(w, 'message');
+  assert.deepEqual(seen, { name: 'Ada' });
+  assert.equal(await cache.del('user:1'), true);
+  assert.equal(await cache.get('user:1'), undefined);
+});
+
+test('cacheable: a Keyv over this store as its primary store', async () => {
+  const cache = new Cacheable({ primary: new Keyv({ store: new KeyvSharedKVStore({ name: 'layers:cacheable' }) }) });
+  await cache.set('k', { v: 1 }, '1m');
+  assert.deepEqual(await cache.get('k'), { v: 1 });
+  assert.equal(await cache.has('k'), true);
+  await cache.delete('k');
+  assert.equal(await cache.get('k'), undefined);
+});
+
+function redisServer() {
+  try {
+    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const freePort = () => new Promise((resolve) => {
+  const s = net.createServer().listen(0, '127.0.0.1', () => {
+    const { port } = s.address();
+    s.close(() => resolve(port));
+  });
+});
+
+test('two tiers: this store in front of Redis (cacheable primary/secondary)', { skip: !redisServer() && 'redis-server is not installed' }, async (t) => {
+  const port = await freePort();
+  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  t.after(() => server.kill());
+  const { default: KeyvRedis } = require('@keyv/redis');
+  const Redis = require('ioredis');
+  const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
+  for (let i = 0; ; i++) {
+    try {
+      await probe.connect();
+      break;
+    } catch (e) {
+      if (i > 100) throw e;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const url = `redis://127.0.0.1:${port}`;
+  const local = createStore('layers:tier1');
+  const secondary = new Keyv({ store: new KeyvRedis(url) });
+  const cache = new Cacheable({ primary: new Keyv({ store: new KeyvSharedKVStore(local) }), secondary });
+  try {
+    await cache.set('page:/', { html: '<h1>hi</h1>' }, '1m');
+    assert.equal(local.size, 1, 'written to the machine-wide first tier');
+    assert.deepEqual(await secondary.get('page:/'), { html: '<h1>hi</h1>' }, 'and to Redis');
+    // Another machine's view: nothing local, so the value comes from Redis and is kept here.
+    local.clear();
+    assert.deepEqual(await cache.get('page:/'), { html: '<h1>hi</h1>' });
+    assert.equal(local.size, 1, 'back-filled into the first tier');
+    await cache.delete('page:/');
+    assert.equal(await secondary.get('page:/'), undefined);
+  } finally {
+    await secondary.disconnect().catch(() => {});
+    probe.disconnect();
+  }
+});
