@@ -39,6 +39,10 @@ pub enum Error {
     Type(String),
     /// The memory (or file) is not a store: it does not start with the store's magic.
     NotAStore(String),
+    /// A new key while the store holds its `maxEntries` (the write changed nothing).
+    AtCapacity {
+        max_entries: u64,
+    },
     /// A store of another layout version (made by another version of this package).
     Layout {
         found: u32,
@@ -86,6 +90,10 @@ impl fmt::Display for Error {
             Error::Decode(what) => write!(f, "cannot decode stored value: {what}"),
             Error::Encode(what) => write!(f, "{what}"),
             Error::Type(what) => write!(f, "{what}"),
+            Error::AtCapacity { max_entries } => write!(
+                f,
+                "store is full: it holds its maxEntries ({max_entries}) entries; delete keys, or create it with onFull: 'evict'"
+            ),
             Error::NotAStore(what) => write!(f, "not a shared-kv-store store ({what})"),
             Error::Layout { found, expected } => write!(
                 f,

@@ -61,6 +61,25 @@ pub const H_RECOVERIES: u64 = 116;
 pub const H_RECOVERING: u64 = 120;
 pub const H_FREE_HEADS: u64 = 128; // [u64; NUM_CLASSES]: head block of each free list
 
+// ---- eviction (see evict.rs) ---------------------------------------------------------------
+/// u32: what a write does when the store is full: ON_FULL_THROW or ON_FULL_EVICT.
+pub const H_ON_FULL: u64 = 1920;
+pub const ON_FULL_THROW: u32 = 0;
+pub const ON_FULL_EVICT: u32 = 1;
+/// u64: the most entries the store holds (0: no limit).
+pub const H_MAX_ENTRIES: u64 = 1928;
+/// u64: the most bytes the region may grow to; an allocation past it evicts (or is refused).
+pub const H_MAX_BYTES: u64 = 1936;
+/// u64: the eviction hand, a slot index of the index.
+pub const H_HAND: u64 = 1944;
+/// u64: entries evicted to make room.
+pub const H_EVICTIONS: u64 = 1952;
+/// u64: expired entries reclaimed (by sweeps, deletes and eviction).
+pub const H_EXPIRED: u64 = 1960;
+/// In a slot's SEQ: the entry was read since the hand last passed it (set and cleared under the
+/// writer lock only; a write keeps it). The rest of SEQ counts versions, odd while written.
+pub const SEQ_VISITED: u32 = 1 << 31;
+
 /// A store shared by processes through a file: a writer may die at any instruction, so a value
 /// rewritten in place is first saved in the undo record (see `recover.rs`).
 pub const STORE_PROCESS_SHARED: u32 = 1;
@@ -161,7 +180,8 @@ pub const fn start_slot(hash: u32, cap: u64) -> u64 {
     (hash as u64 * cap) >> 32
 }
 
-const _: () = assert!(H_FREE_HEADS + 8 * NUM_CLASSES as u64 <= U_SLOT);
+const _: () = assert!(H_FREE_HEADS + 8 * NUM_CLASSES as u64 <= H_ON_FULL);
+const _: () = assert!(H_EXPIRED + 8 <= U_SLOT);
 const _: () = assert!(NUM_CLASSES <= 256, "the class is stored in 8 bits");
 const _: () = assert!(
     (MAX_KEY_BYTES as u64) < (1 << 16),

@@ -12,6 +12,7 @@
 //! - [`memory`]: the memory a store lives in (anonymous pages, a shared file)
 //! - [`sync`]: the atomics and spinning they use (loom's under `--cfg loom`)
 //! - [`arena`]: size-classed allocation with free lists
+//! - [`evict`]: making room in a full store (CLOCK over the index)
 //! - [`table`]: the hash index and its seqlock protocol
 //! - [`store`]: get / set / delete
 //! - [`check`]: the integrity check of a whole store
@@ -21,6 +22,7 @@ pub mod arena;
 pub mod check;
 pub mod codec;
 pub mod error;
+pub mod evict;
 pub mod hash;
 pub mod holder;
 pub mod layout;
@@ -40,5 +42,5 @@ mod binding;
 pub use check::Check;
 pub use error::{Error, Result};
 pub use region::Region;
-pub use store::{Change, SetOptions, Stats, Store, Version};
+pub use store::{Change, Limits, SetOptions, Stats, Store, Version};
 pub use value::Value;

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::region::Region;
 use crate::store::Store;
-use crate::table::{ref_to_block, Table};
+use crate::table::{next_seq, ref_to_block, Table};
 
 impl Store {
     /// Finishes or undoes what a dead writer left (writer lock held, taken over).
@@ -74,7 +74,7 @@ impl Store {
             let seq = r.u32(at + S_SEQ)?;
             let s = seq.load(Relaxed);
             if s & 1 == 1 {
-                seq.store(s.wrapping_add(1), Release); // whatever REF holds now is whole
+                seq.store(next_seq(s), Release); // whatever REF holds now is whole
             }
             match r.u32(at + S_REF)?.load(Relaxed) {
                 REF_EMPTY => {}
@@ -175,7 +175,7 @@ fn undo_in_place_rewrite(r: &Region, table: &Table) -> Result<()> {
             value_offset(block, h.header_len, h.key_len),
             len,
         )?;
-        seq.store(s.wrapping_add(1), Release);
+        seq.store(next_seq(s), Release);
     }
     disarm_undo(r)
 }

@@ -27,6 +27,31 @@ pub struct Store {
     pub clock: fn() -> u64,
     /// STORE_PROCESS_SHARED: a writer may be killed mid-write (in-place rewrites keep an undo).
     process_shared: bool,
+    /// The eviction settings, copied at attach time (fixed when the store was formatted).
+    pub(crate) limits: Limits,
+}
+
+/// What a full store does, fixed when it is formatted (kept in the header, so every thread and
+/// process agrees).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Evict entries to make room (approximately least recently used first), instead of
+    /// refusing the write with `Full`.
+    pub evict: bool,
+    /// The most entries (0: no limit).
+    pub max_entries: u64,
+    /// The most bytes the region may grow to.
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            evict: false,
+            max_entries: 0,
+            max_bytes: MAX_REGION_BYTES,
+        }
+    }
 }
 
 /// What `modify`'s closure does with the entry.
@@ -70,6 +95,17 @@ pub struct Stats {
     pub index_slots: u64,
     /// Times a writer killed holding the lock was taken over and its work recovered.
     pub recoveries: u64,
+    /// Entries evicted to make room.
+    pub evictions: u64,
+    /// Expired entries reclaimed.
+    pub expired: u64,
+}
+
+/// Adds one to the u64 counter at `at` (writer lock held).
+pub(crate) fn count(r: &Region, at: u64) -> Result<()> {
+    let w = r.u64(at)?;
+    w.store(w.load(Relaxed).wrapping_add(1), Relaxed);
+    Ok(())
 }
 
 /// Identifies one version of one entry: it changes whenever the entry is written or deleted,
@@ -92,11 +128,16 @@ pub const MIN_REGION_BYTES: u64 = HEADER_SIZE + 2 * INITIAL_TABLE_CAP * SLOT_SIZ
 impl Store {
     /// Formats `region` as an empty store.
     pub fn create(region: Region, seed: u64) -> Result<Store> {
-        Self::create_with_flags(region, seed, 0)
+        Self::create_with(region, seed, 0, Limits::default())
     }
 
     /// Formats `region` as an empty store with STORE_* `flags`.
     pub fn create_with_flags(region: Region, seed: u64, flags: u32) -> Result<Store> {
+        Self::create_with(region, seed, flags, Limits::default())
+    }
+
+    /// Formats `region` as an empty store with STORE_* `flags` and eviction `limits`.
+    pub fn create_with(region: Region, seed: u64, flags: u32, limits: Limits) -> Result<Store> {
         if region.len() < MIN_REGION_BYTES {
             return Err(Error::NeedGrow {
                 needed: MIN_REGION_BYTES,
@@ -108,6 +149,15 @@ impl Store {
         r.u32(H_HEADER_SIZE)?.store(HEADER_SIZE as u32, Relaxed);
         r.u64(H_HASH_SEED)?.store(seed, Relaxed);
         r.u32(H_FLAGS)?.store(flags, Relaxed);
+        let on_full = if limits.evict {
+            ON_FULL_EVICT
+        } else {
+            ON_FULL_THROW
+        };
+        r.u32(H_ON_FULL)?.store(on_full, Relaxed);
+        r.u64(H_MAX_ENTRIES)?.store(limits.max_entries, Relaxed);
+        r.u64(H_MAX_BYTES)?
+            .store(limits.max_bytes.min(MAX_REGION_BYTES), Relaxed);
         r.u64(H_PID_NS)?
             .store(crate::holder::this_process().pid_ns, Relaxed);
         Arena::init(r)?;
@@ -122,6 +172,10 @@ impl Store {
             wait_timeout: WAIT_TIMEOUT,
             clock: system_now_ms,
             process_shared: flags & STORE_PROCESS_SHARED != 0,
+            limits: Limits {
+                max_bytes: limits.max_bytes.min(MAX_REGION_BYTES),
+                ..limits
+            },
         })
     }
 
@@ -151,12 +205,18 @@ impl Store {
                 r.u32(H_MIXED_NS)?.store(1, Relaxed);
             }
         }
+        let limits = Limits {
+            evict: r.u32(H_ON_FULL)?.load(Relaxed) == ON_FULL_EVICT,
+            max_entries: r.u64(H_MAX_ENTRIES)?.load(Relaxed),
+            max_bytes: r.u64(H_MAX_BYTES)?.load(Relaxed).min(MAX_REGION_BYTES),
+        };
         Ok(Store {
             region,
             seed,
             wait_timeout: WAIT_TIMEOUT,
             clock: system_now_ms,
             process_shared,
+            limits,
         })
     }
 
@@ -289,11 +349,18 @@ impl Store {
         let hash = hash_key(self.seed, key) as u32;
         let _guard = self.write_lock()?;
         self.sweep()?;
-        self.set_locked(key, hash, value, opts)
+        self.set_making_room(key, hash, value, opts)
     }
 
-    /// `set` for a caller that holds the writer lock.
-    fn set_locked(&self, key: &[u8], hash: u32, value: &[u8], opts: &SetOptions) -> Result<()> {
+    /// `set` for a caller that holds the writer lock. Fails with `AtCapacity` (changing
+    /// nothing) for a new key when the store holds `max_entries` already.
+    pub(crate) fn set_locked(
+        &self,
+        key: &[u8],
+        hash: u32,
+        value: &[u8],
+        opts: &SetOptions,
+    ) -> Result<()> {
         let r = &self.region;
         let arena = Arena { r };
         let mut table = Table::load(r)?;
@@ -340,16 +407,35 @@ impl Store {
         if live > table.cap || tombstones > table.cap {
             return Err(Error::corrupted("entry counts exceed the index size"));
         }
+        if self.limits.max_entries != 0 && live >= self.limits.max_entries {
+            return Err(Error::AtCapacity {
+                max_entries: self.limits.max_entries,
+            });
+        }
         let vacant = match vacant {
             Some(at) if (live + tombstones + 1) * MAX_LOAD_DEN <= table.cap * MAX_LOAD_NUM => at,
-            _ => {
-                table.rebuild(r, self.seed, live)?;
-                table = Table::load(r)?;
-                match table.find(r, key, hash)? {
-                    Find::Vacant(Some(at)) => at,
-                    _ => return Err(Error::corrupted("rebuilt index has no room")),
+            // A tombstone reused leaves the load as it is.
+            Some(at) if r.u32(at + S_REF)?.load(Relaxed) == REF_TOMBSTONE => at,
+            _ => match table.rebuild(r, self.seed, live) {
+                // An evicting store at maxBytes cannot always find room for a new index at
+                // once: it fills the old one further (up to 15/16) meanwhile.
+                Err(Error::NeedGrow { needed })
+                    if self.limits.evict
+                        && needed > self.limits.max_bytes
+                        && vacant.is_some()
+                        && (live + tombstones + 1) * 16 <= table.cap * 15 =>
+                {
+                    vacant.unwrap_or_default()
                 }
-            }
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    table = Table::load(r)?;
+                    match table.find(r, key, hash)? {
+                        Find::Vacant(Some(at)) => at,
+                        _ => return Err(Error::corrupted("rebuilt index has no room")),
+                    }
+                }
+            },
         };
         let block = self.write_block(key, value, opts)?;
         let was_tombstone = r.u32(vacant + S_REF)?.load(Relaxed) == REF_TOMBSTONE;
@@ -389,11 +475,14 @@ impl Store {
         };
         let expired = s.header.expired((self.clock)());
         self.remove_locked(s.at, s.block)?;
+        if expired {
+            count(r, H_EXPIRED)?;
+        }
         Ok(!expired)
     }
 
     /// Tombstones slot `at` and frees `block` (writer lock held).
-    fn remove_locked(&self, at: u64, block: u64) -> Result<()> {
+    pub(crate) fn remove_locked(&self, at: u64, block: u64) -> Result<()> {
         let r = &self.region;
         Table::publish(r, at, REF_TOMBSTONE)?;
         let live = r.u64(H_LIVE)?;
@@ -419,6 +508,7 @@ impl Store {
             let (at, block) = slot?;
             if arena.check_block(block, true)?.expired(now) {
                 self.remove_locked(at, block)?;
+                count(r, H_EXPIRED)?;
             }
         }
         cursor.store((start + SWEEP_SLOTS) % table.cap, Relaxed);
@@ -463,7 +553,7 @@ impl Store {
                 if let Some(at) = expires_at {
                     opts.expires_at = at;
                 }
-                self.set_locked(key, hash, &bytes, &opts)?
+                self.set_making_room(key, hash, &bytes, &opts)?
             }
             Change::Delete => {
                 if let Some((at, block)) = found {
@@ -634,6 +724,8 @@ impl Store {
             buffer_bytes: r.len(),
             index_slots: Table::load(r)?.cap,
             recoveries: r.u32(H_RECOVERIES)?.load(Relaxed) as u64,
+            evictions: r.u64(H_EVICTIONS)?.load(Relaxed),
+            expired: r.u64(H_EXPIRED)?.load(Relaxed),
         })
     }
 

@@ -54,6 +54,12 @@ pub enum Read {
     Retry,
 }
 
+/// The next version of a SEQ word: the count (all bits but SEQ_VISITED) plus one, wrapping
+/// within itself; the VISITED bit kept.
+pub fn next_seq(seq: u32) -> u32 {
+    (seq & SEQ_VISITED) | (seq & !SEQ_VISITED).wrapping_add(1) & !SEQ_VISITED
+}
+
 /// REF of a live entry in `block` whose key hashes to `hash`.
 pub fn make_ref(block: u64, hash: u32) -> u32 {
     (hash & 7) << REF_BLOCK_BITS | (block >> 3) as u32
@@ -239,7 +245,7 @@ impl Table {
     pub fn begin_write(r: &Region, at: u64) -> Result<u32> {
         let w = r.u32(at + S_SEQ)?;
         // Even -> odd; an odd (forged) value skips to the next odd so readers keep waiting.
-        let odd = w.load(Relaxed).wrapping_add(1) | 1;
+        let odd = next_seq(w.load(Relaxed)) | 1;
         // Release: orders the lock acquisition before it (see `check_writer_at_work`); the
         // fence orders it before the data writes that follow.
         w.store(odd, Release);
@@ -248,7 +254,7 @@ impl Table {
     }
 
     pub fn end_write(r: &Region, at: u64, odd: u32) -> Result<()> {
-        r.u32(at + S_SEQ)?.store(odd.wrapping_add(1), Release);
+        r.u32(at + S_SEQ)?.store(next_seq(odd), Release);
         Ok(())
     }
 

@@ -1,0 +1,158 @@
+//! Eviction: a full store (at `maxBytes` or `maxEntries`) that was formatted with
+//! `onFull: 'evict'` makes room for a write by removing entries, approximately least recently
+//! used first (CLOCK, a second chance per read):
+//!
+//! - Reads mark an entry VISITED (a bit of its slot's SEQ). Readers never write to the shared
+//!   memory themselves: a thread collects the versions it read and hands them over in batches
+//!   (`mark_visited`), which sets the bit under the writer lock, only on an entry still at the
+//!   version read, and only if it is not set yet. So a hot key costs one mark per pass of the
+//!   hand, and a reader never writes into memory that may have been freed meanwhile.
+//! - The hand walks the index from where it stopped. An expired entry is removed at once; a
+//!   VISITED one loses its bit and is passed over; the first other one is evicted. Blocks come in
+//!   size classes that are not merged, so the hand looks a little further for a victim whose
+//!   block serves the write that needs room (same class, or the last block before the arena's
+//!   top), and takes the first unvisited one otherwise.
+//! - Eviction is a delete (a tombstone under the slot's seqlock, then the block freed): readers
+//!   see the old value or none, never a torn one, and `check()` stays true.
+
+use std::sync::atomic::Ordering::{Relaxed, Release};
+
+use crate::arena::{class_size, data_class, Arena};
+use crate::error::{Error, Result};
+use crate::layout::*;
+use crate::store::{count, SetOptions, Store};
+use crate::table::{ref_to_block, Table};
+
+/// Unvisited entries of another class the hand passes over before it takes the first of them.
+const CLASS_SEARCH: u32 = 32;
+/// Live entries the hand looks at past its victim for an expired one to take instead.
+const EXPIRED_SEARCH: u32 = 64;
+
+impl Store {
+    /// `set_locked`, evicting entries when the store is full and formatted to evict.
+    pub(crate) fn set_making_room(
+        &self,
+        key: &[u8],
+        hash: u32,
+        value: &[u8],
+        opts: &SetOptions,
+    ) -> Result<()> {
+        loop {
+            let wanted = (key.len() + value.len().max(opts.reserve as usize)) as u64;
+            let class = data_class(wanted, opts.expires_at != 0)?.0;
+            match self.set_locked(key, hash, value, opts) {
+                // Past maxBytes: the region cannot grow, so room must come from entries.
+                Err(Error::NeedGrow { needed }) if needed > self.limits.max_bytes => {
+                    if !self.limits.evict || !self.evict_one(Some(class))? {
+                        return Err(Error::Full {
+                            needed,
+                            max: self.limits.max_bytes,
+                        });
+                    }
+                }
+                Err(Error::AtCapacity { max_entries }) => {
+                    if !self.limits.evict || !self.evict_one(None)? {
+                        return Err(Error::AtCapacity { max_entries });
+                    }
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// Removes one entry to make room (writer lock held): expired first, then the first not
+    /// read since the hand last passed it. `class`: the size class a write needs. Returns false
+    /// if the store holds no entry.
+    pub(crate) fn evict_one(&self, class: Option<u32>) -> Result<bool> {
+        let r = self.region();
+        let table = Table::load(r)?;
+        let arena = Arena { r };
+        let hand = r.u64(H_HAND)?;
+        let mut at_slot = hand.load(Relaxed) % table.cap;
+        let now = (self.clock)();
+        let top = r.u64(H_ARENA_TOP)?.load(Relaxed);
+        // Expired entries go first: with any entry that can expire, the hand looks a little
+        // past its victim for one.
+        let may_expire = r.u64(H_TTL_BLOCKS)?.load(Relaxed) != 0;
+        let (mut victim, mut fallback, mut passed, mut looked) = (None, None, 0, 0);
+        // Two turns: after the first, every entry has lost its VISITED bit.
+        for _ in 0..2 * table.cap {
+            let at = table.off + at_slot * SLOT_SIZE;
+            at_slot = (at_slot + 1) % table.cap;
+            let rf = r.u32(at + S_REF)?.load(Relaxed);
+            if rf == REF_EMPTY || rf == REF_TOMBSTONE {
+                continue;
+            }
+            let block = ref_to_block(rf);
+            let h = arena.check_block(block, true)?;
+            if h.expired(now) {
+                self.remove_locked(at, block)?;
+                count(r, H_EXPIRED)?;
+                if victim.is_none() {
+                    hand.store(at_slot, Relaxed);
+                }
+                return Ok(true);
+            }
+            if victim.is_some() {
+                looked += 1;
+                if looked >= EXPIRED_SEARCH {
+                    break;
+                }
+                continue;
+            }
+            let seq = r.u32(at + S_SEQ)?;
+            let s = seq.load(Relaxed);
+            if s & SEQ_VISITED != 0 {
+                seq.store(s & !SEQ_VISITED, Release); // a second chance
+                continue;
+            }
+            let serves = class.is_none_or(|c| h.class == c || block + class_size(h.class) == top);
+            if !serves && passed < CLASS_SEARCH {
+                passed += 1;
+                fallback.get_or_insert((at, block, at_slot));
+                continue;
+            }
+            victim = Some((at, block, at_slot));
+            if !may_expire {
+                break;
+            }
+        }
+        match victim.or(fallback) {
+            Some((at, block, next)) => self.evict(at, block, next).map(|_| true),
+            None => Ok(false),
+        }
+    }
+
+    fn evict(&self, at: u64, block: u64, next_slot: u64) -> Result<()> {
+        let r = self.region();
+        self.remove_locked(at, block)?;
+        count(r, H_EVICTIONS)?;
+        r.u64(H_HAND)?.store(next_slot, Relaxed);
+        Ok(())
+    }
+
+    /// Marks entries read: each `(SEQ word offset, SEQ)` a reader saw on a hit. Only an entry
+    /// still at that version, in the current index, and not marked yet gets the VISITED bit.
+    /// A no-op for a store that does not evict.
+    pub fn mark_visited(&self, seen: &[(u64, u32)]) -> Result<()> {
+        if !self.limits.evict || seen.is_empty() {
+            return Ok(());
+        }
+        let r = self.region();
+        let _guard = self.write_lock()?;
+        let table = Table::load(r)?;
+        let end = table.off + table.cap * SLOT_SIZE;
+        for &(off, seen_seq) in seen {
+            let slot = off.wrapping_sub(S_SEQ);
+            if slot < table.off || slot >= end || (slot - table.off) % SLOT_SIZE != 0 {
+                continue; // an older index's slot (it moved since): nothing to mark
+            }
+            let seq = r.u32(off)?;
+            let s = seq.load(Relaxed);
+            if s == seen_seq && s & (1 | SEQ_VISITED) == 0 {
+                seq.store(s | SEQ_VISITED, Release);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! Eviction in a full store formatted with `evict` (see src/evict.rs).
+mod common;
+
+use common::Mem;
+use shared_kv_store::{Error, Limits, SetOptions, Store};
+
+fn evicting(mem: &Mem, len: usize, max_entries: u64) -> Store {
+    let limits = Limits {
+        evict: true,
+        max_entries,
+        max_bytes: len as u64,
+    };
+    Store::create_with(mem.region(len), 7, 0, limits).unwrap()
+}
+
+fn value(i: u64) -> Vec<u8> {
+    format!("value of {i} {}", "x".repeat((i % 40) as usize)).into_bytes()
+}
+
+#[test]
+fn max_entries_holds_while_writing_ten_times_as_many() {
+    let mem = Mem::new(4 << 20);
+    let s = evicting(&mem, mem.bytes(), 100);
+    for i in 0..1000u64 {
+        s.set(format!("k{i}").as_bytes(), &value(i), false).unwrap();
+        assert!(s.stats().unwrap().entries <= 100);
+    }
+    let st = s.stats().unwrap();
+    assert_eq!(st.entries, 100);
+    assert_eq!(st.evictions, 900);
+    assert_eq!(s.check().unwrap().entries, 100);
+    // The most recent writes are there (nothing read: the hand evicts in its order).
+    let mut out = Vec::new();
+    assert!(s.get(b"k999", &mut out).unwrap().is_some());
+}
+
+#[test]
+fn max_bytes_holds_while_writing_ten_times_as_much() {
+    let len = 256 << 10;
+    let mem = Mem::new(len);
+    let s = evicting(&mem, len, 0);
+    let mut written = 0u64;
+    let mut i = 0u64;
+    while written < 10 * len as u64 {
+        let v = value(i);
+        written += v.len() as u64;
+        s.set(format!("k{i}").as_bytes(), &v, false)
+            .unwrap_or_else(|e| panic!("write {i}: {e}"));
+        i += 1;
+    }
+    let st = s.stats().unwrap();
+    assert!(st.bytes_reserved <= len as u64);
+    assert!(st.evictions > 0 && st.entries > 100, "{st:?}");
+    let c = s.check().unwrap();
+    assert_eq!(c.entries, st.entries);
+    let mut out = Vec::new();
+    for k in i - 20..i {
+        assert!(
+            s.get(format!("k{k}").as_bytes(), &mut out)
+                .unwrap()
+                .is_some(),
+            "recent k{k} evicted"
+        );
+        assert_eq!(out, value(k));
+    }
+}
+
+#[test]
+fn entries_read_survive_a_stream_of_cold_writes() {
+    let mem = Mem::new(4 << 20);
+    let s = evicting(&mem, mem.bytes(), 200);
+    let hot: Vec<Vec<u8>> = (0..20).map(|i| format!("hot{i}").into_bytes()).collect();
+    for k in &hot {
+        s.set(k, b"hot value", false).unwrap();
+    }
+    let mut out = Vec::new();
+    for round in 0..50u64 {
+        // Reads, marked in a batch as a thread would hand them over.
+        let seen: Vec<(u64, u32)> = hot
+            .iter()
+            .filter_map(|k| s.get(k, &mut out).unwrap())
+            .map(|v| (v.seq_offset, v.seq))
+            .collect();
+        assert_eq!(
+            seen.len(),
+            hot.len(),
+            "round {round}: a read key was evicted"
+        );
+        s.mark_visited(&seen).unwrap();
+        for i in 0..100u64 {
+            s.set(format!("cold{round}:{i}").as_bytes(), b"cold value", false)
+                .unwrap();
+        }
+    }
+    assert!(s.stats().unwrap().evictions >= 4000);
+    s.check().unwrap();
+}
+
+#[test]
+fn expired_entries_go_first_and_throw_mode_refuses() {
+    let mem = Mem::new(4 << 20);
+    let mut s = evicting(&mem, mem.bytes(), 10);
+    s.clock = || 1_000;
+    for i in 0..5u64 {
+        let opts = SetOptions {
+            expires_at: 500,
+            ..SetOptions::default()
+        }; // already expired
+        s.set_with(format!("old{i}").as_bytes(), b"x", &opts)
+            .unwrap();
+    }
+    for i in 0..10u64 {
+        s.set(format!("live{i}").as_bytes(), b"y", false).unwrap();
+    }
+    let st = s.stats().unwrap();
+    assert_eq!((st.entries, st.expired, st.evictions), (10, 5, 0), "{st:?}");
+
+    let mem2 = Mem::new(4 << 20);
+    let limits = Limits {
+        evict: false,
+        max_entries: 3,
+        max_bytes: mem2.bytes() as u64,
+    };
+    let t = Store::create_with(mem2.region(mem2.bytes()), 7, 0, limits).unwrap();
+    for i in 0..3u64 {
+        t.set(format!("k{i}").as_bytes(), b"v", false).unwrap();
+    }
+    assert_eq!(
+        t.set(b"k3", b"v", false),
+        Err(Error::AtCapacity { max_entries: 3 })
+    );
+    t.set(b"k0", b"overwrite is fine", false).unwrap();
+    assert_eq!(t.stats().unwrap().entries, 3);
+    t.check().unwrap();
+}
