@@ -8,6 +8,7 @@ const { ReadCache, cloneAny } = require('./lib/cache');
 const { Reader, HIT, MISS } = require('./lib/reader');
 const { fileOptions } = require('./lib/file');
 const { getOrSet } = require('./lib/loader');
+const { evictionOptions, Visits } = require('./lib/evict');
 
 let native;
 try {
@@ -167,6 +168,8 @@ class SharedKVStore {
 
   #name;
   #path;
+  /** Reads not yet handed to the core (evicting stores only). */
+  #visits;
 
   /**
    * @internal Use createManager(), createStore() or openStore(). `name`: a named store's name;
@@ -183,6 +186,7 @@ class SharedKVStore {
         this.#name ??= name;
         this.#path ??= file;
         this.#att = native.attach(sab);
+        if (native.limits(this.#att.id).evict) this.#visits = new Visits(native, this.#att.id);
         // The native codec path builds values in Rust and does not use the read cache.
         if (this.#jsCodec) {
           this.#cache = new ReadCache(sab, EPOCH_INDEX);
@@ -229,8 +233,11 @@ class SharedKVStore {
   close() {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#att !== undefined) native.detach(this.#att.id);
-    this.#att = this.#cache = this.#reader = this.#buffer = undefined;
+    if (this.#att !== undefined) {
+      this.#visits?.flush();
+      native.detach(this.#att.id);
+    }
+    this.#att = this.#cache = this.#reader = this.#buffer = this.#visits = undefined;
     if (SharedKVStore.instance === this) SharedKVStore.instance = undefined;
     if (this.#name !== undefined && namedStores.get(this.#name) === this) namedStores.delete(this.#name);
     if (this.#path !== undefined && fileStores.get(this.#path) === this) fileStores.delete(this.#path);
@@ -263,16 +270,21 @@ class SharedKVStore {
     const cache = this.#cache;
     if (typeof key === 'string' && cache !== undefined) {
       const hit = cache.get(key);
-      if (hit !== undefined) return hit;
+      if (hit !== undefined) {
+        // A read from this thread's cache counts as a read for eviction too.
+        if (this.#visits !== undefined) this.#visits.record(cache.lastOffset, cache.lastSeq);
+        return hit;
+      }
     }
     checkKey(key);
     const id = this.#id();
-    if (!this.#jsCodec) return native.getValue(id, key);
+    if (!this.#jsCodec) return native.getValue(id, key); // marks its hits itself
     const reader = this.#reader;
     const found = reader.read(key);
     if (found === HIT) {
       const value = reader.value;
       reader.value = undefined;
+      this.#visits?.record(reader.version[0], reader.version[1]);
       return this.#cache.note(key, reader.version, value, reader.size) ? cloneAny(value) : value;
     }
     if (found === MISS) {
@@ -285,6 +297,7 @@ class SharedKVStore {
       cache.forget(key);
       return undefined;
     }
+    this.#visits?.record(version[0], version[1]);
     const value = decode(scratch, 0, n);
     return cache.note(key, version, value, n) ? cloneAny(value) : value;
   }
@@ -296,6 +309,7 @@ class SharedKVStore {
   set(key, value, options) {
     checkKey(key);
     const id = this.#id();
+    if (this.#visits !== undefined) this.#visits.flush(); // marks before the write may evict
     if (value === undefined) return false;
     let mode = 0, reserve = 0, expiresAt = 0;
     if (options === true) mode = 1;
@@ -535,9 +549,10 @@ class Manager {
       this.store = namedStore(opts.name, opts);
       return;
     }
+    const { onFull, maxEntries } = evictionOptions(opts, 'createManager');
     let buffer;
     try {
-      buffer = native.createBuffer(opts.initialBytes, opts.maxBytes);
+      buffer = native.createBuffer(opts.initialBytes, opts.maxBytes, onFull, maxEntries);
     } catch (err) {
       if (err instanceof RangeError) throw new RangeError(`cannot create a store of ${opts.initialBytes} to ${opts.maxBytes} bytes: ${err.message}`);
       throw err;
@@ -594,10 +609,11 @@ const fileStores = new Map();
  */
 function openStore(path, options = {}) {
   const { file, maxBytes, mode, create } = fileOptions(path, options, DEFAULTS.maxBytes);
+  const { onFull, maxEntries } = evictionOptions(options, 'openStore');
   const codec = checkCodec(options.codec ?? DEFAULTS.codec);
   let store = fileStores.get(file);
   if (store === undefined || store.closed) {
-    const { buffer } = native.fileBuffer(file, maxBytes, mode, create);
+    const { buffer } = native.fileBuffer(file, maxBytes, mode, create, onFull, maxEntries);
     store = new SharedKVStore(buffer, codec, undefined, file);
     fileStores.set(file, store);
   }
@@ -615,7 +631,8 @@ function namedStore(name, options = {}) {
   if (store === undefined || store.closed) {
     const maxBytes = options.maxBytes ?? DEFAULTS.maxBytes;
     if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) throw new RangeError(`maxBytes must be a positive integer, got ${maxBytes}`);
-    store = new SharedKVStore(native.namedBuffer(name, maxBytes), codec, name);
+    const { onFull, maxEntries } = evictionOptions(options, 'createStore');
+    store = new SharedKVStore(native.namedBuffer(name, maxBytes, onFull, maxEntries), codec, name);
     namedStores.set(name, store);
   }
   return store;
@@ -624,10 +641,10 @@ function namedStore(name, options = {}) {
 /** Attaches `store` to what a handle names: a buffer, or a named store's memory. */
 function attachHandle(store, handle) {
   if (handle.path !== undefined) {
-    store._attach(native.fileBuffer(handle.path, DEFAULTS.maxBytes, 0o600, false).buffer, undefined, handle.path);
+    store._attach(native.fileBuffer(handle.path, DEFAULTS.maxBytes, 0o600, false, 0, 0).buffer, undefined, handle.path);
     return;
   }
-  store._attach(handle.buffer ?? native.namedBuffer(handle.name, DEFAULTS.maxBytes), handle.name);
+  store._attach(handle.buffer ?? native.namedBuffer(handle.name, DEFAULTS.maxBytes, 0, 0), handle.name);
 }
 
 /**

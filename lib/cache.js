@@ -109,6 +109,8 @@ class ReadCache {
     this.bytes = 0;
     this.hits = 0;
     this.misses = 0;
+    this.lastOffset = 0;
+    this.lastSeq = 0;
     // Versions read once, by slot: (seq word offset, seq, epoch) identifies one version of one
     // entry, whatever its key, so a collision can only forget, never confuse. Remembering a
     // read this way costs three stores; a Map entry per read cost ~350 ns on cold reads.
@@ -128,6 +130,8 @@ class ReadCache {
     if (e !== undefined && e.value !== undefined && Atomics.load(this.words, e.seqIndex) === e.seq &&
         Atomics.load(this.words, this.epochIndex) === e.epoch && (e.expires === 0 || Date.now() < e.expires)) {
       this.hits++;
+      this.lastOffset = e.seqIndex << 2; // the version of the hit, for eviction's read marks
+      this.lastSeq = e.seq;
       if (++e.hits === COMPILE_AFTER_HITS) e.clone = compiledCloner(e.value);
       return e.clone(e.value);
     }

@@ -21,7 +21,7 @@ use crate::arena::{class_size, data_class, Arena};
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::store::{count, SetOptions, Store};
-use crate::table::{ref_to_block, Table};
+use crate::table::{next_seq, ref_to_block, Table};
 
 /// Unvisited entries of another class the hand passes over before it takes the first of them.
 const CLASS_SEARCH: u32 = 32;
@@ -103,7 +103,10 @@ impl Store {
             let seq = r.u32(at + S_SEQ)?;
             let s = seq.load(Relaxed);
             if s & SEQ_VISITED != 0 {
-                seq.store(s & !SEQ_VISITED, Release); // a second chance
+                // A second chance. A new version (the count moves on by two, staying even),
+                // not the one before the mark: a reader that read that one before must see
+                // its next read as new, and hand it over again.
+                seq.store(next_seq(next_seq(s & !SEQ_VISITED)), Release);
                 continue;
             }
             let serves = class.is_none_or(|c| h.class == c || block + class_size(h.class) == top);

@@ -42,6 +42,9 @@ pub struct FileOptions {
     pub mode: u32,
     /// Create the file if it does not exist.
     pub create: bool,
+    /// Whether a new store evicts when full, and its entry limit (`max_bytes` is the file size).
+    pub evict: bool,
+    pub max_entries: u64,
 }
 
 impl Memory {
@@ -354,8 +357,18 @@ fn create_new(path: &str, opts: FileOptions) -> Result<Option<Memory>> {
     let memory = map_file(path, &file).map_err(cleanup)?;
     let seed = crate::hash::hash_key(now_nanos(), path.as_bytes()) as u64
         | (std::process::id() as u64) << 32;
-    Store::create_with_flags(memory.region(), seed, crate::layout::STORE_PROCESS_SHARED)
-        .map_err(cleanup)?;
+    let limits = crate::store::Limits {
+        evict: opts.evict,
+        max_entries: opts.max_entries,
+        max_bytes: size,
+    };
+    Store::create_with(
+        memory.region(),
+        seed,
+        crate::layout::STORE_PROCESS_SHARED,
+        limits,
+    )
+    .map_err(cleanup)?;
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
     match linked {
@@ -401,6 +414,8 @@ mod tests {
         max_bytes: 1 << 20,
         mode: 0o600,
         create: true,
+        evict: false,
+        max_entries: 0,
     };
 
     #[test]

@@ -27,9 +27,24 @@ use raw::{check, global, new_instance, throw, Raw};
 /// Grow in steps of at least this much, so many small sets do not each call `grow`.
 const GROW_STEP: u64 = 1 << 20;
 
+/// The eviction settings a new store gets: `on_full` 1 evicts, 0 throws (see evict.rs).
+fn limits(on_full: u32, max_entries: f64, max_bytes: u64) -> crate::store::Limits {
+    crate::store::Limits {
+        evict: on_full == crate::layout::ON_FULL_EVICT,
+        max_entries: max_entries.max(0.0) as u64,
+        max_bytes,
+    }
+}
+
 /// Creates the store's SharedArrayBuffer (`initial` bytes, growable to `max`) and formats it.
 #[napi(js_name = "createBuffer")]
-pub fn create_buffer(env: Env, initial: f64, max: f64) -> Result<Raw> {
+pub fn create_buffer(
+    env: Env,
+    initial: f64,
+    max: f64,
+    on_full: u32,
+    max_entries: f64,
+) -> Result<Raw> {
     let env = env.raw();
     let sab = new_shared_buffer(env, initial, max)?;
     let (base, len) = typed_view(env, sab)?.1;
@@ -40,7 +55,7 @@ pub fn create_buffer(env: Env, initial: f64, max: f64) -> Result<Raw> {
     // SAFETY: base/len describe the live buffer we just created; `sab` keeps it alive until
     // the caller stores it, and every attachment holds its own reference.
     let region = unsafe { Region::new(base, len) };
-    match Store::create(region, seed) {
+    match Store::create_with(region, seed, 0, limits(on_full, max_entries, max as u64)) {
         Ok(_) => Ok(Raw(sab)),
         Err(CoreError::NeedGrow { needed }) => {
             let msg = format!("initialBytes must be at least {needed} (room for the header and the initial index)");
@@ -130,6 +145,38 @@ unsafe fn bytes_of<'a>(env: sys::napi_env, view: sys::napi_value) -> Result<&'a 
     Ok(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
+/// The bytes of any typed array argument.
+///
+/// # Safety
+/// As `bytes_of`.
+unsafe fn bytes_of_any<'a>(env: sys::napi_env, view: sys::napi_value) -> Result<&'a [u8]> {
+    let (mut ty, mut len, mut data, mut ab, mut offset) =
+        (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
+    // SAFETY: out-pointers are valid; a non-typed-array argument yields an error status.
+    check(env, unsafe {
+        sys::napi_get_typedarray_info(
+            env,
+            view,
+            &mut ty,
+            &mut len,
+            &mut data,
+            &mut ab,
+            &mut offset,
+        )
+    })?;
+    if ty != sys::TypedarrayType::uint32_array {
+        return Err(Error::new(
+            Status::InvalidArg,
+            "expected a Uint32Array".to_string(),
+        ));
+    }
+    if len == 0 {
+        return Ok(&[]);
+    }
+    // SAFETY: V8 reports `len` u32 elements at `data`; the caller keeps them alive.
+    Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len * 4) })
+}
+
 /// One thread's attachment to a store buffer.
 struct Attached {
     store: Store,
@@ -141,6 +188,8 @@ struct Attached {
     max: u64,
     /// Reused between gets, so a get allocates nothing once warm.
     buf: Vec<u8>,
+    /// Reads of an evicting store through the native codec, not yet marked (see evict.rs).
+    visits: Vec<(u64, u32)>,
 }
 
 thread_local! {
@@ -176,6 +225,7 @@ pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
         base,
         max,
         buf: Vec::new(),
+        visits: Vec::new(),
     };
     let id = ATTACHED.with(|a| {
         let mut a = a.borrow_mut();
@@ -666,9 +716,11 @@ pub fn get_value(env: Env, id: u32, key: String) -> Result<Raw> {
     let env = env.raw();
     // Copy out first: building the value may run user JS (e.g. a patched Map.prototype.set).
     let bytes = with(env, id, |att| {
-        Ok(att
-            .run(env, |store, buf| store.get(key.as_bytes(), buf))?
-            .map(|_| att.buf.clone()))
+        let found = att.run(env, |store, buf| store.get(key.as_bytes(), buf))?;
+        if let Some(v) = found {
+            att.visited(env, v)?;
+        }
+        Ok(found.map(|_| att.buf.clone()))
     })?;
     match bytes {
         None => raw::undefined(env).map(Raw),
@@ -716,6 +768,19 @@ pub fn check_store(env: Env, id: u32) -> Result<Raw> {
 }
 
 impl Attached {
+    /// Notes a hit of the native codec's get for eviction; marks a batch at a time.
+    fn visited(&mut self, env: sys::napi_env, v: crate::store::Version) -> Result<()> {
+        if !self.store.limits.evict || v.seq & crate::layout::SEQ_VISITED != 0 {
+            return Ok(());
+        }
+        self.visits.push((v.seq_offset, v.seq));
+        if self.visits.len() >= 128 {
+            let seen = std::mem::take(&mut self.visits);
+            self.run(env, |store, _| store.mark_visited(&seen))?;
+        }
+        Ok(())
+    }
+
     /// Runs a core operation, growing the buffer or catching up with growth done by another
     /// thread as the core asks, and turning core errors into JS exceptions.
     fn run<T>(
@@ -790,6 +855,35 @@ impl Attached {
         }
         Ok(())
     }
+}
+
+/// Marks entries read (`store.get` hits), given as `n` pairs (SEQ word offset, SEQ) in
+/// `pairs` (a Uint32Array): see evict.rs.
+#[napi(js_name = "markVisited")]
+pub fn mark_visited(env: Env, id: u32, pairs: Raw, n: u32) -> Result<()> {
+    let env = env.raw();
+    // SAFETY: the caller's Uint32Array outlives this call; read as bytes, copied at once.
+    let bytes = unsafe { bytes_of_any(env, pairs.0)? };
+    let seen: Vec<(u64, u32)> = bytes
+        .chunks_exact(8)
+        .take(n as usize)
+        .map(|c| {
+            let w = |i: usize| u32::from_ne_bytes(c[i..i + 4].try_into().unwrap());
+            (w(0) as u64, w(4))
+        })
+        .collect();
+    with(env, id, |att| {
+        att.run(env, |store, _| store.mark_visited(&seen))
+    })
+}
+
+/// The store's eviction settings: `{ evict, maxEntries, maxBytes }`.
+#[napi(js_name = "limits")]
+pub fn limits_of(env: Env, id: u32) -> Result<Raw> {
+    let env = env.raw();
+    let l = with(env, id, |att| Ok(att.store.limits))?;
+    let json = serde_json::json!({ "evict": l.evict, "maxEntries": l.max_entries, "maxBytes": l.max_bytes });
+    convert::json_to_js(env, &json).map(Raw)
 }
 
 /// Writes a store file's changes to its disk (`store.flush()`); a no-op for memory that is

@@ -31,7 +31,13 @@ static FILES: Mutex<Option<HashMap<(u64, u64), Arc<Memory>>>> = parking_lot::con
 /// An ArrayBuffer over the named store's memory, creating and formatting the store the first
 /// time the name is used in the process (with `max_bytes` of room).
 #[napi(js_name = "namedBuffer")]
-pub fn named_buffer(env: Env, name: String, max_bytes: f64) -> Result<Raw> {
+pub fn named_buffer(
+    env: Env,
+    name: String,
+    max_bytes: f64,
+    on_full: u32,
+    max_entries: f64,
+) -> Result<Raw> {
     let env = env.raw();
     let memory = {
         let mut registry = REGISTRY.lock();
@@ -45,7 +51,8 @@ pub fn named_buffer(env: Env, name: String, max_bytes: f64) -> Result<Raw> {
                     &std::collections::hash_map::RandomState::new(),
                     &name,
                 );
-                Store::create(memory.region(), seed).map_err(|e| throw(env, &e))?;
+                let limits = super::limits(on_full, max_entries, len as u64);
+                Store::create_with(memory.region(), seed, 0, limits).map_err(|e| throw(env, &e))?;
                 let m = Arc::new(memory);
                 map.insert(name, m.clone());
                 m
@@ -58,12 +65,23 @@ pub fn named_buffer(env: Env, name: String, max_bytes: f64) -> Result<Raw> {
 /// An ArrayBuffer over the store file at `path`, opening (or, with `create`, creating and
 /// formatting) it: `{ buffer, created }`.
 #[napi(js_name = "fileBuffer")]
-pub fn file_buffer(env: Env, path: String, max_bytes: f64, mode: u32, create: bool) -> Result<Raw> {
+#[allow(clippy::too_many_arguments)]
+pub fn file_buffer(
+    env: Env,
+    path: String,
+    max_bytes: f64,
+    mode: u32,
+    create: bool,
+    on_full: u32,
+    max_entries: f64,
+) -> Result<Raw> {
     let env = env.raw();
     let opts = FileOptions {
         max_bytes: max_bytes as u64,
         mode,
         create,
+        evict: on_full == crate::layout::ON_FULL_EVICT,
+        max_entries: max_entries.max(0.0) as u64,
     };
     let (memory, created) = Memory::open_file(&path, opts).map_err(|e| throw(env, &e))?;
     let memory = {

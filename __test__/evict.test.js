@@ -1,0 +1,109 @@
+'use strict';
+// Eviction: a store made with onFull: 'evict' makes room instead of throwing ERR_KV_FULL.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { once } = require('node:events');
+const { createManager, createStore, openStore } = require('..');
+const { worker } = require('./helpers');
+
+const value = (i) => ({ i, pad: 'v'.repeat(40 + (i % 60)) });
+
+test('maxBytes and maxEntries hold while writing 10 times the capacity, in every kind of store', () => {
+  const dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'skv-evict-'));
+  const stores = [
+    createManager({ initialBytes: 256 << 10, maxBytes: 512 << 10, onFull: 'evict' }).store,
+    createStore('evict:named', { maxBytes: 512 << 10, onFull: 'evict' }),
+    openStore(path.join(dir, 'e.kv'), { maxBytes: 512 << 10, onFull: 'evict' }),
+  ];
+  for (const store of stores) {
+    let i = 0;
+    for (let written = 0; written < 10 * (512 << 10); i++) {
+      const v = value(i);
+      written += v.pad.length + 20;
+      store.set(`k${i}`, v);
+    }
+    const st = store.stats();
+    assert.ok(st.bufferBytes <= 512 << 10 && st.bytesReserved <= 512 << 10, JSON.stringify(st));
+    assert.ok(st.evictions > 0, 'it evicted');
+    assert.deepEqual(store.get(`k${i - 1}`), value(i - 1), 'the latest write is there');
+    assert.equal(store.check().entries, st.entries);
+  }
+  const capped = createStore('evict:entries', { onFull: 'evict', maxEntries: 500 });
+  for (let i = 0; i < 5000; i++) {
+    capped.set(`k${i}`, value(i));
+    assert.ok(capped.size <= 500);
+  }
+  assert.equal(capped.stats().evictions, 4500);
+  assert.equal(capped.check().entries, 500);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('keys a worker reads (from its own read cache too) survive while another thread writes cold keys', async () => {
+  const name = 'evict:hot';
+  const store = createStore(name, { onFull: 'evict', maxEntries: 300 });
+  for (let i = 0; i < 20; i++) store.set(`hot${i}`, { hot: i });
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const w = worker(`
+    const store = kv.createStore(${JSON.stringify(name)});
+    const stop = new Int32Array(workerData);
+    let reads = 0, missing = 0;
+    parentPort.postMessage('reading');
+    while (Atomics.load(stop, 0) === 0) {
+      for (let i = 0; i < 20; i++, reads++) if (store.get('hot' + i) === undefined) missing++;
+    }
+    parentPort.postMessage({ reads, missing, cacheHits: store.stats().hits });
+  `, { workerData: stop.buffer });
+  await once(w, 'message');
+  // 13 times the capacity in cold keys, over a tenth of a second or more, so the cache's
+  // contents turn over every few milliseconds (the reader hands its reads over every 512).
+  for (let i = 0; i < 4000; i++) {
+    store.set(`cold${i}`, value(i));
+    if (i % 100 === 99) await new Promise((r) => setTimeout(r, 2));
+  }
+  Atomics.store(stop, 0, 1);
+  const [{ reads, missing, cacheHits }] = await once(w, 'message');
+  assert.ok(store.stats().evictions >= 3700, JSON.stringify(store.stats()));
+  assert.ok(cacheHits > reads / 2, `most reads came from the worker's read cache: ${cacheHits} of ${reads}`);
+  for (let i = 0; i < 20; i++) assert.deepEqual(store.get(`hot${i}`), { hot: i }, `hot${i} survived`);
+  assert.equal(missing, 0);
+  store.check();
+});
+
+test('TTL and eviction together: expired entries go first, entries in use survive; stats count both', async () => {
+  const store = createStore('evict:ttl', { onFull: 'evict', maxEntries: 100 });
+  for (let i = 0; i < 50; i++) store.set(`t${i}`, i, { ttl: 0.02 });
+  for (let i = 0; i < 50; i++) store.set(`live${i}`, i);
+  await new Promise((r) => setTimeout(r, 40));
+  for (let i = 0; i < 50; i++) assert.equal(store.get(`live${i}`), i);
+  for (let i = 0; i < 50; i++) store.set(`new${i}`, i);
+  const st = store.stats();
+  assert.equal(st.expired + st.evictions, 50, JSON.stringify(st));
+  // The hand looks a few dozen entries past its victim for an expired one: most go first.
+  assert.ok(st.expired >= 45, JSON.stringify(st));
+  for (let i = 0; i < 50; i++) assert.equal(store.get(`live${i}`), i);
+});
+
+test('onFull: throw (the default) refuses past maxEntries with ERR_KV_FULL and changes nothing; bad options', () => {
+  const store = createStore('evict:throw', { maxEntries: 3 });
+  for (let i = 0; i < 3; i++) store.set(`k${i}`, i);
+  assert.throws(() => store.set('k3', 3), { name: 'RangeError', code: 'ERR_KV_FULL' });
+  store.set('k0', 'overwrite');
+  assert.equal(store.size, 3);
+  assert.equal(store.get('k3'), undefined);
+  assert.throws(() => createStore('evict:bad1', { onFull: 'drop' }), TypeError);
+  assert.throws(() => createStore('evict:bad2', { maxEntries: -1 }), RangeError);
+  assert.throws(() => createManager({ onFull: 'lru' }), TypeError);
+});
+
+test('the native codec marks its reads too', () => {
+  const store = createStore('evict:native', { onFull: 'evict', maxEntries: 200, codec: 'native' });
+  for (let i = 0; i < 20; i++) store.set(`hot${i}`, i);
+  for (let round = 0; round < 40; round++) {
+    for (let r = 0; r < 30; r++) for (let i = 0; i < 20; i++) assert.equal(store.get(`hot${i}`), i);
+    for (let i = 0; i < 100; i++) store.set(`cold${round}:${i}`, i);
+  }
+  for (let i = 0; i < 20; i++) assert.equal(store.get(`hot${i}`), i, `hot${i} survived`);
+});
