@@ -45,7 +45,20 @@ export interface StoreOptions {
   codec?: 'js' | 'native';
 }
 
-export interface ManagerOptions extends StoreOptions {
+/** What a full store does; fixed when the store is created (kept in its memory, so every thread and process agrees). */
+export interface EvictionOptions {
+  /**
+   * `'throw'` (default): a write that finds the store full (at `maxBytes` or `maxEntries`)
+   * throws a RangeError with code ERR_KV_FULL. `'evict'`: it removes entries to make room,
+   * approximately least recently used first (reads count, from any thread's read cache too);
+   * expired entries first.
+   */
+  onFull?: 'throw' | 'evict';
+  /** The most entries the store holds (default: no limit). */
+  maxEntries?: number;
+}
+
+export interface ManagerOptions extends StoreOptions, EvictionOptions {
   /** Make (or join) the named store `name` instead of an unnamed one (see createStore(name)). */
   name?: string;
   /** Initial buffer size in bytes. Default 1 MiB; at least ~37 KiB. */
@@ -61,7 +74,7 @@ export type StoreHandle =
   | { readonly __sharedKVStore: 1; readonly path: string };
 
 /** `openStore(path, options)`: a store file shared by the processes of the machine. */
-export interface OpenStoreOptions extends StoreOptions {
+export interface OpenStoreOptions extends StoreOptions, EvictionOptions {
   /** The file's size when this call creates it (sparse: pages cost memory once touched). Default 1 GiB, at most 4 GiB. */
   maxBytes?: number;
   /** Permission bits of a new file, applied exactly (not filtered by the umask). Default 0o600. */
@@ -70,7 +83,7 @@ export interface OpenStoreOptions extends StoreOptions {
   create?: boolean;
 }
 
-export interface NamedStoreOptions extends StoreOptions {
+export interface NamedStoreOptions extends StoreOptions, EvictionOptions {
   /** Room for the store, if this call creates it (the first use of the name in the process). */
   maxBytes?: number;
 }
@@ -88,6 +101,10 @@ export interface StoreStats {
   indexSlots: number;
   /** Times a writer killed holding the store's lock (SIGKILL, a crash) was taken over and its write recovered. */
   recoveries: number;
+  /** Entries evicted to make room (onFull: 'evict'). */
+  evictions: number;
+  /** Expired entries reclaimed. */
+  expired: number;
   /** This thread's read cache: gets served from it, */
   hits: number;
   /** gets that read the shared memory, */

@@ -12,8 +12,10 @@ export interface KeyvSharedKVStoreOptions {
   /** Permission bits of a new store file. */
   mode?: number;
   codec?: 'js' | 'native';
-  /** What a full store does; only 'throw' (ERR_KV_FULL) in this version. */
-  onFull?: 'throw';
+  /** What a full store does, if this creates it: 'throw' (ERR_KV_FULL, the default) or 'evict'. */
+  onFull?: 'throw' | 'evict';
+  /** The most entries, if this creates the store. */
+  maxEntries?: number;
 }
 
 export declare class KeyvSharedKVStore extends EventEmitter {

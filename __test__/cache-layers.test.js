@@ -103,3 +103,12 @@ test('two tiers: this store in front of Redis (cacheable primary/secondary)', { 
     probe.disconnect();
   }
 });
+
+test('the Keyv adapter makes an evicting store: a Keyv cache that stays within maxEntries', async () => {
+  const keyv = new Keyv({ store: new KeyvSharedKVStore({ name: 'layers:evicting', onFull: 'evict', maxEntries: 50 }) });
+  for (let i = 0; i < 500; i++) await keyv.set(`k${i}`, { i });
+  const { store } = keyv.store;
+  assert.equal(store.size, 50);
+  assert.equal(store.stats().evictions, 450);
+  assert.deepEqual(await keyv.get('k499'), { i: 499 });
+});

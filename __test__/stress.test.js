@@ -81,3 +81,16 @@ test('a short stress run across processes: a worker, two processes and the main 
   assert.ok(Number(/^ops: (\d+)/m.exec(out)[1]) > 10_000, `the run did work: ${out}`);
   assert.match(out, /after: 0 entries, (\d+) bytes in use = index \1,/);
 });
+
+test('a short stress run with eviction (half the keys fit): no stale, torn or invented value, accounting back to the index', async () => {
+  const script = path.join(__dirname, '..', 'stress', 'run.js');
+  const out = await new Promise((resolve, reject) => {
+    execFile(process.execPath, [script, '--seconds', '3', '--workers', '1', '--processes', '1', '--evict', '--seed', '5'], (err, stdout, stderr) => {
+      if (err) reject(new Error(`stress failed (${err.code}):\n${stdout}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+  assert.match(out, /^errors: 0$/m);
+  assert.ok(Number(/^evictions: (\d+)/m.exec(out)[1]) > 1000, out);
+  assert.match(out, /after: 0 entries, (\d+) bytes in use = index \1,/);
+});

@@ -14,19 +14,16 @@ function exact(key) {
 
 class KeyvSharedKVStore extends EventEmitter {
   /**
-   * `storeOrOptions`: a SharedKVStore, or `{ name = 'keyv', maxBytes, codec }` for a named
-   * store (the same memory in every thread), or `{ path, maxBytes, mode }` for a store file
-   * shared by processes (openStore).
+   * `storeOrOptions`: a SharedKVStore, or `{ name = 'keyv', maxBytes, onFull, maxEntries,
+   * codec }` for a named store (the same memory in every thread), or `{ path, ... , mode }` for
+   * a store file shared by processes (openStore).
    */
   constructor(storeOrOptions = {}) {
     super();
     if (storeOrOptions instanceof SharedKVStore) {
       this.store = storeOrOptions;
     } else if (storeOrOptions !== null && typeof storeOrOptions === 'object') {
-      const { name = 'keyv', path, onFull, ...options } = storeOrOptions;
-      if (onFull !== undefined && onFull !== 'throw') {
-        throw new RangeError(`KeyvSharedKVStore: onFull '${String(onFull)}' is not available in this version (only 'throw')`);
-      }
+      const { name = 'keyv', path, ...options } = storeOrOptions; // onFull, maxEntries, maxBytes, ...
       this.store = path === undefined ? createStore(name, options) : openStore(path, options);
     } else {
       throw new TypeError('KeyvSharedKVStore expects a SharedKVStore or an options object');

@@ -12,6 +12,7 @@
 //!   size classes that are not merged, so the hand looks a little further for a victim whose
 //!   block serves the write that needs room (same class, or the last block before the arena's
 //!   top), and takes the first unvisited one otherwise.
+//! - `lock()` leases are never evicted (a full store must not release a lock).
 //! - Eviction is a delete (a tombstone under the slot's seqlock, then the block freed): readers
 //!   see the old value or none, never a torn one, and `check()` stays true.
 
@@ -92,6 +93,11 @@ impl Store {
                     hand.store(at_slot, Relaxed);
                 }
                 return Ok(true);
+            }
+            if h.key_len >= PINNED_KEY_PREFIX.len() as u64
+                && r.eq(key_offset(block, h.header_len), PINNED_KEY_PREFIX)?
+            {
+                continue; // a lock: never evicted
             }
             if victim.is_some() {
                 looked += 1;

@@ -76,6 +76,9 @@ pub const H_HAND: u64 = 1944;
 pub const H_EVICTIONS: u64 = 1952;
 /// u64: expired entries reclaimed (by sweeps, deletes and eviction).
 pub const H_EXPIRED: u64 = 1960;
+/// Entries whose key starts with this are never evicted: `lock()` leases (and getOrSet's turns)
+/// must not be released by a full store.
+pub const PINNED_KEY_PREFIX: &[u8] = b"\0lock\0";
 /// In a slot's SEQ: the entry was read since the hand last passed it (set and cleared under the
 /// writer lock only; a write keeps it). The rest of SEQ counts versions, odd while written.
 pub const SEQ_VISITED: u32 = 1 << 31;

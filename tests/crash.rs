@@ -153,6 +153,8 @@ fn open_store(path: &str) -> Store {
         max_bytes: STORE_BYTES,
         mode: 0o600,
         create: true,
+        evict: false,
+        max_entries: 0,
     };
     let (m, _) = Memory::open_file(path, opts).unwrap();
     let mut s = Store::attach(m.region()).unwrap();

@@ -133,3 +133,26 @@ fn expired_entries_go_first_and_throw_mode_refuses() {
     assert_eq!(t.stats().unwrap().entries, 3);
     t.check().unwrap();
 }
+
+#[test]
+fn locks_are_never_evicted() {
+    let mem = Mem::new(4 << 20);
+    let s = evicting(&mem, mem.bytes(), 20);
+    for i in 0..10u64 {
+        s.set(format!("\0lock\0job{i}").as_bytes(), b"owner", false)
+            .unwrap();
+    }
+    for i in 0..1000u64 {
+        s.set(format!("k{i}").as_bytes(), &value(i), false).unwrap();
+    }
+    let mut out = Vec::new();
+    for i in 0..10u64 {
+        assert!(
+            s.get(format!("\0lock\0job{i}").as_bytes(), &mut out)
+                .unwrap()
+                .is_some(),
+            "lock {i} evicted"
+        );
+    }
+    assert_eq!(s.stats().unwrap().entries, 20);
+}

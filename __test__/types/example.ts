@@ -92,3 +92,9 @@ openStore('/dev/shm/x.kv', { mode: '600' });
 const loaded: Promise<User | undefined> = file.getOrSet('user:2', async (key) => ({ id: 2, name: key, joined: new Date() }), { ttl: 60, timeout: 1000 });
 // @ts-expect-error the loader must be a function
 file.getOrSet('user:3', 42);
+
+// Eviction.
+const lru = createStore<string>("cache", { maxBytes: 64 << 20, onFull: "evict", maxEntries: 10_000 });
+const evicted: number = lru.stats().evictions + lru.stats().expired;
+// @ts-expect-error onFull is 'throw' or 'evict'
+createStore('cache2', { onFull: 'lru' });
