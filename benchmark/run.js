@@ -58,6 +58,16 @@ const CHECKS = {
       ['Redis SET, pipelined by 1000, vs store file set', m.redisPipeSet / m.processSet, null, 'report', `${fmt(m.redisPipeSet)} ns`],
     ]),
   ],
+  'hit-ratio': (m) => ['zipf08', 'zipf10', 'scan'].flatMap((t) => [1, 10].map((pct) => [
+    `hit ratio, ${{ zipf08: 'Zipf 0.8', zipf10: 'Zipf 1.0', scan: 'scans + Zipf 0.9' }[t]}, ${pct}% capacity, vs lru-cache`,
+    m[`${t}_${pct}_store`] / m[`${t}_${pct}_lru`], 1, 'min',
+    `${(100 * m[`${t}_${pct}_store`]).toFixed(1)}% vs ${(100 * m[`${t}_${pct}_lru`]).toFixed(1)}%`,
+  ])),
+  'evict-get': (m) => [
+    ['get of 10,000 keys, eviction on vs off', m.on / m.off, 1.1, 'max', `${fmt(m.on)} vs ${fmt(m.off)} ns`],
+    ['get from the read cache, eviction on vs off', m.hotOn / m.hotOff, 1.1, 'max', `${fmt(m.hotOn)} vs ${fmt(m.hotOff)} ns`],
+  ],
+  'evict-set': (m) => [['set evicting at steady state vs set with room', m.evicting / m.room, 1.3, 'max', `${fmt(m.evicting)} vs ${fmt(m.room)} ns`]],
 };
 
 function fmt(ns) {

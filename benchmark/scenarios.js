@@ -9,6 +9,7 @@ const { Worker } = require('node:worker_threads');
 const { pack, unpack } = require('msgpackr');
 const { createManager } = require('..');
 const processes = require('./processes');
+const cache = require('./cache');
 
 const MIB = 1024 * 1024;
 
@@ -187,6 +188,7 @@ const scenarios = {
     return result;
   },
   processes: processes.processes,
+  ...cache.scenarios,
 };
 
 if (require.main === module) {

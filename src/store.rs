@@ -44,6 +44,17 @@ pub struct Limits {
     pub max_bytes: u64,
 }
 
+impl Limits {
+    /// The fewest index slots a rebuild makes (0: as many as the live entries need).
+    pub fn evicting_index_slots(&self) -> u64 {
+        if self.evict && self.max_entries != 0 {
+            self.max_entries.saturating_add(1).saturating_mul(4)
+        } else {
+            0
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -416,7 +427,9 @@ impl Store {
             Some(at) if (live + tombstones + 1) * MAX_LOAD_DEN <= table.cap * MAX_LOAD_NUM => at,
             // A tombstone reused leaves the load as it is.
             Some(at) if r.u32(at + S_REF)?.load(Relaxed) == REF_TOMBSTONE => at,
-            _ => match table.rebuild(r, self.seed, live) {
+            // An evicting store at its maxEntries leaves a tombstone per eviction: an index of
+            // 4x maxEntries slots is rebuilt every 2x maxEntries evictions, not every half.
+            _ => match table.rebuild(r, self.seed, live, self.limits.evicting_index_slots()) {
                 // An evicting store at maxBytes cannot always find room for a new index at
                 // once: it fills the old one further (up to 15/16) meanwhile.
                 Err(Error::NeedGrow { needed })

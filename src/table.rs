@@ -267,12 +267,13 @@ impl Table {
 
     /// Rebuilds the index in a new block sized for `live` entries, dropping tombstones.
     /// Fails with `NeedGrow` (changing nothing) if the new block does not fit yet.
-    pub fn rebuild(&self, r: &Region, seed: u64, live: u64) -> Result<()> {
+    /// `min_cap`: at least this many slots (an evicting store sizes for its maxEntries).
+    pub fn rebuild(&self, r: &Region, seed: u64, live: u64, min_cap: u64) -> Result<()> {
         if live > self.cap {
             return Err(Error::corrupted("entry count exceeds the index size"));
         }
         let arena = Arena { r };
-        let new = Table::empty(r, ((live + 1) * 2).max(INITIAL_TABLE_CAP))?;
+        let new = Table::empty(r, ((live + 1) * 2).max(min_cap).max(INITIAL_TABLE_CAP))?;
         let mut key = Vec::new();
         for slot in self.live_slots(r, 0, self.cap) {
             let (at, data) = slot?;

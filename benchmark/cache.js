@@ -1,0 +1,111 @@
+'use strict';
+// Cache scenarios for benchmark/run.js: the hit ratio of an evicting store against lru-cache
+// (exact LRU) holding the same number of entries, on Zipf traces and a scan-plus-Zipf mix; and
+// what eviction costs a get and a set.
+const { LRUCache } = require('lru-cache');
+const { createStore } = require('..');
+
+const KEYS = 100_000;
+const REQUESTS = 600_000;
+
+/** A deterministic Zipf(alpha) sampler over 0..n-1 (inverse CDF by binary search). */
+function zipf(n, alpha, seed) {
+  const cdf = new Float64Array(n);
+  let sum = 0;
+  for (let i = 0; i < n; i++) cdf[i] = sum += 1 / (i + 1) ** alpha;
+  for (let i = 0; i < n; i++) cdf[i] /= sum;
+  let s = seed >>> 0;
+  const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+  return () => {
+    const u = rand();
+    let lo = 0, hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid] < u) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+}
+
+/** A trace of key numbers: Zipf, or Zipf with a scan of 5,000 one-off keys every 20,000 requests. */
+function trace(alpha, scans) {
+  const next = zipf(KEYS, alpha, 42);
+  const out = new Int32Array(REQUESTS);
+  let scanKey = KEYS;
+  for (let i = 0; i < REQUESTS; i++) {
+    out[i] = scans && i % 20_000 >= 15_000 ? scanKey++ : next();
+  }
+  return out;
+}
+
+/** Hits of `get`/`set` over the trace, as a cache would use them (a miss loads and stores). */
+function hitRatio(t, get, set) {
+  let hits = 0;
+  for (let i = 0; i < t.length; i++) {
+    const k = `k${t[i]}`;
+    if (get(k) !== undefined) hits++;
+    else set(k, { k: t[i] });
+  }
+  return hits / t.length;
+}
+
+let stores = 0;
+function hitRatios() {
+  const metrics = {};
+  for (const [label, alpha, scans] of [['zipf08', 0.8, false], ['zipf10', 1.0, false], ['scan', 0.9, true]]) {
+    const t = trace(alpha, scans);
+    for (const pct of [1, 10]) {
+      const capacity = (KEYS * pct) / 100;
+      const store = createStore(`bench-hit-${stores++}`, { onFull: 'evict', maxEntries: capacity, maxBytes: 256 << 20 });
+      const lru = new LRUCache({ max: capacity });
+      metrics[`${label}_${pct}_store`] = hitRatio(t, (k) => store.get(k), (k, v) => store.set(k, v));
+      metrics[`${label}_${pct}_lru`] = hitRatio(t, (k) => lru.get(k), (k, v) => lru.set(k, v));
+    }
+  }
+  return metrics;
+}
+
+function nsPerOp(n, fn) {
+  let sink;
+  for (let i = 0; i < Math.min(n, 50_000); i++) sink = fn(i);
+  const t = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) sink = fn(i);
+  if (sink === undefined) throw new Error('benchmark produced undefined');
+  return Number(process.hrtime.bigint() - t) / n;
+}
+
+/** get of 10,000 keys read in turn, in a store that evicts (with room to spare) and one that does not. */
+function evictGet() {
+  const on = createStore(`bench-evict-get-on`, { onFull: 'evict', maxEntries: 20_000 });
+  const off = createStore(`bench-evict-get-off`);
+  for (let i = 0; i < 10_000; i++) {
+    on.set(`k${i}`, { id: i, name: `user${i}`, tags: ['a', 'b'] });
+    off.set(`k${i}`, { id: i, name: `user${i}`, tags: ['a', 'b'] });
+  }
+  const N = 2_000_000;
+  return {
+    on: nsPerOp(N, (i) => on.get(`k${i % 10_000}`)),
+    off: nsPerOp(N, (i) => off.get(`k${i % 10_000}`)),
+    // 100 keys: every get from the read cache.
+    hotOn: nsPerOp(N, (i) => on.get(`k${i % 100}`)),
+    hotOff: nsPerOp(N, (i) => off.get(`k${i % 100}`)),
+  };
+}
+
+/** set of new keys into a full evicting store (every set evicts one) vs into a store with room. */
+function evictSet() {
+  const full = createStore(`bench-evict-set-full`, { onFull: 'evict', maxEntries: 10_000 });
+  const room = createStore(`bench-evict-set-room`, { maxEntries: 0 });
+  for (let i = 0; i < 10_000; i++) full.set(`fill${i}`, { id: i, name: `user${i}`, tags: ['a', 'b'] });
+  const N = 300_000;
+  const value = (i) => ({ id: i, name: `user${i}`, tags: ['a', 'b'] });
+  const metrics = {
+    evicting: nsPerOp(N, (i) => full.set(`k${i}`, value(i))),
+    room: nsPerOp(N, (i) => room.set(`k${i}`, value(i))),
+  };
+  metrics.evictions = full.stats().evictions;
+  return metrics;
+}
+
+module.exports = { scenarios: { 'hit-ratio': hitRatios, 'evict-get': evictGet, 'evict-set': evictSet } };
