@@ -6,7 +6,8 @@
 const BATCH = 128;
 /** Reads after which pending marks are handed over even if the batch is not full. */
 const FLUSH_READS = 512;
-const VISITED = 0x80000000 | 0;
+/** Both VISITED bits of SEQ (layout.rs SEQ_VISITED): a read of a fully marked version is not reported. */
+const VISITED = 0xc0000000 | 0;
 const RECENT_BITS = 8;
 
 /** `{ onFull, maxEntries }` of createManager / createStore(name) / openStore, checked. */
@@ -38,7 +39,7 @@ class Visits {
   record(offset, seq) {
     if (++this.reads >= FLUSH_READS && this.n !== 0) this.flush();
     seq |= 0;
-    if ((seq & VISITED) !== 0) return; // marked already
+    if ((seq & VISITED) === VISITED) return; // marked already
     const r = (Math.imul(offset >>> 3, 0x9e3779b1) >>> (32 - RECENT_BITS));
     if (this.recentOffset[r] === offset && this.recentSeq[r] === seq) return;
     this.recentOffset[r] = offset;

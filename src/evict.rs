@@ -2,7 +2,8 @@
 //! `onFull: 'evict'` makes room for a write by removing entries, approximately least recently
 //! used first (CLOCK, a second chance per read):
 //!
-//! - Reads mark an entry VISITED (a bit of its slot's SEQ). Readers never write to the shared
+//! - Reads mark an entry VISITED (the top two bits of its slot's SEQ; a pass of the hand clears
+//!   one, so a marked entry survives two passes). Readers never write to the shared
 //!   memory themselves: a thread collects the versions it read and hands them over in batches
 //!   (`mark_visited`), which sets the bit under the writer lock, only on an entry still at the
 //!   version read, and only if it is not set yet. So a hot key costs one mark per pass of the
@@ -89,9 +90,13 @@ impl Store {
             if h.expired(now) {
                 self.remove_locked(at, block)?;
                 count(r, H_EXPIRED)?;
-                if victim.is_none() {
-                    hand.store(at_slot, Relaxed);
-                }
+                // The hand moves on past what it passed, up to a victim it found first (which
+                // it reconsiders next time): entries whose second chance it took stay behind.
+                let next = match victim {
+                    Some((_, _, after_victim)) => (after_victim + table.cap - 1) % table.cap,
+                    None => at_slot,
+                };
+                hand.store(next, Relaxed);
                 return Ok(true);
             }
             if h.key_len >= PINNED_KEY_PREFIX.len() as u64
@@ -109,10 +114,15 @@ impl Store {
             let seq = r.u32(at + S_SEQ)?;
             let s = seq.load(Relaxed);
             if s & SEQ_VISITED != 0 {
-                // A second chance. A new version (the count moves on by two, staying even),
-                // not the one before the mark: a reader that read that one before must see
-                // its next read as new, and hand it over again.
-                seq.store(next_seq(next_seq(s & !SEQ_VISITED)), Release);
+                // Another chance: one mark bit less. And a new version (the count moves on by
+                // two, staying even), not the one before the mark: a reader that read that one
+                // must see its next read as new, and hand it over again.
+                let left = if s & SEQ_VISITED_RECENT != 0 {
+                    s & SEQ_VISITED & !SEQ_VISITED_RECENT
+                } else {
+                    0
+                };
+                seq.store(next_seq(next_seq(s & !SEQ_VISITED)) | left, Release);
                 continue;
             }
             let serves = class.is_none_or(|c| h.class == c || block + class_size(h.class) == top);
@@ -141,7 +151,7 @@ impl Store {
     }
 
     /// Marks entries read: each `(SEQ word offset, SEQ)` a reader saw on a hit. Only an entry
-    /// still at that version, in the current index, and not marked yet gets the VISITED bit.
+    /// still at that version, in the current index, and not fully marked gets the VISITED bits.
     /// A no-op for a store that does not evict.
     pub fn mark_visited(&self, seen: &[(u64, u32)]) -> Result<()> {
         if !self.limits.evict || seen.is_empty() {
@@ -158,7 +168,7 @@ impl Store {
             }
             let seq = r.u32(off)?;
             let s = seq.load(Relaxed);
-            if s == seen_seq && s & (1 | SEQ_VISITED) == 0 {
+            if s == seen_seq && s & 1 == 0 && s & SEQ_VISITED != SEQ_VISITED {
                 seq.store(s | SEQ_VISITED, Release);
             }
         }

@@ -79,9 +79,15 @@ pub const H_EXPIRED: u64 = 1960;
 /// Entries whose key starts with this are never evicted: `lock()` leases (and getOrSet's turns)
 /// must not be released by a full store.
 pub const PINNED_KEY_PREFIX: &[u8] = b"\0lock\0";
-/// In a slot's SEQ: the entry was read since the hand last passed it (set and cleared under the
-/// writer lock only; a write keeps it). The rest of SEQ counts versions, odd while written.
-pub const SEQ_VISITED: u32 = 1 << 31;
+/// In a slot's SEQ, the top two bits: how recently the entry was read, by the hand's passes. A
+/// read marks both (set under the writer lock only, see evict.rs); each pass of the hand clears
+/// one, and an entry with neither is a victim. Two passes, not one: reads are marked in batches,
+/// a little after they happen, and entries change slots when the index is rebuilt, so an entry
+/// read all the time must not be evicted in the moment between a pass and its next mark. A
+/// write keeps the bits. The rest of SEQ counts versions, odd while written.
+pub const SEQ_VISITED: u32 = 0b11 << 30;
+/// The bit a pass of the hand clears first.
+pub const SEQ_VISITED_RECENT: u32 = 1 << 31;
 
 /// A store shared by processes through a file: a writer may die at any instruction, so a value
 /// rewritten in place is first saved in the undo record (see `recover.rs`).

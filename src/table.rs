@@ -55,7 +55,7 @@ pub enum Read {
 }
 
 /// The next version of a SEQ word: the count (all bits but SEQ_VISITED) plus one, wrapping
-/// within itself; the VISITED bit kept.
+/// within itself; the VISITED bits kept.
 pub fn next_seq(seq: u32) -> u32 {
     (seq & SEQ_VISITED) | (seq & !SEQ_VISITED).wrapping_add(1) & !SEQ_VISITED
 }

@@ -770,7 +770,9 @@ pub fn check_store(env: Env, id: u32) -> Result<Raw> {
 impl Attached {
     /// Notes a hit of the native codec's get for eviction; marks a batch at a time.
     fn visited(&mut self, env: sys::napi_env, v: crate::store::Version) -> Result<()> {
-        if !self.store.limits.evict || v.seq & crate::layout::SEQ_VISITED != 0 {
+        if !self.store.limits.evict
+            || v.seq & crate::layout::SEQ_VISITED == crate::layout::SEQ_VISITED
+        {
             return Ok(());
         }
         self.visits.push((v.seq_offset, v.seq));
