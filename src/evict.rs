@@ -77,8 +77,8 @@ impl Store {
         // past its victim for one.
         let may_expire = r.u64(H_TTL_BLOCKS)?.load(Relaxed) != 0;
         let (mut victim, mut fallback, mut passed, mut looked) = (None, None, 0, 0);
-        // Two turns: after the first, every entry has lost its VISITED bit.
-        for _ in 0..2 * table.cap {
+        // Three turns: after two, every entry has lost both its VISITED bits.
+        for _ in 0..3 * table.cap {
             let at = table.off + at_slot * SLOT_SIZE;
             at_slot = (at_slot + 1) % table.cap;
             let rf = r.u32(at + S_REF)?.load(Relaxed);

@@ -156,3 +156,21 @@ fn locks_are_never_evicted() {
     }
     assert_eq!(s.stats().unwrap().entries, 20);
 }
+
+#[test]
+fn a_store_whose_every_entry_was_read_still_makes_room() {
+    let mem = Mem::new(4 << 20);
+    let s = evicting(&mem, mem.bytes(), 50);
+    let mut out = Vec::new();
+    for i in 0..50u64 {
+        s.set(format!("k{i}").as_bytes(), &value(i), false).unwrap();
+    }
+    let seen: Vec<(u64, u32)> = (0..50u64)
+        .filter_map(|i| s.get(format!("k{i}").as_bytes(), &mut out).unwrap())
+        .map(|v| (v.seq_offset, v.seq))
+        .collect();
+    s.mark_visited(&seen).unwrap(); // every entry fully marked
+    s.set(b"new", b"value", false).unwrap();
+    assert_eq!(s.stats().unwrap().evictions, 1);
+    s.check().unwrap();
+}
