@@ -109,25 +109,32 @@ fn typed_view(
 }
 
 fn view_info(env: sys::napi_env, view: sys::napi_value) -> Result<(*mut u8, usize)> {
-    let (mut ty, mut len, mut data, mut ab, mut offset) =
+    typed_array(env, view, sys::TypedarrayType::uint8_array, "a Uint8Array")
+}
+
+/// Data pointer and element count of a typed array argument of type `ty`.
+fn typed_array(
+    env: sys::napi_env,
+    view: sys::napi_value,
+    ty: sys::napi_typedarray_type,
+    what: &str,
+) -> Result<(*mut u8, usize)> {
+    let (mut found, mut len, mut data, mut ab, mut offset) =
         (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
     // SAFETY: out-pointers are valid; a non-typed-array argument yields an error status.
     check(env, unsafe {
         sys::napi_get_typedarray_info(
             env,
             view,
-            &mut ty,
+            &mut found,
             &mut len,
             &mut data,
             &mut ab,
             &mut offset,
         )
     })?;
-    if ty != sys::TypedarrayType::uint8_array {
-        return Err(Error::new(
-            Status::InvalidArg,
-            "expected a Uint8Array".to_string(),
-        ));
+    if found != ty {
+        return Err(Error::new(Status::InvalidArg, format!("expected {what}")));
     }
     Ok((data.cast(), len))
 }
@@ -145,36 +152,22 @@ unsafe fn bytes_of<'a>(env: sys::napi_env, view: sys::napi_value) -> Result<&'a 
     Ok(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
-/// The bytes of any typed array argument.
+/// The words of a Uint32Array argument.
 ///
 /// # Safety
 /// As `bytes_of`.
-unsafe fn bytes_of_any<'a>(env: sys::napi_env, view: sys::napi_value) -> Result<&'a [u8]> {
-    let (mut ty, mut len, mut data, mut ab, mut offset) =
-        (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
-    // SAFETY: out-pointers are valid; a non-typed-array argument yields an error status.
-    check(env, unsafe {
-        sys::napi_get_typedarray_info(
-            env,
-            view,
-            &mut ty,
-            &mut len,
-            &mut data,
-            &mut ab,
-            &mut offset,
-        )
-    })?;
-    if ty != sys::TypedarrayType::uint32_array {
-        return Err(Error::new(
-            Status::InvalidArg,
-            "expected a Uint32Array".to_string(),
-        ));
-    }
+unsafe fn words_of<'a>(env: sys::napi_env, view: sys::napi_value) -> Result<&'a [u32]> {
+    let (data, len) = typed_array(
+        env,
+        view,
+        sys::TypedarrayType::uint32_array,
+        "a Uint32Array",
+    )?;
     if len == 0 {
         return Ok(&[]);
     }
-    // SAFETY: V8 reports `len` u32 elements at `data`; the caller keeps them alive.
-    Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len * 4) })
+    // SAFETY: V8 reports `len` aligned u32 elements at `data`; the caller keeps them alive.
+    Ok(unsafe { std::slice::from_raw_parts(data.cast::<u32>(), len) })
 }
 
 /// One thread's attachment to a store buffer.
@@ -864,15 +857,12 @@ impl Attached {
 #[napi(js_name = "markVisited")]
 pub fn mark_visited(env: Env, id: u32, pairs: Raw, n: u32) -> Result<()> {
     let env = env.raw();
-    // SAFETY: the caller's Uint32Array outlives this call; read as bytes, copied at once.
-    let bytes = unsafe { bytes_of_any(env, pairs.0)? };
-    let seen: Vec<(u64, u32)> = bytes
-        .chunks_exact(8)
+    // SAFETY: the caller's Uint32Array outlives this call; it is copied at once.
+    let words = unsafe { words_of(env, pairs.0)? };
+    let seen: Vec<(u64, u32)> = words
+        .chunks_exact(2)
         .take(n as usize)
-        .map(|c| {
-            let w = |i: usize| u32::from_ne_bytes(c[i..i + 4].try_into().unwrap());
-            (w(0) as u64, w(4))
-        })
+        .map(|p| (p[0] as u64, p[1]))
         .collect();
     with(env, id, |att| {
         att.run(env, |store, _| store.mark_visited(&seen))
