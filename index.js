@@ -234,8 +234,11 @@ class SharedKVStore {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#att !== undefined) {
-      this.#visits?.flush();
-      native.detach(this.#att.id);
+      try {
+        this.#visits?.flush();
+      } finally {
+        native.detach(this.#att.id);
+      }
     }
     this.#att = this.#cache = this.#reader = this.#buffer = this.#visits = undefined;
     if (SharedKVStore.instance === this) SharedKVStore.instance = undefined;
@@ -363,7 +366,7 @@ class SharedKVStore {
    */
   lock(key, timeout = 1000, { lease = DEFAULT_LEASE_MS } = {}) {
     checkKey(key);
-    if (!(timeout >= 0)) throw new RangeError(`lock: timeout must be a number of ms >= 0, got ${String(timeout)}`);
+    if (typeof timeout !== 'number' || !(timeout >= 0)) throw new RangeError(`lock: timeout must be a number of ms >= 0, got ${String(timeout)}`);
     if (!(lease > 0) || !Number.isFinite(lease)) throw new RangeError(`lock: lease must be a positive number of ms, got ${String(lease)}`);
     const id = this.#id();
     const name = LOCK_PREFIX + key;

@@ -112,3 +112,13 @@ test('the Keyv adapter makes an evicting store: a Keyv cache that stays within m
   assert.equal(store.stats().evictions, 450);
   assert.deepEqual(await keyv.get('k499'), { i: 499 });
 });
+
+test('the Keyv adapter\'s clear() leaves the store\'s locks alone', async () => {
+  const store = createStore('layers:clear-locks');
+  assert.ok(store.lock('job', 0));
+  const adapter = new KeyvSharedKVStore(store); // no namespace: clear() covers the whole store
+  await adapter.set('a', 1);
+  await adapter.clear();
+  assert.equal(await adapter.get('a'), undefined);
+  assert.equal(store.release('job'), true, 'the lock survived the clear');
+});

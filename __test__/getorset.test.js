@@ -103,3 +103,18 @@ test('timeout bounds the wait; bad arguments are refused', async () => {
   await assert.rejects(store.getOrSet('k2', () => 1, { ttl: -5 }), RangeError);
   assert.equal(store.get('k2'), undefined);
 });
+
+test('closing the store while its loader runs gives the turn up at once', async () => {
+  const name = 'getorset:closed';
+  const w = worker(`
+    const store = kv.createStore(${JSON.stringify(name)});
+    store.getOrSet('k', () => { parentPort.postMessage('loading'); return new Promise(() => {}); }, { lease: 600000 });
+    parentPort.once('message', () => { store.close(); parentPort.postMessage('closed'); });
+  `);
+  await once(w, 'message');
+  w.postMessage('close');
+  await once(w, 'message');
+  const store = createStore(name);
+  assert.equal(await store.getOrSet('k', () => 'mine', { timeout: 1000 }), 'mine');
+  await w.terminate();
+});

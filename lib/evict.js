@@ -55,6 +55,7 @@ class Visits {
     if (this.n === 0) return;
     const n = this.n;
     this.n = 0;
+    // Not marked if a writer held the lock at that moment: reads never wait for writers.
     this.native.markVisited(this.id, this.pairs, n);
   }
 }

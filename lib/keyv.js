@@ -86,11 +86,13 @@ class KeyvSharedKVStore extends EventEmitter {
     return this.#run(() => keys.map((key) => this.store.has(key)));
   }
 
-  /** Deletes this adapter's namespace (or, with none, every key of the store). */
+  /**
+   * Deletes this adapter's namespace (or, with none, every key of the store), never the
+   * store's lock() leases (which `store.clear()` would take too).
+   */
   clear() {
     return this.#run(() => {
-      if (this.namespace) this.store.delete(`${exact(this.namespace)}:*`);
-      else this.store.clear();
+      this.store.delete(this.namespace ? `${exact(this.namespace)}:*` : '*');
     });
   }
 

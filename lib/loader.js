@@ -26,7 +26,7 @@ async function getOrSet(store, key, loader, options = {}) {
   if (typeof loader !== 'function') throw new TypeError('getOrSet: loader must be a function');
   if (options === null || typeof options !== 'object') throw new TypeError('getOrSet: options must be an object');
   const { ttl, timeout = DEFAULT_TIMEOUT_MS, lease = DEFAULT_LEASE_MS } = options;
-  if (!(timeout >= 0)) throw new RangeError(`getOrSet: timeout must be a number of ms >= 0, got ${String(timeout)}`);
+  if (typeof timeout !== 'number' || !(timeout >= 0)) throw new RangeError(`getOrSet: timeout must be a number of ms >= 0, got ${String(timeout)}`);
   if (ttl !== undefined && !(typeof ttl === 'number' && ttl > 0 && Number.isFinite(ttl))) {
     throw new RangeError(`getOrSet: ttl must be a positive number of seconds, got ${String(ttl)}`);
   }

@@ -39,6 +39,11 @@ pub enum Error {
     Type(String),
     /// The memory (or file) is not a store: it does not start with the store's magic.
     NotAStore(String),
+    /// An evicting store at maxBytes has no room for a larger index: fewer entries must make
+    /// do (the write changed nothing; the caller evicts and retries).
+    IndexNeedsRoom {
+        needed: u64,
+    },
     /// A new key while the store holds its `maxEntries` (the write changed nothing).
     AtCapacity {
         max_entries: u64,
@@ -90,6 +95,10 @@ impl fmt::Display for Error {
             Error::Decode(what) => write!(f, "cannot decode stored value: {what}"),
             Error::Encode(what) => write!(f, "{what}"),
             Error::Type(what) => write!(f, "{what}"),
+            Error::IndexNeedsRoom { needed } => write!(
+                f,
+                "store is full: its index needs {needed} bytes"
+            ),
             Error::AtCapacity { max_entries } => write!(
                 f,
                 "store is full: it holds its maxEntries ({max_entries}) entries; delete keys, or create it with onFull: 'evict'"

@@ -26,9 +26,22 @@ use crate::store::{count, SetOptions, Store};
 use crate::table::{next_seq, ref_to_block, Table};
 
 /// Unvisited entries of another class the hand passes over before it takes the first of them.
-const CLASS_SEARCH: u32 = 32;
+const CLASS_SEARCH: u32 = 256;
 /// Live entries the hand looks at past its victim for an expired one to take instead.
 const EXPIRED_SEARCH: u32 = 64;
+/// Evictions one write may make of blocks that do not serve it, before it gives up (`Full`).
+const MAX_UNHELPFUL: u32 = 256;
+
+/// What `evict_one` removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Evicted {
+    /// An expired entry, or one whose block serves the write (its class, or the arena's top).
+    Serving,
+    /// An entry whose block does not.
+    Other,
+    /// Nothing: the store holds no evictable entry.
+    Nothing,
+}
 
 impl Store {
     /// `set_locked`, evicting entries when the store is full and formatted to evict.
@@ -39,13 +52,32 @@ impl Store {
         value: &[u8],
         opts: &SetOptions,
     ) -> Result<()> {
+        let wanted = (key.len() + value.len().max(opts.reserve as usize)) as u64;
+        let class = data_class(wanted, opts.expires_at != 0)?.0;
+        // Blocks are not merged: evicting entries of other classes frees room only where it
+        // happens to be at the arena's top. Past a few of those, more would only empty the
+        // store for a write that still would not fit.
+        let mut unhelpful = 0;
         loop {
-            let wanted = (key.len() + value.len().max(opts.reserve as usize)) as u64;
-            let class = data_class(wanted, opts.expires_at != 0)?.0;
             match self.set_locked(key, hash, value, opts) {
                 // Past maxBytes: the region cannot grow, so room must come from entries.
                 Err(Error::NeedGrow { needed }) if needed > self.limits.max_bytes => {
-                    if !self.limits.evict || !self.evict_one(Some(class))? {
+                    let full = Error::Full {
+                        needed,
+                        max: self.limits.max_bytes,
+                    };
+                    if !self.limits.evict || class_size(class) > self.limits.max_bytes / 2 {
+                        return Err(full);
+                    }
+                    match self.evict_one(Some(class))? {
+                        Evicted::Serving => {}
+                        Evicted::Other if unhelpful < MAX_UNHELPFUL => unhelpful += 1,
+                        _ => return Err(full),
+                    }
+                }
+                // Each eviction makes the index a rebuild needs smaller: no cap here.
+                Err(Error::IndexNeedsRoom { needed }) => {
+                    if self.evict_one(None)? == Evicted::Nothing {
                         return Err(Error::Full {
                             needed,
                             max: self.limits.max_bytes,
@@ -53,7 +85,7 @@ impl Store {
                     }
                 }
                 Err(Error::AtCapacity { max_entries }) => {
-                    if !self.limits.evict || !self.evict_one(None)? {
+                    if !self.limits.evict || self.evict_one(None)? == Evicted::Nothing {
                         return Err(Error::AtCapacity { max_entries });
                     }
                 }
@@ -63,9 +95,8 @@ impl Store {
     }
 
     /// Removes one entry to make room (writer lock held): expired first, then the first not
-    /// read since the hand last passed it. `class`: the size class a write needs. Returns false
-    /// if the store holds no entry.
-    pub(crate) fn evict_one(&self, class: Option<u32>) -> Result<bool> {
+    /// read since the hand last passed it. `class`: the size class a write needs.
+    pub(crate) fn evict_one(&self, class: Option<u32>) -> Result<Evicted> {
         let r = self.region();
         let table = Table::load(r)?;
         let arena = Arena { r };
@@ -77,6 +108,7 @@ impl Store {
         // past its victim for one.
         let may_expire = r.u64(H_TTL_BLOCKS)?.load(Relaxed) != 0;
         let (mut victim, mut fallback, mut passed, mut looked) = (None, None, 0, 0);
+        let mut victim_serves = false;
         // Three turns: after two, every entry has lost both its VISITED bits.
         for _ in 0..3 * table.cap {
             let at = table.off + at_slot * SLOT_SIZE;
@@ -97,7 +129,8 @@ impl Store {
                     None => at_slot,
                 };
                 hand.store(next, Relaxed);
-                return Ok(true);
+                // Freed space of another class still counts as room made for the entry count.
+                return Ok(Evicted::Serving);
             }
             if h.key_len >= PINNED_KEY_PREFIX.len() as u64
                 && r.eq(key_offset(block, h.header_len), PINNED_KEY_PREFIX)?
@@ -132,13 +165,20 @@ impl Store {
                 continue;
             }
             victim = Some((at, block, at_slot));
+            victim_serves = serves;
             if !may_expire {
                 break;
             }
         }
-        match victim.or(fallback) {
-            Some((at, block, next)) => self.evict(at, block, next).map(|_| true),
-            None => Ok(false),
+        let how = if victim_serves {
+            Evicted::Serving
+        } else {
+            Evicted::Other
+        };
+        match (victim, fallback) {
+            (Some((at, block, next)), _) => self.evict(at, block, next).map(|_| how),
+            (None, Some((at, block, next))) => self.evict(at, block, next).map(|_| Evicted::Other),
+            (None, None) => Ok(Evicted::Nothing),
         }
     }
 
@@ -153,12 +193,17 @@ impl Store {
     /// Marks entries read: each `(SEQ word offset, SEQ)` a reader saw on a hit. Only an entry
     /// still at that version, in the current index, and not fully marked gets the VISITED bits.
     /// A no-op for a store that does not evict.
-    pub fn mark_visited(&self, seen: &[(u64, u32)]) -> Result<()> {
+    /// Returns false if the writer lock was busy and nothing was marked.
+    pub fn mark_visited(&self, seen: &[(u64, u32)]) -> Result<bool> {
         if !self.limits.evict || seen.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let r = self.region();
-        let _guard = self.write_lock()?;
+        // Readers never wait for a writer: if the lock is busy, the marks are dropped (they
+        // are hints; the reader hands over the next ones).
+        let Some(_guard) = self.try_write_lock()? else {
+            return Ok(false);
+        };
         let table = Table::load(r)?;
         let end = table.off + table.cap * SLOT_SIZE;
         for &(off, seen_seq) in seen {
@@ -168,10 +213,14 @@ impl Store {
             }
             let seq = r.u32(off)?;
             let s = seq.load(Relaxed);
-            if s == seen_seq && s & 1 == 0 && s & SEQ_VISITED != SEQ_VISITED {
+            let live = !matches!(
+                r.u32(slot + S_REF)?.load(Relaxed),
+                REF_EMPTY | REF_TOMBSTONE
+            );
+            if live && s == seen_seq && s & 1 == 0 && s & SEQ_VISITED != SEQ_VISITED {
                 seq.store(s | SEQ_VISITED, Release);
             }
         }
-        Ok(())
+        Ok(true)
     }
 }

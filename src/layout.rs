@@ -16,7 +16,8 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"SKVSTOR1");
 /// 2: 32-bit MurmurHash3 keys. 3: 8-byte slots, lengths in the block header, any index size.
 /// 4: short block headers. 5: expiring entries (TTL header). 6: a 64-bit writer lock naming
 /// its holder process, the futex wake word, the undo record and the store flags.
-pub const LAYOUT_VERSION: u32 = 6;
+/// 7: eviction (its settings, hand and counters; the VISITED bits of SEQ).
+pub const LAYOUT_VERSION: u32 = 7;
 /// Offsets are stored as u32 multiples of 8 (with 3 bits to spare): the region stays below 4 GiB.
 pub const MAX_REGION_BYTES: u64 = 1 << 32;
 

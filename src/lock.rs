@@ -338,6 +338,28 @@ pub fn lock(w: LockWords<'_>, timeout: Duration) -> Result<WriteGuard<'_>> {
     }
 }
 
+/// Takes the lock if it is free now (a few spins), without waiting, judging or taking over a
+/// holder: for work that may be skipped, such as marking reads.
+pub fn try_lock(w: LockWords<'_>) -> Option<WriteGuard<'_>> {
+    let me = holder::me();
+    for _ in 0..SPINS.max(1) {
+        if w.word.load(Ordering::Relaxed) == 0
+            && w.word
+                .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            w.gen.fetch_add(1, Ordering::Relaxed);
+            return Some(WriteGuard {
+                words: w,
+                me,
+                took_over: false,
+            });
+        }
+        spin_loop();
+    }
+    None
+}
+
 impl WriteGuard<'_> {
     /// Leaves the lock held, as a process killed at this point would (for tests).
     pub fn abandon(self) {

@@ -13,7 +13,7 @@ use crate::layout::*;
 use crate::lock::{lock, Backoff, LockWords, WriteGuard, WAIT_TIMEOUT};
 use crate::recover::{arm_undo, disarm_undo};
 use crate::region::Region;
-use crate::table::{make_ref, ref_to_block, Find, Read, Table};
+use crate::table::{make_ref, next_seq, ref_to_block, Find, Read, Table};
 use std::time::Duration;
 
 /// One thread's handle on a store region. Cheap; each thread attaches its own.
@@ -48,7 +48,13 @@ impl Limits {
     /// The fewest index slots a rebuild makes (0: as many as the live entries need).
     pub fn evicting_index_slots(&self) -> u64 {
         if self.evict && self.max_entries != 0 {
-            self.max_entries.saturating_add(1).saturating_mul(4)
+            // At most a quarter of maxBytes: a maxEntries the bytes cannot hold anyway must
+            // not ask for an index larger than the store.
+            let fits = self.max_bytes / 4 / SLOT_SIZE;
+            self.max_entries
+                .saturating_add(1)
+                .saturating_mul(4)
+                .min(fits)
         } else {
             0
         }
@@ -258,6 +264,20 @@ impl Store {
         Ok(guard)
     }
 
+    /// The writer lock if it is free now (see `lock::try_lock`); a pending recovery is run
+    /// first, as by `write_lock`.
+    pub fn try_write_lock(&self) -> Result<Option<WriteGuard<'_>>> {
+        let Some(guard) = crate::lock::try_lock(self.lock_words()?) else {
+            return Ok(None);
+        };
+        let pending = self.region.u32(H_RECOVERING)?;
+        if pending.load(Relaxed) != 0 {
+            self.recover()?;
+            pending.store(0, Release);
+        }
+        Ok(Some(guard))
+    }
+
     /// A reader that keeps finding an entry mid-write: if the writer died, take its lock over
     /// (recovering its write); if it lives, this waits until it is done.
     fn unblock_reader(&self, backoff: &Backoff) -> Result<()> {
@@ -440,6 +460,12 @@ impl Store {
                 {
                     vacant.unwrap_or_default()
                 }
+                // Then fewer entries must make do with a smaller index: the caller evicts.
+                Err(Error::NeedGrow { needed })
+                    if self.limits.evict && needed > self.limits.max_bytes =>
+                {
+                    return Err(Error::IndexNeedsRoom { needed })
+                }
                 Err(e) => return Err(e),
                 Ok(()) => {
                     table = Table::load(r)?;
@@ -498,6 +524,13 @@ impl Store {
     pub(crate) fn remove_locked(&self, at: u64, block: u64) -> Result<()> {
         let r = &self.region;
         Table::publish(r, at, REF_TOMBSTONE)?;
+        // The marks of reads were the removed entry's: a key written into this slot later
+        // starts unmarked (a new version, even).
+        let seq = r.u32(at + S_SEQ)?;
+        let s = seq.load(Relaxed);
+        if s & SEQ_VISITED != 0 {
+            seq.store(next_seq(next_seq(s & !SEQ_VISITED)), Release);
+        }
         let live = r.u64(H_LIVE)?;
         live.store(live.load(Relaxed).saturating_sub(1), Relaxed);
         let tombstones = r.u64(H_TOMBSTONES)?;

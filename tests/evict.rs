@@ -174,3 +174,72 @@ fn a_store_whose_every_entry_was_read_still_makes_room() {
     assert_eq!(s.stats().unwrap().evictions, 1);
     s.check().unwrap();
 }
+
+#[test]
+fn a_write_that_cannot_fit_gives_up_without_emptying_the_store() {
+    let len = 256 << 10;
+    let mem = Mem::new(len);
+    let s = evicting(&mem, len, 0);
+    let mut i = 0u64;
+    while s.stats().unwrap().evictions == 0 {
+        s.set(format!("k{i}").as_bytes(), &value(i), false).unwrap();
+        i += 1;
+    }
+    let before = s.stats().unwrap().entries;
+    // A value of a size class no entry has, larger than any free space at the top.
+    let big = vec![7u8; 40 << 10];
+    match s.set(b"big", &big, false) {
+        Err(Error::Full { .. }) => {
+            let after = s.stats().unwrap().entries;
+            assert!(
+                before - after <= 300,
+                "evicted {} entries for nothing",
+                before - after
+            );
+        }
+        Ok(()) => {} // room was made at the top: fine too
+        Err(e) => panic!("{e}"),
+    }
+    // Larger than half the store: refused at once.
+    let huge = vec![7u8; 200 << 10];
+    let entries = s.stats().unwrap().entries;
+    assert!(matches!(
+        s.set(b"huge", &huge, false),
+        Err(Error::Full { .. })
+    ));
+    assert_eq!(s.stats().unwrap().entries, entries);
+    s.check().unwrap();
+}
+
+#[test]
+fn a_max_entries_the_bytes_cannot_hold_does_not_block_inserts() {
+    let len = 1 << 20;
+    let mem = Mem::new(len);
+    let s = evicting(&mem, len, 10_000_000);
+    for i in 0..20_000u64 {
+        s.set(format!("k{i}").as_bytes(), &value(i), false)
+            .unwrap_or_else(|e| panic!("insert {i}: {e}"));
+    }
+    assert!(s.stats().unwrap().entries > 1000);
+    s.check().unwrap();
+}
+
+#[test]
+fn untrusted_marks_never_write_outside_live_slots() {
+    let mem = Mem::new(4 << 20);
+    let s = evicting(&mem, mem.bytes(), 100);
+    s.set(b"a", b"1", false).unwrap();
+    let marks: Vec<(u64, u32)> = (0..2000u64)
+        .map(|i| {
+            (
+                i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % (8 << 20),
+                (i as u32) << 1,
+            )
+        })
+        .chain([(u64::MAX, 0), (0, 0), (4096, 0)])
+        .collect();
+    assert!(s.mark_visited(&marks).unwrap());
+    s.check().unwrap();
+    let mut out = Vec::new();
+    assert!(s.get(b"a", &mut out).unwrap().is_some());
+}

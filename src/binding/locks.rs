@@ -70,14 +70,33 @@ pub fn lock_release(env: Env, id: u32, key: String, owner: Raw) -> Result<bool> 
     })
 }
 
+/// Deletes the leases this thread holds in store `id` (its attachment is being released).
+pub fn release_held_in(id: u32) {
+    let mine = HELD
+        .try_with(|h| {
+            let mut h = h.borrow_mut();
+            let (mine, rest) = std::mem::take(&mut *h)
+                .into_iter()
+                .partition(|(i, _, _)| *i == id);
+            *h = rest;
+            mine
+        })
+        .unwrap_or_default();
+    release(mine);
+}
+
 /// Env cleanup hook: deletes every lease this thread still holds (if it still holds it).
 ///
 /// # Safety
 /// Called by Node-API on this thread while its env exits.
 unsafe extern "C" fn release_held(_arg: *mut std::ffi::c_void) {
-    let held = HELD
-        .try_with(|h| std::mem::take(&mut *h.borrow_mut()))
-        .unwrap_or_default();
+    release(
+        HELD.try_with(|h| std::mem::take(&mut *h.borrow_mut()))
+            .unwrap_or_default(),
+    );
+}
+
+fn release(held: Vec<Held>) {
     let _ = ATTACHED.try_with(|a| {
         let Ok(a) = a.try_borrow() else { return };
         for (id, key, owner) in &held {

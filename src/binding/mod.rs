@@ -305,6 +305,8 @@ impl Attached {
 #[napi]
 pub fn detach(env: Env, id: u32) -> Result<()> {
     let env = env.raw();
+    // Leases this thread holds in the store go with the attachment (as at the thread's exit).
+    locks::release_held_in(id);
     let att = ATTACHED.with(|a| a.borrow_mut().get_mut(id as usize).and_then(Option::take));
     if let Some(att) = att {
         att.drop_refs(env);
@@ -855,7 +857,7 @@ impl Attached {
 /// Marks entries read (`store.get` hits), given as `n` pairs (SEQ word offset, SEQ) in
 /// `pairs` (a Uint32Array): see evict.rs.
 #[napi(js_name = "markVisited")]
-pub fn mark_visited(env: Env, id: u32, pairs: Raw, n: u32) -> Result<()> {
+pub fn mark_visited(env: Env, id: u32, pairs: Raw, n: u32) -> Result<bool> {
     let env = env.raw();
     // SAFETY: the caller's Uint32Array outlives this call; it is copied at once.
     let words = unsafe { words_of(env, pairs.0)? };

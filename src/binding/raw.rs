@@ -63,7 +63,9 @@ fn kind(e: &CoreError) -> (u8, &'static CStr) {
     match e {
         CoreError::KeyTooLong { .. } => (b'R', c"ERR_KV_KEY_TOO_LONG"),
         CoreError::ValueTooLarge { .. } => (b'R', c"ERR_KV_VALUE_TOO_LARGE"),
-        CoreError::Full { .. } | CoreError::AtCapacity { .. } => (b'R', c"ERR_KV_FULL"),
+        CoreError::Full { .. }
+        | CoreError::AtCapacity { .. }
+        | CoreError::IndexNeedsRoom { .. } => (b'R', c"ERR_KV_FULL"),
         CoreError::Encode(_) => (b'R', c"ERR_KV_ENCODE"),
         CoreError::Type(_) => (b'T', c"ERR_KV_WRONG_TYPE"),
         CoreError::Timeout(_) => (b'E', c"ERR_KV_TIMEOUT"),
