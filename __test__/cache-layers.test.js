@@ -3,14 +3,13 @@
 // through Keyv, and a two-tier set-up with this store in front of a real redis-server.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const net = require('node:net');
-const { spawn, execFileSync } = require('node:child_process');
 const { Keyv } = require('keyv');
 const { createCache } = require('cache-manager');
 const { Cacheable } = require('cacheable');
 const { createStore } = require('..');
 const { KeyvSharedKVStore } = require('../lib/keyv.js');
 const { worker } = require('./helpers');
+const { redisInstalled, startRedis } = require('./redis');
 const { once } = require('node:events');
 
 test('the package exports the adapter at shared-kv-store/keyv', () => {
@@ -52,39 +51,11 @@ test('cacheable: a Keyv over this store as its primary store', async () => {
   assert.equal(await cache.get('k'), undefined);
 });
 
-function redisServer() {
-  try {
-    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const freePort = () => new Promise((resolve) => {
-  const s = net.createServer().listen(0, '127.0.0.1', () => {
-    const { port } = s.address();
-    s.close(() => resolve(port));
-  });
-});
-
-test('two tiers: this store in front of Redis (cacheable primary/secondary)', { skip: !redisServer() && 'redis-server is not installed' }, async (t) => {
-  const port = await freePort();
-  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  t.after(() => server.kill());
+test('two tiers: this store in front of Redis (cacheable primary/secondary)', { skip: !redisInstalled() && 'redis-server is not installed' }, async (t) => {
+  const redis = await startRedis();
+  t.after(redis.stop);
   const { default: KeyvRedis } = require('@keyv/redis');
-  const Redis = require('ioredis');
-  const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
-  for (let i = 0; ; i++) {
-    try {
-      await probe.connect();
-      break;
-    } catch (e) {
-      if (i > 100) throw e;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  const url = `redis://127.0.0.1:${port}`;
+  const url = redis.url;
   const local = createStore('layers:tier1');
   const secondary = new Keyv({ store: new KeyvRedis(url) });
   const cache = new Cacheable({ primary: new Keyv({ store: new KeyvSharedKVStore(local) }), secondary });
@@ -100,7 +71,6 @@ test('two tiers: this store in front of Redis (cacheable primary/secondary)', { 
     assert.equal(await secondary.get('page:/'), undefined);
   } finally {
     await secondary.disconnect().catch(() => {});
-    probe.disconnect();
   }
 });
 

@@ -6,8 +6,8 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const net = require('node:net');
-const { spawn, spawnSync, execFileSync } = require('node:child_process');
+const { spawnSync } = require('node:child_process');
+const { redisInstalled, startRedis } = require('../__test__/redis');
 const { Worker } = require('node:worker_threads');
 const { pack, unpack } = require('msgpackr');
 const { createManager, openStore } = require('..');
@@ -48,40 +48,10 @@ async function crossProcess() {
   return metrics;
 }
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function hasRedis() {
-  try {
-    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Redis on localhost (a baseline only): awaited and pipelined GET/SET of msgpack values. */
 async function redis() {
-  if (!hasRedis()) return { skipped: 1 };
-  const port = await freePort();
-  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const Redis = require('ioredis');
-  const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
-  for (let i = 0; ; i++) {
-    try {
-      await client.connect();
-      break;
-    } catch (e) {
-      if (i > 100) throw e;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  if (!redisInstalled()) return { skipped: 1 };
+  const { client, stop } = await startRedis();
   try {
     const M = 10_000;
     const awaited = async (fn) => {
@@ -107,8 +77,7 @@ async function redis() {
     const pipeGetNs = await pipelined((p, i) => p.getBuffer(`k${i % M}`));
     return { getNs, setNs, pipeGetNs, pipeSetNs };
   } finally {
-    client.disconnect();
-    server.kill();
+    stop();
   }
 }
 

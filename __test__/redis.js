@@ -1,0 +1,48 @@
+'use strict';
+// A throwaway redis-server on a free localhost port, for the two-tier test and the benchmark's
+// Redis baseline. Redis comes from the OS packages; where it is missing, callers skip.
+const net = require('node:net');
+const { spawn, execFileSync } = require('node:child_process');
+
+function redisInstalled() {
+  try {
+    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const freePort = () => new Promise((resolve) => {
+  const s = net.createServer().listen(0, '127.0.0.1', () => {
+    const { port } = s.address();
+    s.close(() => resolve(port));
+  });
+});
+
+/** Starts redis-server without persistence; resolves with { port, url, client (connected ioredis), stop() }. */
+async function startRedis() {
+  const port = await freePort();
+  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const Redis = require('ioredis');
+  const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
+  for (let i = 0; ; i++) {
+    try {
+      await client.connect();
+      break;
+    } catch (e) {
+      if (i > 100) {
+        server.kill();
+        throw e;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const stop = () => {
+    client.disconnect();
+    server.kill();
+  };
+  return { port, url: `redis://127.0.0.1:${port}`, client, stop };
+}
+
+module.exports = { redisInstalled, startRedis };
