@@ -125,41 +125,13 @@ mod park {
         if !mark_parked(w.word) {
             return false;
         }
-        let ts = libc::timespec {
-            tv_sec: max.as_secs() as libc::time_t,
-            tv_nsec: max.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: the wake word is a live, aligned u32 for the whole call (the region outlives
-        // the guard's borrow); FUTEX_WAIT only reads it. Not FUTEX_PRIVATE: waiters and
-        // wakers may be in different processes mapping the same file.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                w.wake.as_ptr(),
-                libc::FUTEX_WAIT,
-                seen,
-                &ts as *const libc::timespec,
-                std::ptr::null::<u32>(),
-                0,
-            );
-        }
+        crate::futex::wait(w.wake, seen, max);
         true
     }
 
     pub fn wake_all(w: LockWords<'_>) {
         w.wake.fetch_add(1, Ordering::Release);
-        // SAFETY: as above; FUTEX_WAKE only looks up waiters on the address.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                w.wake.as_ptr(),
-                libc::FUTEX_WAKE,
-                i32::MAX,
-                std::ptr::null::<libc::timespec>(),
-                std::ptr::null::<u32>(),
-                0,
-            );
-        }
+        crate::futex::wake_all(w.wake);
     }
 }
 
