@@ -121,6 +121,15 @@ impl Store {
             return Err(bad("the index block is not in use".into()));
         }
         let index_bytes = class_size(read_header(r, index_block)?.class);
+        let log = self.log_block()?;
+        if log != 0 && !in_use.remove(&log) {
+            return Err(bad("the change log's block is not in use".into()));
+        }
+        if log == 0 && r.u32(H_WATCHERS)?.load(Relaxed) != 0 {
+            return Err(bad(
+                "watchers are registered but there is no change log".into()
+            ));
+        }
         let (mut entries, mut tombstones) = (0, 0);
         for i in 0..table.cap {
             let slot = table.off + i * SLOT_SIZE;

@@ -20,6 +20,7 @@
 use std::sync::atomic::Ordering::{Relaxed, Release};
 
 use crate::arena::{class_size, data_class, Arena};
+use crate::changelog::Event;
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::store::{count, SetOptions, Store};
@@ -89,7 +90,8 @@ impl Store {
                         return Err(Error::AtCapacity { max_entries });
                     }
                 }
-                done => return done,
+                Ok(()) => return self.log_change(Event::Set, key),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -120,7 +122,7 @@ impl Store {
             let block = ref_to_block(rf);
             let h = arena.check_block(block, true)?;
             if h.expired(now) {
-                self.remove_locked(at, block)?;
+                self.remove_locked(at, block, Event::Expire)?;
                 count(r, H_EXPIRED)?;
                 // The hand moves on past what it passed, up to a victim it found first (which
                 // it reconsiders next time): entries whose second chance it took stay behind.
@@ -184,7 +186,7 @@ impl Store {
 
     fn evict(&self, at: u64, block: u64, next_slot: u64) -> Result<()> {
         let r = self.region();
-        self.remove_locked(at, block)?;
+        self.remove_locked(at, block, Event::Evict)?;
         count(r, H_EVICTIONS)?;
         r.u64(H_HAND)?.store(next_slot, Relaxed);
         Ok(())

@@ -17,7 +17,8 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"SKVSTOR1");
 /// 4: short block headers. 5: expiring entries (TTL header). 6: a 64-bit writer lock naming
 /// its holder process, the futex wake word, the undo record and the store flags.
 /// 7: eviction (its settings, hand and counters; the VISITED bits of SEQ).
-pub const LAYOUT_VERSION: u32 = 7;
+/// 8: the change log (H_LOG, H_WATCHERS and the log block).
+pub const LAYOUT_VERSION: u32 = 8;
 /// Offsets are stored as u32 multiples of 8 (with 3 bits to spare): the region stays below 4 GiB.
 pub const MAX_REGION_BYTES: u64 = 1 << 32;
 
@@ -77,6 +78,37 @@ pub const H_HAND: u64 = 1944;
 pub const H_EVICTIONS: u64 = 1952;
 /// u64: expired entries reclaimed (by sweeps, deletes and eviction).
 pub const H_EXPIRED: u64 = 1960;
+
+// ---- change log (see changelog.rs) ----------------------------------------------------------
+/// u64: the change log's block (0: none yet; made by the first `watch`, then kept).
+pub const H_LOG: u64 = 1968;
+/// u32: watcher slots in use. Writers append to the log only while it is nonzero.
+pub const H_WATCHERS: u64 = 1976;
+/// The log block, from its payload (+BLOCK_HEADER): u64 bytes ever appended and published;
+pub const L_HEAD: u64 = 0;
+/// u64: the end of the record being written (ahead of L_HEAD while a writer copies it in):
+/// a reader whose copy overlaps bytes a later record overwrote finds it past its cursor + cap.
+pub const L_RESERVED: u64 = 8;
+/// u32: bumped after every append; watchers sleep on it (a futex, or Atomics.waitAsync).
+pub const L_SIGNAL: u64 = 16;
+/// u32: SLEEP_* bits of the watchers asleep on L_SIGNAL; the writer that finds any clears
+/// them and wakes them.
+pub const L_SLEEPERS: u64 = 20;
+/// u32: the ring's size in bytes (a power of two, LOG_MIN..=LOG_MAX).
+pub const L_CAP: u64 = 24;
+/// [u64; WATCH_SLOTS]: a watching thread's holder word (see holder.rs), or 0.
+pub const L_SLOTS: u64 = 32;
+pub const WATCH_SLOTS: u64 = 256;
+/// The ring of records: `[event u8][0 u8][key length u16][key bytes]`, wrapping at L_CAP.
+pub const L_RING: u64 = L_SLOTS + 8 * WATCH_SLOTS;
+pub const LOG_MIN: u64 = 64 * 1024;
+pub const LOG_MAX: u64 = 1024 * 1024;
+pub const LOG_RECORD_HEADER: u64 = 4;
+/// A sleeper woken by a futex (a native waiter thread, any process).
+pub const SLEEP_FUTEX: u32 = 1;
+/// A sleeper in `Atomics.waitAsync` (a thread of the process whose SharedArrayBuffer it is).
+pub const SLEEP_JS: u32 = 2;
+
 /// Entries whose key starts with this are never evicted: `lock()` leases (and getOrSet's turns)
 /// must not be released by a full store.
 pub const PINNED_KEY_PREFIX: &[u8] = b"\0lock\0";
@@ -191,7 +223,8 @@ pub const fn start_slot(hash: u32, cap: u64) -> u64 {
 }
 
 const _: () = assert!(H_FREE_HEADS + 8 * NUM_CLASSES as u64 <= H_ON_FULL);
-const _: () = assert!(H_EXPIRED + 8 <= U_SLOT);
+const _: () = assert!(H_EXPIRED + 8 <= H_LOG && H_WATCHERS + 4 <= U_SLOT);
+const _: () = assert!(LOG_RECORD_HEADER + MAX_KEY_BYTES as u64 <= LOG_MIN / 2);
 const _: () = assert!(NUM_CLASSES <= 256, "the class is stored in 8 bits");
 const _: () = assert!(
     (MAX_KEY_BYTES as u64) < (1 << 16),

@@ -15,14 +15,18 @@
 //! - [`evict`]: making room in a full store (CLOCK over the index)
 //! - [`table`]: the hash index and its seqlock protocol
 //! - [`store`]: get / set / delete
+//! - [`changelog`]: the log of changes that `watch` and `waitFor` read, and waking watchers
 //! - [`check`]: the integrity check of a whole store
 //! - [`value`], [`codec`]: the value model and its msgpack encoding (shared with the JS codec)
 
 pub mod arena;
+pub mod changelog;
 pub mod check;
 pub mod codec;
 pub mod error;
 pub mod evict;
+#[cfg(not(loom))]
+mod futex;
 pub mod hash;
 pub mod holder;
 pub mod layout;

@@ -68,6 +68,10 @@ impl Store {
             Ok(())
         };
         mark(table.block())?;
+        let log = self.log_block()?;
+        if log != 0 {
+            mark(log)?;
+        }
         let (mut live, mut tombstones) = (0, 0);
         for i in 0..table.cap {
             let at = table.off + i * SLOT_SIZE;
@@ -106,7 +110,7 @@ impl Store {
         // their read caches drop what they held.
         r.u32(H_TABLE_EPOCH)?.fetch_add(1, Release);
         r.u32(H_RECOVERIES)?.fetch_add(1, Relaxed);
-        Ok(())
+        self.recover_log()
     }
 }
 

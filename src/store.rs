@@ -7,6 +7,7 @@ use crate::sync::fence;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::arena::{data_class, Arena};
+use crate::changelog::Event;
 use crate::error::{Error, Result};
 use crate::hash::hash_key;
 use crate::layout::*;
@@ -29,6 +30,23 @@ pub struct Store {
     process_shared: bool,
     /// The eviction settings, copied at attach time (fixed when the store was formatted).
     pub(crate) limits: Limits,
+    /// SLEEP_* bits of watchers a write of this handle must wake (see changelog.rs): futex
+    /// sleepers are woken when the writer lock is released, JS ones by the binding.
+    wake: std::sync::atomic::AtomicU32,
+}
+
+/// The writer lock, held by one of this store's operations: releasing it wakes the watchers
+/// that operation's writes must wake.
+pub struct StoreGuard<'a> {
+    lock: Option<WriteGuard<'a>>,
+    store: &'a Store,
+}
+
+impl Drop for StoreGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.lock.take());
+        self.store.wake_futex_sleepers();
+    }
 }
 
 /// What a full store does, fixed when it is formatted (kept in the header, so every thread and
@@ -116,6 +134,8 @@ pub struct Stats {
     pub evictions: u64,
     /// Expired entries reclaimed.
     pub expired: u64,
+    /// Threads (of any process) watching the store.
+    pub watchers: u64,
 }
 
 /// Adds one to the u64 counter at `at` (writer lock held).
@@ -193,6 +213,7 @@ impl Store {
                 max_bytes: limits.max_bytes.min(MAX_REGION_BYTES),
                 ..limits
             },
+            wake: Default::default(),
         })
     }
 
@@ -234,6 +255,7 @@ impl Store {
             clock: system_now_ms,
             process_shared,
             limits,
+            wake: Default::default(),
         })
     }
 
@@ -251,12 +273,16 @@ impl Store {
 
     /// Takes the writer lock. If it was taken over from a dead holder, first finishes or
     /// undoes what that holder left (see recover.rs).
-    pub fn write_lock(&self) -> Result<WriteGuard<'_>> {
+    pub fn write_lock(&self) -> Result<StoreGuard<'_>> {
         let guard = lock(self.lock_words()?, self.wait_timeout)?;
         let pending = self.region.u32(H_RECOVERING)?;
         if guard.took_over {
             pending.store(1, Relaxed);
         }
+        let guard = StoreGuard {
+            lock: Some(guard),
+            store: self,
+        };
         if pending.load(Relaxed) != 0 {
             self.recover()?;
             pending.store(0, Release);
@@ -264,11 +290,36 @@ impl Store {
         Ok(guard)
     }
 
+    /// Notes that watchers of kinds `bits` (SLEEP_*) sleep and must be woken once this
+    /// operation releases the lock.
+    pub(crate) fn wake_after_unlock(&self, bits: u32) {
+        self.wake.fetch_or(bits, Relaxed);
+    }
+
+    fn wake_futex_sleepers(&self) {
+        if self.wake.load(Relaxed) & SLEEP_FUTEX != 0 {
+            self.wake.fetch_and(!SLEEP_FUTEX, Relaxed);
+            #[cfg(not(loom))]
+            let _ = self.wake_waiters();
+        }
+    }
+
+    /// Whether a write of this handle found watchers asleep in `Atomics.waitAsync`, which
+    /// only JS can wake (`Atomics.notify`); the binding does, and this forgets them.
+    pub fn take_js_sleepers(&self) -> bool {
+        self.wake.load(Relaxed) & SLEEP_JS != 0
+            && self.wake.fetch_and(!SLEEP_JS, Relaxed) & SLEEP_JS != 0
+    }
+
     /// The writer lock if it is free now (see `lock::try_lock`); a pending recovery is run
     /// first, as by `write_lock`.
-    pub fn try_write_lock(&self) -> Result<Option<WriteGuard<'_>>> {
+    pub fn try_write_lock(&self) -> Result<Option<StoreGuard<'_>>> {
         let Some(guard) = crate::lock::try_lock(self.lock_words()?) else {
             return Ok(None);
+        };
+        let guard = StoreGuard {
+            lock: Some(guard),
+            store: self,
         };
         let pending = self.region.u32(H_RECOVERING)?;
         if pending.load(Relaxed) != 0 {
@@ -513,16 +564,22 @@ impl Store {
             return Ok(false);
         };
         let expired = s.header.expired((self.clock)());
-        self.remove_locked(s.at, s.block)?;
+        let event = if expired {
+            Event::Expire
+        } else {
+            Event::Delete
+        };
+        self.remove_locked(s.at, s.block, event)?;
         if expired {
             count(r, H_EXPIRED)?;
         }
         Ok(!expired)
     }
 
-    /// Tombstones slot `at` and frees `block` (writer lock held).
-    pub(crate) fn remove_locked(&self, at: u64, block: u64) -> Result<()> {
+    /// Tombstones slot `at` and frees `block` (writer lock held); watchers are told `event`.
+    pub(crate) fn remove_locked(&self, at: u64, block: u64, event: Event) -> Result<()> {
         let r = &self.region;
+        self.log_removal(event, block)?; // while the block still holds the key
         Table::publish(r, at, REF_TOMBSTONE)?;
         // The marks of reads were the removed entry's: a key written into this slot later
         // starts unmarked (a new version, even).
@@ -553,7 +610,7 @@ impl Store {
         for slot in table.live_slots(r, start, SWEEP_SLOTS) {
             let (at, block) = slot?;
             if arena.check_block(block, true)?.expired(now) {
-                self.remove_locked(at, block)?;
+                self.remove_locked(at, block, Event::Expire)?;
                 count(r, H_EXPIRED)?;
             }
         }
@@ -603,7 +660,7 @@ impl Store {
             }
             Change::Delete => {
                 if let Some((at, block)) = found {
-                    self.remove_locked(at, block)?
+                    self.remove_locked(at, block, Event::Delete)?
                 }
             }
         }
@@ -680,6 +737,7 @@ impl Store {
         }
         arena.free(table.block())?;
         r.u64(H_LIVE)?.store(0, Relaxed);
+        self.log_store_event(Event::Clear)?;
         Ok(removed)
     }
 
@@ -772,6 +830,7 @@ impl Store {
             recoveries: r.u32(H_RECOVERIES)?.load(Relaxed) as u64,
             evictions: r.u64(H_EVICTIONS)?.load(Relaxed),
             expired: r.u64(H_EXPIRED)?.load(Relaxed),
+            watchers: r.u32(H_WATCHERS)?.load(Relaxed) as u64,
         })
     }
 

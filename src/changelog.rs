@@ -1,0 +1,441 @@
+//! The change log: what `store.watch()` and `store.waitFor()` are told, by every writer of the
+//! store, in every thread and process.
+//!
+//! - A ring of records in one arena block (made by the first `watch`, then kept): each write
+//!   appends `[event][0][key length u16][key]` inside the writer lock, so the log's order is
+//!   the order the store applied its writes: one total order per store.
+//! - Writers append only while `H_WATCHERS` is nonzero: a store nobody watches pays one load.
+//! - A watcher keeps its own cursor (bytes of the log it has read) and copies records without
+//!   any lock: a seqlock-like check (`L_RESERVED`, written before the bytes) tells it when a
+//!   writer lapped it while it copied; one lapped by more than the ring holds is told
+//!   "overflow" and goes on from the newest record.
+//! - Waking: after an append the writer bumps `L_SIGNAL`; a watcher about to sleep first sets
+//!   its kind in `L_SLEEPERS` (SLEEP_FUTEX: a native waiter thread sleeping on a futex;
+//!   SLEEP_JS: `Atomics.waitAsync` in a thread of the SharedArrayBuffer's process). The writer
+//!   that finds bits there clears them and wakes those sleepers after it releases the lock,
+//!   so a busy writer wakes a watcher once per batch the watcher reads, not once per write.
+//! - Registration: a watching thread holds one of `WATCH_SLOTS` slots (its holder word, see
+//!   holder.rs), under the writer lock. A thread that exits or is terminated gives it back
+//!   (the binding's env cleanup hook); a dead process's slots are reclaimed by the next
+//!   registration, and by writers once per lap of the ring.
+//! - A writer killed between its write and its record cannot be told apart from one killed
+//!   before the write, so the lock's taker-over appends an OVERFLOW record: watchers are told
+//!   they may have missed something, never left to miss it silently.
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+
+use crate::arena::{read_header, Arena};
+use crate::error::{Error, Result};
+use crate::holder::{self, Liveness};
+use crate::layout::*;
+use crate::region::{Region, Word32};
+use crate::store::Store;
+use crate::sync::fence;
+
+/// What a record says happened to its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Event {
+    Set = 1,
+    Delete = 2,
+    /// Removed to make room (an evicting store).
+    Evict = 3,
+    /// An expired entry reclaimed by a later write (not at the instant it expired).
+    Expire = 4,
+    /// `clear()`: one record, no key.
+    Clear = 5,
+    /// Records may be missing here: a watcher that fell behind, or a writer that died.
+    Overflow = 6,
+}
+
+impl Event {
+    fn from_u8(b: u8) -> Option<Event> {
+        Some(match b {
+            1 => Event::Set,
+            2 => Event::Delete,
+            3 => Event::Evict,
+            4 => Event::Expire,
+            5 => Event::Clear,
+            6 => Event::Overflow,
+            _ => return None,
+        })
+    }
+
+    /// The name JS listeners get.
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Set => "set",
+            Event::Delete => "delete",
+            Event::Evict => "evict",
+            Event::Expire => "expire",
+            Event::Clear => "clear",
+            Event::Overflow => "overflow",
+        }
+    }
+}
+
+/// The log block's payload offset and ring size, checked against the region.
+#[derive(Clone, Copy)]
+struct Log {
+    off: u64,
+    cap: u64,
+}
+
+impl Log {
+    /// The store's log, if one was made. Everything read from the header is checked: the
+    /// shared memory is writable from JS.
+    fn find(r: &Region) -> Result<Option<Log>> {
+        let block = r.u64(H_LOG)?.load(Acquire);
+        if block == 0 {
+            return Ok(None);
+        }
+        let off = block
+            .checked_add(BLOCK_HEADER)
+            .ok_or(Error::corrupted("change log offset"))?;
+        let cap = r.u32(off + L_CAP)?.load(Relaxed) as u64;
+        if !cap.is_power_of_two() || !(LOG_MIN..=LOG_MAX).contains(&cap) {
+            return Err(Error::corrupted("change log size"));
+        }
+        if block < HEADER_SIZE || off + L_RING + cap > r.len() {
+            return Err(Error::OutOfBounds {
+                off: block,
+                size: L_RING + cap,
+            });
+        }
+        Ok(Some(Log { off, cap }))
+    }
+
+    fn head<'r>(&self, r: &'r Region) -> Result<&'r crate::sync::AtomicU64> {
+        r.u64(self.off + L_HEAD)
+    }
+
+    fn signal<'r>(&self, r: &'r Region) -> Result<Word32<'r>> {
+        r.u32(self.off + L_SIGNAL)
+    }
+
+    fn sleepers<'r>(&self, r: &'r Region) -> Result<Word32<'r>> {
+        r.u32(self.off + L_SLEEPERS)
+    }
+
+    fn slot<'r>(&self, r: &'r Region, i: u64) -> Result<&'r crate::sync::AtomicU64> {
+        r.u64(self.off + L_SLOTS + 8 * i)
+    }
+
+    /// Copies `data` into the ring at log position `pos`, wrapping at its end.
+    fn write(&self, r: &Region, pos: u64, data: &[u8]) -> Result<()> {
+        let at = pos & (self.cap - 1);
+        let first = ((self.cap - at) as usize).min(data.len());
+        r.write(self.off + L_RING + at, &data[..first])?;
+        r.write(self.off + L_RING, &data[first..])
+    }
+
+    /// Copies `out.len()` bytes of the ring from log position `pos`.
+    fn read(&self, r: &Region, pos: u64, out: &mut [u8]) -> Result<()> {
+        let at = pos & (self.cap - 1);
+        let first = ((self.cap - at) as usize).min(out.len());
+        let (a, b) = out.split_at_mut(first);
+        r.read(self.off + L_RING + at, a)?;
+        r.read(self.off + L_RING, b)
+    }
+}
+
+/// A watching thread's registration: its slot, and where its reading starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration {
+    pub slot: u32,
+    /// The log position of the next record: events of writes after the registration.
+    pub cursor: u64,
+    /// Byte offset of the u32 watchers sleep on (for `Atomics.waitAsync`).
+    pub signal_offset: u64,
+}
+
+/// What `read_changes` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// The cursor to read from next time.
+    pub next: u64,
+    /// Records were lost to this reader (it fell a lap behind): it skipped to the newest.
+    pub overflow: bool,
+}
+
+impl Store {
+    /// Appends `event` for `key` (writer lock held) if anyone watches. Keys of locks and
+    /// getOrSet turns are internal, and not told.
+    pub(crate) fn log_change(&self, event: Event, key: &[u8]) -> Result<()> {
+        let r = self.region();
+        if r.u32(H_WATCHERS)?.load(Relaxed) == 0 || key.starts_with(PINNED_KEY_PREFIX) {
+            return Ok(());
+        }
+        let Some(log) = Log::find(r)? else {
+            return Err(Error::corrupted(
+                "watchers are registered but there is no change log",
+            ));
+        };
+        let head = log.head(r)?.load(Relaxed);
+        let end = head + LOG_RECORD_HEADER + key.len() as u64;
+        // Reserved first: a reader that sees any byte of this record sees the reservation.
+        r.u64(log.off + L_RESERVED)?.store(end, Relaxed);
+        fence(Release);
+        let len = (key.len() as u16).to_le_bytes();
+        log.write(r, head, &[event as u8, 0, len[0], len[1]])?;
+        log.write(r, head + LOG_RECORD_HEADER, key)?;
+        log.head(r)?.store(end, Release);
+        // SeqCst with the sleepers' side (`arm_sleep`): either the sleeper sees this bump
+        // and does not sleep, or this writer sees its bit and wakes it.
+        log.signal(r)?.fetch_add(1, SeqCst);
+        let sleepers = log.sleepers(r)?;
+        let bits = sleepers.load(SeqCst);
+        if bits != 0 {
+            sleepers.store(0, SeqCst);
+            self.wake_after_unlock(bits);
+        }
+        if head / log.cap != end / log.cap {
+            self.reclaim_dead_watchers(&log)?; // once per lap: cheap, and bounded
+        }
+        Ok(())
+    }
+
+    /// `log_change` for an entry about to be removed: its key is read from its block, and only
+    /// when someone watches.
+    pub(crate) fn log_removal(&self, event: Event, block: u64) -> Result<()> {
+        let r = self.region();
+        if r.u32(H_WATCHERS)?.load(Relaxed) == 0 {
+            return Ok(());
+        }
+        let h = read_header(r, block)?;
+        let mut key = vec![0; h.key_len.min(MAX_KEY_BYTES as u64) as usize];
+        r.read(crate::layout::key_offset(block, h.header_len), &mut key)?;
+        self.log_change(event, &key)
+    }
+
+    /// `log_change` for records without a key (clear, overflow): told to every watcher.
+    pub(crate) fn log_store_event(&self, event: Event) -> Result<()> {
+        self.log_change(event, b"")
+    }
+
+    /// Registers the calling thread as a watcher (making the log first if there is none):
+    /// from now on every write is logged until `watch_unregister`.
+    pub fn watch_register(&self) -> Result<Registration> {
+        let r = self.region();
+        let _guard = self.write_lock()?;
+        let log = match Log::find(r)? {
+            Some(log) => log,
+            None => self.make_log()?,
+        };
+        self.reclaim_dead_watchers(&log)?;
+        let me = holder::me();
+        for i in 0..WATCH_SLOTS {
+            let slot = log.slot(r, i)?;
+            if slot.load(Relaxed) == 0 {
+                slot.store(me, Relaxed);
+                let n = r.u32(H_WATCHERS)?;
+                n.store(n.load(Relaxed).saturating_add(1), Relaxed);
+                return Ok(Registration {
+                    slot: i as u32,
+                    cursor: log.head(r)?.load(Relaxed),
+                    signal_offset: log.off + L_SIGNAL,
+                });
+            }
+        }
+        Err(Error::Type(format!(
+            "watch: {WATCH_SLOTS} threads already watch this store"
+        )))
+    }
+
+    /// Gives registration `slot` back (if this thread holds it); returns whether it did.
+    pub fn watch_unregister(&self, slot: u32) -> Result<bool> {
+        let r = self.region();
+        let _guard = self.write_lock()?;
+        let Some(log) = Log::find(r)? else {
+            return Ok(false);
+        };
+        if slot as u64 >= WATCH_SLOTS {
+            return Ok(false);
+        }
+        let word = log.slot(r, slot as u64)?;
+        if word.load(Relaxed) != holder::me() {
+            return Ok(false);
+        }
+        word.store(0, Relaxed);
+        let n = r.u32(H_WATCHERS)?;
+        n.store(n.load(Relaxed).saturating_sub(1), Relaxed);
+        Ok(true)
+    }
+
+    /// How many threads watch the store.
+    pub fn watchers(&self) -> Result<u64> {
+        Ok(self.region().u32(H_WATCHERS)?.load(Relaxed) as u64)
+    }
+
+    /// Allocates and publishes the log (writer lock held). Its size follows the store's
+    /// maxBytes: 1/64 of it, within LOG_MIN..=LOG_MAX. Made once, never freed, never moved.
+    fn make_log(&self) -> Result<Log> {
+        let r = self.region();
+        let cap = (self.limits.max_bytes / 64)
+            .clamp(LOG_MIN, LOG_MAX)
+            .next_power_of_two()
+            .min(LOG_MAX);
+        let arena = Arena { r };
+        let block = match arena.alloc(L_RING + cap) {
+            // Blocks are never merged: evicting entries would rarely make room for a block
+            // this large, so a full store says so instead.
+            Err(Error::NeedGrow { needed }) if needed > self.limits.max_bytes => {
+                return Err(Error::Full {
+                    needed,
+                    max: self.limits.max_bytes,
+                })
+            }
+            other => other?,
+        };
+        let off = block + BLOCK_HEADER;
+        r.zero(off, L_RING)?;
+        r.u32(off + L_CAP)?.store(cap as u32, Relaxed);
+        // Published last: recovery frees a block it finds unpublished.
+        r.u64(H_LOG)?.store(block, Release);
+        Ok(Log { off, cap })
+    }
+
+    /// Frees the slots of watchers whose process died (writer lock held).
+    fn reclaim_dead_watchers(&self, log: &Log) -> Result<()> {
+        let r = self.region();
+        let mixed = r.u32(H_MIXED_NS)?.load(Relaxed) != 0;
+        let mut live = 0;
+        for i in 0..WATCH_SLOTS {
+            let slot = log.slot(r, i)?;
+            let word = slot.load(Relaxed);
+            if word == 0 {
+                continue;
+            }
+            if holder::liveness(word & !holder::PARKED, mixed) == Liveness::Dead {
+                slot.store(0, Relaxed);
+            } else {
+                live += 1;
+            }
+        }
+        // Recounted, not decremented: a process killed between a slot and the count left
+        // them disagreeing.
+        r.u32(H_WATCHERS)?.store(live, Relaxed);
+        Ok(())
+    }
+
+    /// After a takeover (writer lock held): recounts the watchers and tells them a record may
+    /// be missing (the dead writer may have changed the store without logging it).
+    pub(crate) fn recover_log(&self) -> Result<()> {
+        if let Some(log) = Log::find(self.region())? {
+            self.reclaim_dead_watchers(&log)?;
+            self.log_store_event(Event::Overflow)?;
+        }
+        Ok(())
+    }
+
+    /// Byte offset of the word watchers sleep on (None: no log yet, so nobody watches).
+    pub fn signal_offset(&self) -> Result<Option<u64>> {
+        Ok(Log::find(self.region())?.map(|log| log.off + L_SIGNAL))
+    }
+
+    /// The log's block, for recovery and the integrity check (0: none).
+    pub(crate) fn log_block(&self) -> Result<u64> {
+        Ok(match Log::find(self.region())? {
+            Some(log) => log.off - BLOCK_HEADER,
+            None => 0,
+        })
+    }
+
+    /// Reads the records from `cursor` on, calling `f(event, key)` for each, without a lock.
+    /// `buf` is scratch space (reused between calls).
+    pub fn read_changes(
+        &self,
+        cursor: u64,
+        buf: &mut Vec<u8>,
+        mut f: impl FnMut(Event, &[u8]),
+    ) -> Result<ReadOutcome> {
+        let r = self.region();
+        let Some(log) = Log::find(r)? else {
+            return Ok(ReadOutcome {
+                next: cursor,
+                overflow: false,
+            });
+        };
+        let head = log.head(r)?.load(Acquire);
+        let lapped = |pos: u64| pos < cursor || pos - cursor > log.cap;
+        if lapped(head) {
+            return Ok(ReadOutcome {
+                next: head,
+                overflow: true,
+            });
+        }
+        buf.resize((head - cursor) as usize, 0);
+        log.read(r, cursor, buf)?;
+        fence(Acquire);
+        // A writer that overwrote any byte we copied reserved past cursor + cap first.
+        if lapped(r.u64(log.off + L_RESERVED)?.load(Relaxed)) {
+            return Ok(ReadOutcome {
+                next: head,
+                overflow: true,
+            });
+        }
+        let mut i = 0;
+        while i < buf.len() {
+            let header = buf
+                .get(i..i + LOG_RECORD_HEADER as usize)
+                .ok_or(Error::corrupted("change log record cut short"))?;
+            let event =
+                Event::from_u8(header[0]).ok_or(Error::corrupted("change log record kind"))?;
+            let len = u16::from_le_bytes([header[2], header[3]]) as usize;
+            let start = i + LOG_RECORD_HEADER as usize;
+            let key = buf
+                .get(start..start + len)
+                .filter(|_| len <= MAX_KEY_BYTES)
+                .ok_or(Error::corrupted("change log record length"))?;
+            f(event, key);
+            i = start + len;
+        }
+        Ok(ReadOutcome {
+            next: head,
+            overflow: false,
+        })
+    }
+
+    /// Before a watcher that read up to `cursor` sleeps: marks it asleep (`kind`: SLEEP_*) and
+    /// returns the signal value to sleep on, or None if records came meanwhile (read them).
+    pub fn arm_sleep(&self, kind: u32, cursor: u64) -> Result<Option<u32>> {
+        let r = self.region();
+        let Some(log) = Log::find(r)? else {
+            return Ok(None);
+        };
+        let sleepers = log.sleepers(r)?;
+        let mut cur = sleepers.load(SeqCst);
+        while cur & kind != kind {
+            match sleepers.compare_exchange(cur, cur | kind, SeqCst, SeqCst) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        let signal = log.signal(r)?.load(SeqCst);
+        if log.head(r)?.load(SeqCst) != cursor {
+            return Ok(None);
+        }
+        Ok(Some(signal))
+    }
+
+    /// Sleeps (a native waiter thread) until the log's signal moves from `signal` (from
+    /// `arm_sleep(SLEEP_FUTEX, ..)`), or for at most `max`.
+    #[cfg(not(loom))]
+    pub fn wait_changes(&self, signal: u32, max: std::time::Duration) -> Result<()> {
+        let r = self.region();
+        if let Some(log) = Log::find(r)? {
+            crate::futex::wait(log.signal(r)?, signal, max);
+        }
+        Ok(())
+    }
+
+    /// Wakes every native waiter of the log (a closing watcher stops its own that way).
+    #[cfg(not(loom))]
+    pub fn wake_waiters(&self) -> Result<()> {
+        let r = self.region();
+        if let Some(log) = Log::find(r)? {
+            crate::futex::wake_all(log.signal(r)?);
+        }
+        Ok(())
+    }
+}
