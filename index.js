@@ -9,6 +9,7 @@ const { Reader, HIT, MISS } = require('./lib/reader');
 const { fileOptions } = require('./lib/file');
 const { getOrSet } = require('./lib/loader');
 const { evictionOptions, Visits } = require('./lib/evict');
+const { Hub, waitFor } = require('./lib/watch');
 
 let native;
 try {
@@ -170,6 +171,8 @@ class SharedKVStore {
   #path;
   /** Reads not yet handed to the core (evicting stores only). */
   #visits;
+  /** This thread's watchers of the store (lib/watch.js), while there are any. */
+  #hub;
 
   /**
    * @internal Use createManager(), createStore() or openStore(). `name`: a named store's name;
@@ -235,11 +238,13 @@ class SharedKVStore {
     this.#closed = true;
     if (this.#att !== undefined) {
       try {
+        this.#hub?.closeAll();
         this.#visits?.flush();
       } finally {
         native.detach(this.#att.id);
       }
     }
+    this.#hub = undefined;
     this.#att = this.#cache = this.#reader = this.#buffer = this.#visits = undefined;
     if (SharedKVStore.instance === this) SharedKVStore.instance = undefined;
     if (this.#name !== undefined && namedStores.get(this.#name) === this) namedStores.delete(this.#name);
@@ -406,6 +411,47 @@ class SharedKVStore {
    */
   getOrSet(key, loader, options) {
     return getOrSet(this, key, loader, options);
+  }
+
+  /**
+   * Calls `listener(key, event)` for every change to the store (or to keys matching
+   * `pattern`, as in listKeys), made by any thread or process, asynchronously, in the order
+   * the store applied them. Events: 'set', 'delete', 'evict', 'expire', 'clear' and
+   * 'overflow' (the last two with key undefined). Returns a Watcher: close(), ref(), unref().
+   */
+  watch(pattern, listener) {
+    if (typeof pattern === 'function' && listener === undefined) [pattern, listener] = [undefined, pattern];
+    if (typeof listener !== 'function') throw new TypeError('watch: the listener must be a function');
+    let match;
+    if (pattern !== undefined) {
+      const re = pattern instanceof RegExp ? pattern : compilePattern(pattern, true);
+      match = (key) => {
+        re.lastIndex = 0; // a g or y flag would otherwise carry state between keys
+        return re.test(key);
+      };
+    }
+    return this.#watchers().add(match, listener);
+  }
+
+  /**
+   * Resolves with `key`'s value: at once if it has one (unless `{ next: true }`), else at
+   * its next set; with `next`, at its next change of any kind. Rejects after `timeout` ms
+   * (code ERR_KV_TIMEOUT) or when `signal` aborts.
+   */
+  waitFor(key, options) {
+    checkKey(key);
+    this.#id();
+    return waitFor(this, key, options, (k, listener, onStoreClose) => this.#watchers().add((x) => x === k, listener, onStoreClose));
+  }
+
+  #watchers() {
+    const id = this.#id();
+    if (this.#hub === undefined || !this.#hub.open) {
+      this.#hub = new Hub(native, id, this.#buffer, (hub) => {
+        if (this.#hub === hub) this.#hub = undefined;
+      });
+    }
+    return this.#hub;
   }
 
   /** Whether `key` has a value (reads it, so it is as cheap as a get). */

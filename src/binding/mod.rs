@@ -10,6 +10,7 @@ mod convert;
 mod locks;
 mod named;
 mod raw;
+mod watch;
 
 use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
@@ -183,6 +184,10 @@ struct Attached {
     buf: Vec<u8>,
     /// Reads of an evicting store through the native codec, not yet marked (see evict.rs).
     visits: Vec<(u64, u32)>,
+    /// The memory is a SharedArrayBuffer (not a named store's or store file's mapping).
+    is_sab: bool,
+    /// An Int32Array over the SharedArrayBuffer, for `Atomics.notify` (made on first use).
+    i32_view: Option<sys::napi_ref>,
 }
 
 thread_local! {
@@ -202,6 +207,11 @@ pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
     let env = env.raw();
     let (view, (base, len)) = typed_view(env, sab.0)?;
     let max = raw::get_number(env, sab.0, c"maxByteLength")? as u64;
+    let mut plain = false;
+    // SAFETY: valid env, value and out-pointer. A SharedArrayBuffer is not an ArrayBuffer here.
+    check(env, unsafe {
+        sys::napi_is_arraybuffer(env, sab.0, &mut plain)
+    })?;
     // SAFETY: base/len describe the live buffer; the references taken below keep it alive
     // until the attachment is released.
     let store = Store::attach(unsafe { Region::new(base, len) }).map_err(|e| throw(env, &e))?;
@@ -219,6 +229,8 @@ pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
         max,
         buf: Vec::new(),
         visits: Vec::new(),
+        is_sab: !plain,
+        i32_view: None,
     };
     let id = ATTACHED.with(|a| {
         let mut a = a.borrow_mut();
@@ -296,6 +308,9 @@ impl Attached {
         unsafe {
             sys::napi_delete_reference(env, self.sab);
             sys::napi_delete_reference(env, self.view);
+            if let Some(r) = self.i32_view {
+                sys::napi_delete_reference(env, r);
+            }
         }
     }
 }
@@ -305,8 +320,10 @@ impl Attached {
 #[napi]
 pub fn detach(env: Env, id: u32) -> Result<()> {
     let env = env.raw();
-    // Leases this thread holds in the store go with the attachment (as at the thread's exit).
+    // Leases this thread holds in the store go with the attachment (as at the thread's exit),
+    // and so do its watchers.
     locks::release_held_in(id);
+    watch::close_all_in(env, id);
     let att = ATTACHED.with(|a| a.borrow_mut().get_mut(id as usize).and_then(Option::take));
     if let Some(att) = att {
         att.drop_refs(env);
@@ -787,7 +804,12 @@ impl Attached {
     ) -> Result<T> {
         for _ in 0..16 {
             match op(&self.store, &mut self.buf) {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    if self.store.take_js_sleepers() {
+                        self.notify_watchers(env)?;
+                    }
+                    return Ok(v);
+                }
                 Err(CoreError::NeedGrow { needed }) => self.grow(env, needed)?,
                 // Another thread may have grown the buffer: catch up and retry. Out of bounds
                 // at a length that did not change is corruption.

@@ -1,0 +1,458 @@
+//! `store.watch()` and `store.waitFor()` in JS (lib/watch.js): registering a watching thread,
+//! reading the change log, and waking the watcher when records arrive (see changelog.rs).
+//!
+//! - A SharedArrayBuffer store: the watcher sleeps in `Atomics.waitAsync` on the log's signal
+//!   word; a write that found it asleep wakes it with `Atomics.notify`, from the writing
+//!   thread (`Attached::notify_watchers`, after the operation).
+//! - A named store or store file (memory wrapped in an external ArrayBuffer, which
+//!   `Atomics.waitAsync` refuses): a native waiter thread sleeps on the signal word as a futex,
+//!   which writers of any process wake, and calls the watcher's JS through a thread-safe
+//!   function. It waits for the JS side to read (`watchAck`) before it sleeps again, so a busy
+//!   writer wakes it once per batch.
+//!
+//! A registration ends with `watchClose`, with the store's `close()` (`detach`), or when its
+//! thread exits or is terminated (an env cleanup hook, which also stops the waiter thread
+//! before Node-API tears the thread-safe function down).
+
+use std::cell::RefCell;
+use std::ptr;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi_derive::napi;
+
+use super::raw::{self, check, throw, Raw};
+use super::{with, Attached, ATTACHED};
+use crate::layout::SLEEP_FUTEX;
+use crate::region::Region;
+use crate::store::Store;
+
+/// How long a waiter thread sleeps before it looks at its stop flag by itself (closing wakes
+/// it at once; this bounds a missed wake).
+const WAITER_NAP: Duration = Duration::from_millis(500);
+
+/// One watching registration of this thread.
+struct Watching {
+    id: u32,
+    slot: u32,
+    waiter: Option<Waiter>,
+}
+
+/// A native waiter thread and what it shares with the JS thread.
+struct Waiter {
+    shared: Arc<WaiterState>,
+    thread: Option<JoinHandle<()>>,
+    tsfn: Tsfn,
+    memory: (*mut u8, usize),
+}
+
+struct WaiterState {
+    stop: AtomicBool,
+    /// The JS side was called and has not read yet: do not call it again, do not sleep.
+    pending: AtomicBool,
+    /// Where the JS side's reading got to (the log position it read up to).
+    cursor: AtomicU64,
+}
+
+/// A thread-safe function handle, moved to the waiter thread.
+#[derive(Clone, Copy)]
+struct Tsfn(sys::napi_threadsafe_function);
+// SAFETY: Node-API thread-safe functions are made to be called from any thread.
+unsafe impl Send for Tsfn {}
+
+/// The store memory's base and length, moved to the waiter thread.
+struct Memory(*mut u8, usize);
+// SAFETY: named stores' and store files' memory is never unmapped while the process runs
+// (named.rs keeps every mapping in its registry), and the store only touches it atomically.
+unsafe impl Send for Memory {}
+
+thread_local! {
+    /// This thread's registrations (boxed: the env cleanup hook gets a pointer to each).
+    static WATCHING: RefCell<Vec<Box<Watching>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Registers this thread as a watcher of store `id`: `{ slot, cursor, signalIndex, native }`.
+/// `cursor`: where its reading starts (writes after this call); `signalIndex`: the Int32Array
+/// index of the word to `Atomics.waitAsync` on; `native`: the memory is not a
+/// SharedArrayBuffer, so call `watchWaiter` to be woken.
+#[napi(js_name = "watchOpen")]
+pub fn watch_open(env: Env, id: u32) -> Result<Raw> {
+    let env = env.raw();
+    let (reg, native) = with(env, id, |att| {
+        let reg = att.run(env, |store, _| store.watch_register())?;
+        Ok((reg, !att.is_sab))
+    })?;
+    let mut watching = Box::new(Watching {
+        id,
+        slot: reg.slot,
+        waiter: None,
+    });
+    let arg: *mut Watching = &mut *watching;
+    // SAFETY: `arg` points into the Box kept in WATCHING until the hook is removed (close)
+    // or has run (thread exit); the hook runs on this thread.
+    check(env, unsafe {
+        sys::napi_add_env_cleanup_hook(env, Some(thread_exits), arg.cast())
+    })?;
+    WATCHING.with(|w| w.borrow_mut().push(watching));
+    let json = serde_json::json!({
+        "slot": reg.slot,
+        "cursor": reg.cursor as f64,
+        "signalIndex": reg.signal_offset / 4,
+        "native": native,
+    });
+    super::convert::json_to_js(env, &json).map(Raw)
+}
+
+/// Ends registration `slot` of store `id` (stops its waiter thread); false if it was not open.
+#[napi(js_name = "watchClose")]
+pub fn watch_close(env: Env, id: u32, slot: u32) -> Result<bool> {
+    let env = env.raw();
+    let Some(mut watching) = take(|w| w.id == id && w.slot == slot).pop() else {
+        return Ok(false);
+    };
+    let arg: *mut Watching = &mut *watching;
+    // SAFETY: the hook registered in watch_open with this same pointer.
+    unsafe { sys::napi_remove_env_cleanup_hook(env, Some(thread_exits), arg.cast()) };
+    if let Some(waiter) = watching.waiter.take() {
+        let tsfn = waiter.tsfn;
+        stop(waiter);
+        // SAFETY: the waiter thread is joined; this was the last user of the function.
+        unsafe {
+            sys::napi_release_threadsafe_function(
+                tsfn.0,
+                sys::ThreadsafeFunctionReleaseMode::release,
+            )
+        };
+    }
+    with(env, id, |att| {
+        att.run(env, |store, _| store.watch_unregister(slot))
+    })
+}
+
+/// Ends every registration of store `id` in this thread (its attachment is released).
+pub fn close_all_in(env: sys::napi_env, id: u32) {
+    let slots: Vec<u32> = WATCHING
+        .try_with(|w| {
+            w.borrow()
+                .iter()
+                .filter(|w| w.id == id)
+                .map(|w| w.slot)
+                .collect()
+        })
+        .unwrap_or_default();
+    for slot in slots {
+        let _ = watch_close(Env::from_raw(env), id, slot);
+    }
+}
+
+/// Removes and returns this thread's registrations matching `f`.
+fn take(f: impl Fn(&Watching) -> bool) -> Vec<Box<Watching>> {
+    WATCHING
+        .try_with(|w| {
+            let mut w = w.borrow_mut();
+            let (taken, kept) = std::mem::take(&mut *w).into_iter().partition(|x| f(x));
+            *w = kept;
+            taken
+        })
+        .unwrap_or_default()
+}
+
+/// Env cleanup hook of one registration: its thread exits or is terminated.
+///
+/// # Safety
+/// Called by Node-API on the registering thread with the pointer given in watch_open.
+unsafe extern "C" fn thread_exits(arg: *mut std::ffi::c_void) {
+    let target = arg as *const Watching;
+    let Some(mut watching) = take(|w| ptr::eq(w, target)).pop() else {
+        return;
+    };
+    // Stopped and joined before Node-API closes the thread-safe function (hooks run last
+    // registered first, and the function was made before this hook); not released: the
+    // env's teardown finalizes it.
+    if let Some(waiter) = watching.waiter.take() {
+        stop(waiter);
+    }
+    let _ = ATTACHED.try_with(|a| {
+        let Ok(a) = a.try_borrow() else { return };
+        if let Some(att) = a.get(watching.id as usize).and_then(Option::as_ref) {
+            let _ = att.store.watch_unregister(watching.slot);
+        }
+    });
+}
+
+fn stop(mut waiter: Waiter) {
+    waiter.shared.stop.store(true, Release);
+    if let Some(thread) = waiter.thread.take() {
+        thread.thread().unpark();
+        let (base, len) = waiter.memory;
+        // SAFETY: see `Memory`.
+        if let Ok(store) = Store::attach(unsafe { Region::new(base, len) }) {
+            // Wakes every futex sleeper on the signal (the others just look again): this
+            // waiter is among them, and finds its stop flag.
+            let _ = store.wake_waiters();
+        }
+        let _ = thread.join();
+    }
+}
+
+/// Starts the native waiter of registration `slot` of store `id`: `callback()` runs in this
+/// thread whenever records may be waiting; call `watchAck` once they are read.
+#[napi(js_name = "watchWaiter")]
+pub fn watch_waiter(env: Env, id: u32, slot: u32, cursor: f64, callback: Raw) -> Result<()> {
+    let env = env.raw();
+    let (base, len) = with(env, id, |att| {
+        Ok((att.base, att.store.region().len() as usize))
+    })?;
+    let mut name = ptr::null_mut();
+    let mut tsfn = ptr::null_mut();
+    // SAFETY: plain Node-API calls on this env; `call_js` matches the expected signature.
+    unsafe {
+        check(
+            env,
+            sys::napi_create_string_utf8(env, c"shared-kv-store watch".as_ptr(), -1, &mut name),
+        )?;
+        check(
+            env,
+            sys::napi_create_threadsafe_function(
+                env,
+                callback.0,
+                ptr::null_mut(),
+                name,
+                0,
+                1,
+                ptr::null_mut(),
+                None,
+                ptr::null_mut(),
+                Some(call_js),
+                &mut tsfn,
+            ),
+        )?;
+        // The watcher's own ref()/unref() (a timer in lib/watch.js) decides whether it keeps
+        // the thread alive.
+        check(env, sys::napi_unref_threadsafe_function(env, tsfn))?;
+    }
+    let tsfn = Tsfn(tsfn);
+    let shared = Arc::new(WaiterState {
+        stop: AtomicBool::new(false),
+        pending: AtomicBool::new(false),
+        cursor: AtomicU64::new(cursor as u64),
+    });
+    let memory = Memory(base, len);
+    let state = shared.clone();
+    let thread = std::thread::Builder::new()
+        .name("skv-watch".into())
+        .spawn(move || wait_loop(memory, state, tsfn))
+        .map_err(|e| Error::from_reason(format!("cannot start the watch thread: {e}")))?;
+    let waiter = Waiter {
+        shared,
+        thread: Some(thread),
+        tsfn,
+        memory: (base, len),
+    };
+    WATCHING.with(|w| {
+        match w
+            .borrow_mut()
+            .iter_mut()
+            .find(|w| w.id == id && w.slot == slot)
+        {
+            Some(watching) => {
+                watching.waiter = Some(waiter);
+                Ok(())
+            }
+            None => {
+                stop(waiter);
+                Err(Error::from_reason("watchWaiter: no such registration"))
+            }
+        }
+    })
+}
+
+/// The native waiter's JS side read up to `cursor`: the waiter may sleep again.
+#[napi(js_name = "watchAck")]
+pub fn watch_ack(id: u32, slot: u32, cursor: f64) {
+    let _ = WATCHING.try_with(|w| {
+        if let Some(waiter) = w
+            .borrow()
+            .iter()
+            .find(|w| w.id == id && w.slot == slot)
+            .and_then(|w| w.waiter.as_ref())
+        {
+            waiter.shared.cursor.store(cursor as u64, Relaxed);
+            waiter.shared.pending.store(false, Release);
+            if let Some(t) = &waiter.thread {
+                t.thread().unpark();
+            }
+        }
+    });
+}
+
+fn wait_loop(memory: Memory, state: Arc<WaiterState>, tsfn: Tsfn) {
+    // SAFETY: see `Memory`.
+    let Ok(store) = Store::attach(unsafe { Region::new(memory.0, memory.1) }) else {
+        return;
+    };
+    while !state.stop.load(Acquire) {
+        if state.pending.load(Acquire) {
+            std::thread::park_timeout(WAITER_NAP);
+            continue;
+        }
+        match store.arm_sleep(SLEEP_FUTEX, state.cursor.load(Relaxed)) {
+            Ok(None) => {
+                state.pending.store(true, Release);
+                // SAFETY: the function lives until this thread is joined (see thread_exits).
+                let status = unsafe {
+                    sys::napi_call_threadsafe_function(
+                        tsfn.0,
+                        ptr::null_mut(),
+                        sys::ThreadsafeFunctionCallMode::nonblocking,
+                    )
+                };
+                if status != sys::Status::napi_ok {
+                    return; // closing: the thread's env is going away
+                }
+            }
+            Ok(Some(signal)) => {
+                let _ = store.wait_changes(signal, WAITER_NAP);
+            }
+            // Corrupted memory: do not spin on it; the JS side's reads report the error.
+            Err(_) => std::thread::sleep(WAITER_NAP),
+        }
+    }
+}
+
+/// Calls the watcher's JS callback (on its thread).
+///
+/// # Safety
+/// Called by Node-API with the callback the function was made with; `env` is null while
+/// the function is torn down.
+unsafe extern "C" fn call_js(
+    env: sys::napi_env,
+    callback: sys::napi_value,
+    _context: *mut std::ffi::c_void,
+    _data: *mut std::ffi::c_void,
+) {
+    if env.is_null() || callback.is_null() {
+        return;
+    }
+    let mut undefined = ptr::null_mut();
+    let mut result = ptr::null_mut();
+    // SAFETY: valid env and callback; an exception it throws stays pending for Node to report.
+    unsafe {
+        sys::napi_get_undefined(env, &mut undefined);
+        sys::napi_call_function(env, undefined, callback, 0, ptr::null(), &mut result);
+    }
+}
+
+/// Reads the records of store `id` from `cursor`: `[next, overflow, event, key, event, key,
+/// ...]` (events by name; clear and overflow records have an undefined key).
+#[napi(js_name = "watchRead")]
+pub fn watch_read(env: Env, id: u32, cursor: f64) -> Result<Raw> {
+    let env = env.raw();
+    let mut records: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    let outcome = with(env, id, |att| {
+        let mut buf = std::mem::take(&mut att.buf);
+        let result = att.run(env, |store, _| {
+            records.clear();
+            store.read_changes(cursor as u64, &mut buf, |event, key| {
+                records.push((event.name(), key.to_vec()))
+            })
+        });
+        att.buf = buf;
+        result
+    })?;
+    let mut out = ptr::null_mut();
+    // SAFETY: plain Node-API array and string creation on this env.
+    unsafe {
+        check(
+            env,
+            sys::napi_create_array_with_length(env, 2 + 2 * records.len(), &mut out),
+        )?;
+        check(
+            env,
+            sys::napi_set_element(env, out, 0, raw::number(env, outcome.next as f64)?),
+        )?;
+        let mut flag = ptr::null_mut();
+        check(env, sys::napi_get_boolean(env, outcome.overflow, &mut flag))?;
+        check(env, sys::napi_set_element(env, out, 1, flag))?;
+        let mut i = 2;
+        for (event, key) in &records {
+            let (mut e, mut k) = (ptr::null_mut(), ptr::null_mut());
+            check(
+                env,
+                sys::napi_create_string_latin1(
+                    env,
+                    event.as_ptr().cast(),
+                    event.len() as isize,
+                    &mut e,
+                ),
+            )?;
+            if key.is_empty() && matches!(*event, "clear" | "overflow") {
+                k = raw::undefined(env)?;
+            } else {
+                check(
+                    env,
+                    sys::napi_create_string_utf8(
+                        env,
+                        key.as_ptr().cast(),
+                        key.len() as isize,
+                        &mut k,
+                    ),
+                )?;
+            }
+            check(env, sys::napi_set_element(env, out, i, e))?;
+            check(env, sys::napi_set_element(env, out, i + 1, k))?;
+            i += 2;
+        }
+    }
+    Ok(Raw(out))
+}
+
+/// Before a SharedArrayBuffer watcher that read up to `cursor` sleeps in `Atomics.waitAsync`:
+/// marks it asleep and returns the signal value to wait on, or -1 if records came meanwhile.
+#[napi(js_name = "watchArm")]
+pub fn watch_arm(env: Env, id: u32, cursor: f64) -> Result<f64> {
+    let env = env.raw();
+    with(env, id, |att| {
+        att.run(env, |store, _| {
+            store.arm_sleep(crate::layout::SLEEP_JS, cursor as u64)
+        })
+    })
+    .map(|s| s.map_or(-1.0, |s| s as i32 as f64))
+}
+
+impl Attached {
+    /// After a write: wakes the watchers in `Atomics.waitAsync` it found asleep (futex
+    /// sleepers were woken by the core when the lock was released).
+    pub(super) fn notify_watchers(&mut self, env: sys::napi_env) -> Result<()> {
+        if !self.is_sab {
+            return Ok(());
+        }
+        let Some(signal) = self.store.signal_offset().map_err(|e| throw(env, &e))? else {
+            return Ok(());
+        };
+        let view = match self.i32_view {
+            Some(r) => raw::deref(env, r)?,
+            None => {
+                let sab = raw::deref(env, self.sab)?;
+                let view = raw::new_instance(env, raw::global(env, "Int32Array")?, &[sab])?;
+                let mut r = ptr::null_mut();
+                // SAFETY: a strong reference to a live value of this env, deleted in drop_refs.
+                check(env, unsafe {
+                    sys::napi_create_reference(env, view, 1, &mut r)
+                })?;
+                self.i32_view = Some(r);
+                view
+            }
+        };
+        let atomics = raw::global(env, "Atomics")?;
+        let notify = raw::get(env, atomics, c"notify")?;
+        let index = raw::number(env, (signal / 4) as f64)?;
+        raw::call(env, atomics, notify, &[view, index])?;
+        Ok(())
+    }
+}
