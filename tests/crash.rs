@@ -327,6 +327,10 @@ fn killed_writers_leave_a_recoverable_store() {
     let mut model = Model::default();
     let mut rng = Rng(0xC0FFEE);
     let mut recoveries = 0;
+    // The survivor watches: the victims' writes are logged too, and the log must stay
+    // readable, with an overflow record wherever a killed writer's record may be missing.
+    let mut cursor = store.watch_register().unwrap().cursor;
+    let mut buf = Vec::new();
     for round in 0..rounds {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "child_writer", "--test-threads=1", "--nocapture"])
@@ -401,7 +405,19 @@ fn killed_writers_leave_a_recoverable_store() {
             expiring <= 500,
             "round {round}: {expiring} entries the model does not know"
         );
-        recoveries = store.stats().unwrap().recoveries;
+        let mut told = false;
+        let read = store
+            .read_changes(cursor, &mut buf, |e, _| {
+                told |= e == shared_kv_store::changelog::Event::Overflow
+            })
+            .unwrap_or_else(|e| panic!("round {round}: change log unreadable: {e}"));
+        cursor = read.next;
+        let now = store.stats().unwrap().recoveries;
+        assert!(
+            now == recoveries || told || read.overflow,
+            "round {round}: a writer was recovered, and watchers were not told"
+        );
+        recoveries = now;
     }
     eprintln!("{rounds} kills, {recoveries} recoveries of a writer killed holding the lock");
     assert!(
