@@ -105,6 +105,8 @@ export interface StoreStats {
   evictions: number;
   /** Expired entries reclaimed. */
   expired: number;
+  /** Threads (of any process) with an open watcher or a pending waitFor on the store. */
+  watchers: number;
   /** This thread's read cache: gets served from it, */
   hits: number;
   /** gets that read the shared memory, */
@@ -112,6 +114,42 @@ export interface StoreStats {
   /** and what it holds (bounded: 10,000 entries, 16 MiB). */
   cachedEntries: number;
   cachedBytes: number;
+}
+
+/**
+ * What happened to a watched key: `'set'` (set, increment, compareAndSet, update, setMany,
+ * getOrSet), `'delete'`, `'evict'` (removed to make room, `onFull: 'evict'`), `'expire'` (an
+ * expired entry reclaimed by a later write: not at the instant it expired), `'clear'` (key
+ * undefined), `'overflow'` (key undefined: this watcher fell behind by more than the change log
+ * holds, or a writer process died mid-write, so changes may be missing; delivery goes on).
+ */
+export type WatchEvent = 'set' | 'delete' | 'evict' | 'expire' | 'clear' | 'overflow';
+
+/** `(key, event)`: key is undefined for 'clear' and 'overflow'. */
+export type WatchListener = (key: string | undefined, event: WatchEvent) => void;
+
+/** An open `store.watch()`. */
+export interface Watcher {
+  /** Stops delivery at once: the listener is not called after this returns. Idempotent. */
+  close(): void;
+  /** Lets the thread (or program) exit while this watcher is open, like `timer.unref()`. */
+  unref(): this;
+  /** Keeps the thread alive while this watcher is open (the default), like a port listener. */
+  ref(): this;
+  hasRef(): boolean;
+  readonly closed: boolean;
+}
+
+export interface WaitForOptions {
+  /** Reject with an Error of code `'ERR_KV_TIMEOUT'` after this many ms (default: wait forever). */
+  timeout?: number;
+  /** Reject with `signal.reason` when it aborts (at once if it already has). */
+  signal?: AbortSignal;
+  /**
+   * Wait for the key's next change even if it has a value now; resolves with the value it then
+   * has (undefined if the change removed it). Default false: an existing value resolves at once.
+   */
+  next?: boolean;
 }
 
 /** What `check()` counted in a consistent store. */
@@ -187,6 +225,19 @@ export declare class SharedKVStore<V = any> {
    * first inconsistency. Walks the whole store: for tests and diagnostics, not hot paths.
    */
   check(): StoreCheck;
+  /**
+   * Calls `listener(key, event)` for every change to the store made after this call, by any
+   * thread or process, asynchronously in this thread, in the one order the store applied
+   * them (every watcher sees the same order). A write that was refused produces no event.
+   */
+  watch(listener: WatchListener): Watcher;
+  /** `watch` for keys matching a glob (`user:*`), a `/regex/flags` string or a RegExp, as `listKeys`. */
+  watch(pattern: string | RegExp, listener: WatchListener): Watcher;
+  /**
+   * Resolves with `key`'s value: at once if it has one (unless `next`), else once a write gives
+   * it one. Rejects on timeout (ERR_KV_TIMEOUT), abort (the signal's reason) or close (ERR_KV_CLOSED).
+   */
+  waitFor<T extends V = V>(key: string, options?: WaitForOptions): Promise<T | undefined>;
   /** Whether `key` has a value (as costly as a get). */
   has(key: string): boolean;
   /** The number of keys. */

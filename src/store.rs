@@ -42,6 +42,15 @@ pub struct StoreGuard<'a> {
     store: &'a Store,
 }
 
+impl StoreGuard<'_> {
+    /// Leaves the lock held, as a process killed at this point would (for tests).
+    pub fn abandon(mut self) {
+        if let Some(lock) = self.lock.take() {
+            lock.abandon();
+        }
+    }
+}
+
 impl Drop for StoreGuard<'_> {
     fn drop(&mut self) {
         drop(self.lock.take());

@@ -98,3 +98,20 @@ const lru = createStore<string>("cache", { maxBytes: 64 << 20, onFull: "evict", 
 const evicted: number = lru.stats().evictions + lru.stats().expired;
 // @ts-expect-error onFull is 'throw' or 'evict'
 createStore('cache2', { onFull: 'lru' });
+
+// Change notifications.
+import type { Watcher, WatchEvent } from '../..';
+const watcher: Watcher = main.watch('user:*', (key: string | undefined, event: WatchEvent) => {
+  if (event === 'set' && key !== undefined) main.get<User>(key);
+});
+main.watch(/^session:/, () => {}).unref().ref();
+main.watch((key, event) => void [key, event]).close();
+const watching: number = main.stats().watchers;
+const closedNow: boolean = watcher.closed;
+const later: Promise<User | undefined> = main.waitFor<User>('user:2', { timeout: 1000, signal: AbortSignal.timeout(500), next: true });
+// @ts-expect-error: not an event
+const badEvent: WatchEvent = 'update';
+// @ts-expect-error: the listener gets a key and an event, not a value
+main.watch('k', (key: string, event: WatchEvent, value: number) => {});
+// @ts-expect-error: timeout is a number of ms
+main.waitFor('k', { timeout: '1s' });
