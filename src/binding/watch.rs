@@ -71,9 +71,13 @@ struct Memory(*mut u8, usize);
 // (named.rs keeps every mapping in its registry), and the store only touches it atomically.
 unsafe impl Send for Memory {}
 
+// Boxed: each registration's env cleanup hook holds a pointer to it, which must not move.
+#[allow(clippy::vec_box)]
+type Registrations = Vec<Box<Watching>>;
+
 thread_local! {
-    /// This thread's registrations (boxed: the env cleanup hook gets a pointer to each).
-    static WATCHING: RefCell<Vec<Box<Watching>>> = const { RefCell::new(Vec::new()) };
+    /// This thread's registrations.
+    static WATCHING: RefCell<Registrations> = const { RefCell::new(Vec::new()) };
 }
 
 /// Registers this thread as a watcher of store `id`: `{ slot, cursor, signalIndex, native }`.
@@ -151,7 +155,7 @@ pub fn close_all_in(env: sys::napi_env, id: u32) {
 }
 
 /// Removes and returns this thread's registrations matching `f`.
-fn take(f: impl Fn(&Watching) -> bool) -> Vec<Box<Watching>> {
+fn take(f: impl Fn(&Watching) -> bool) -> Registrations {
     WATCHING
         .try_with(|w| {
             let mut w = w.borrow_mut();
