@@ -166,10 +166,10 @@ impl Store {
         if r.u32(H_WATCHERS)?.load(Relaxed) == 0 || key.starts_with(PINNED_KEY_PREFIX) {
             return Ok(());
         }
+        // A watcher count without a log is corrupted memory (check() reports it): nothing to
+        // append to, and no reason to refuse the write.
         let Some(log) = Log::find(r)? else {
-            return Err(Error::corrupted(
-                "watchers are registered but there is no change log",
-            ));
+            return Ok(());
         };
         let head = log.head(r)?.load(Relaxed);
         let end = head + LOG_RECORD_HEADER + key.len() as u64;

@@ -32,13 +32,20 @@ fn nothing_is_logged_until_someone_watches_then_every_write_in_order() {
     let s = mem.create(mem.bytes());
     set(&s, "before");
     assert_eq!(s.stats().unwrap().watchers, 0);
-    assert_eq!(s.signal_offset().unwrap(), None, "no log before the first watch");
+    assert_eq!(
+        s.signal_offset().unwrap(),
+        None,
+        "no log before the first watch"
+    );
     let reg = s.watch_register().unwrap();
     assert_eq!(s.stats().unwrap().watchers, 1);
     set(&s, "a");
     s.increment(b"n", 1.0).unwrap();
     assert!(s.delete(b"a").unwrap());
-    assert!(!s.delete(b"absent").unwrap(), "deleting nothing is not a change");
+    assert!(
+        !s.delete(b"absent").unwrap(),
+        "deleting nothing is not a change"
+    );
     assert!(!s.compare_and_set(b"n", Some(b"nope"), b"x").unwrap());
     s.clear().unwrap();
     let (events, out) = read(&s, reg.cursor);
@@ -56,7 +63,10 @@ fn nothing_is_logged_until_someone_watches_then_every_write_in_order() {
     assert!(s.watch_unregister(reg.slot).unwrap());
     assert_eq!(s.stats().unwrap().watchers, 0);
     set(&s, "after");
-    assert!(read(&s, out.next).0.is_empty(), "unwatched writes are not logged");
+    assert!(
+        read(&s, out.next).0.is_empty(),
+        "unwatched writes are not logged"
+    );
     s.check().unwrap();
 }
 
@@ -80,7 +90,10 @@ fn refused_writes_and_lock_keys_are_not_logged() {
         s.set(b"big", &big, false),
         Err(Error::Full { .. } | Error::NeedGrow { .. })
     ));
-    assert!(s.set(&vec![b'k'; 20_000], b"v", false).is_err(), "key too long");
+    assert!(
+        s.set(&vec![b'k'; 20_000], b"v", false).is_err(),
+        "key too long"
+    );
     s.set(b"\0lock\0x", b"owner", false).unwrap();
     assert!(read(&s, reg.cursor).0.is_empty());
 }
@@ -122,7 +135,10 @@ fn evictions_and_expiries_are_logged_with_their_keys() {
     s.clock = || 2000; // t has expired: deleting it reclaims it, as an expiry
     assert!(!s.delete(b"t").unwrap());
     let (events, _) = read(&s, cursor);
-    assert!(events.contains(&(Event::Expire, "t".to_string())), "{events:?}");
+    assert!(
+        events.contains(&(Event::Expire, "t".to_string())),
+        "{events:?}"
+    );
     assert!(!events.iter().any(|(e, _)| *e == Event::Delete));
 }
 
@@ -261,12 +277,20 @@ fn a_dead_processs_registration_is_reclaimed() {
     child.wait().unwrap();
     let r = s.region();
     let log = r.u64(H_LOG).unwrap().load(Ordering::Relaxed) + BLOCK_HEADER;
-    r.u64(log + L_SLOTS + 8 * 100).unwrap().store(pid | 1 << 47, Ordering::Relaxed);
-    r.u32(shared_kv_store::layout::H_WATCHERS).unwrap().store(2, Ordering::Relaxed);
+    r.u64(log + L_SLOTS + 8 * 100)
+        .unwrap()
+        .store(pid | 1 << 47, Ordering::Relaxed);
+    r.u32(shared_kv_store::layout::H_WATCHERS)
+        .unwrap()
+        .store(2, Ordering::Relaxed);
     assert_eq!(s.stats().unwrap().watchers, 2);
     // The next registration reclaims it.
     let second = s.watch_register().unwrap();
-    assert_eq!(s.stats().unwrap().watchers, 2, "this thread's two, the dead one gone");
+    assert_eq!(
+        s.stats().unwrap().watchers,
+        2,
+        "this thread's two, the dead one gone"
+    );
     s.watch_unregister(second.slot).unwrap();
     s.watch_unregister(reg.slot).unwrap();
     assert_eq!(s.stats().unwrap().watchers, 0);
