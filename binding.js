@@ -868,6 +868,7 @@ module.exports.stats = nativeBinding.stats
 module.exports.watchAck = nativeBinding.watchAck
 module.exports.watchArm = nativeBinding.watchArm
 module.exports.watchClose = nativeBinding.watchClose
+module.exports.watchHead = nativeBinding.watchHead
 module.exports.watchOpen = nativeBinding.watchOpen
 module.exports.watchRead = nativeBinding.watchRead
 module.exports.watchWaiter = nativeBinding.watchWaiter

@@ -13,9 +13,10 @@ const KEEP_ALIVE_MS = 2 ** 31 - 1;
 class Watcher {
   #hub;
   #timer;
-  /** @internal */
-  constructor(hub, match, listener, onStoreClose) {
+  /** @internal `start`: the log position of the first change this watcher is told of. */
+  constructor(hub, start, match, listener, onStoreClose) {
     this.#hub = hub;
+    this.start = start;
     this.match = match;
     this.listener = listener;
     this.onStoreClose = onStoreClose;
@@ -53,6 +54,9 @@ class Watcher {
   }
 }
 
+/** After an error reading the log (corrupted memory), the next attempt waits this long. */
+const RETRY_MS = 100;
+
 class Hub {
   #native;
   #id;
@@ -61,7 +65,7 @@ class Hub {
   #slot;
   #cursor;
   #signalIndex;
-  #native_waiter;
+  #nativeWaiter;
   #onEmpty;
 
   /** `buffer`: the store's SharedArrayBuffer (or external ArrayBuffer); `onEmpty`: called when the last watcher closes. */
@@ -73,10 +77,15 @@ class Hub {
     this.#slot = slot;
     this.#cursor = cursor;
     this.#signalIndex = signalIndex;
-    this.#native_waiter = needsWaiter;
+    this.#nativeWaiter = needsWaiter;
     if (needsWaiter) {
       // Named stores and store files: a native thread sleeps on the log and calls this back.
-      native.watchWaiter(id, slot, cursor, () => this.#wake());
+      try {
+        native.watchWaiter(id, slot, cursor, () => this.#wake());
+      } catch (err) {
+        this.#close();
+        throw err;
+      }
     } else {
       this.#int32 = new Int32Array(buffer);
       // Never synchronously from watch(): a listener is always called asynchronously.
@@ -84,8 +93,9 @@ class Hub {
     }
   }
 
+  /** A new watcher, told of changes from now on (not of those the hub has yet to read). */
   add(match, listener, onStoreClose) {
-    const w = new Watcher(this, match, listener, onStoreClose);
+    const w = new Watcher(this, this.#native.watchHead(this.#id), match, listener, onStoreClose);
     this.#watchers.add(w);
     return w;
   }
@@ -114,45 +124,55 @@ class Hub {
     const slot = this.#slot;
     this.#slot = undefined;
     this.#native.watchClose(this.#id, slot);
+    // Ends this hub's pending Atomics.waitAsync (other sleepers on the word look and sleep again).
+    if (this.#int32 !== undefined) Atomics.notify(this.#int32, this.#signalIndex);
   }
 
-  /** Reads and delivers what the log holds, then sleeps until a writer signals more. */
+  /**
+   * Reads one batch of the log and delivers it, then sleeps until a writer signals more. One
+   * batch per wake-up: a writer that keeps pace does not starve this thread's event loop.
+   */
   #wake() {
     if (this.#slot === undefined) return;
-    this.#drain();
-    if (this.#slot === undefined) return; // a listener closed the last watcher
-    if (this.#native_waiter) {
-      this.#native.watchAck(this.#id, this.#slot, this.#cursor);
-      return;
-    }
-    for (;;) {
-      const signal = this.#native.watchArm(this.#id, this.#cursor);
-      if (signal !== -1) {
-        const wait = Atomics.waitAsync(this.#int32, this.#signalIndex, signal);
-        if (wait.async) {
-          wait.value.then(() => this.#wake());
-          return;
-        }
+    try {
+      this.#drain();
+      if (this.#slot === undefined) return; // a listener closed the last watcher
+      if (this.#nativeWaiter) {
+        this.#native.watchAck(this.#id, this.#slot, this.#cursor); // the waiter calls again if more came
+        return;
       }
-      this.#drain(); // records came (or the signal moved) meanwhile
-      if (this.#slot === undefined) return;
+      const signal = this.#native.watchArm(this.#id, this.#cursor);
+      if (signal === null) {
+        setImmediate(() => this.#wake()); // more came meanwhile: read it in the next turn
+        return;
+      }
+      const wait = Atomics.waitAsync(this.#int32, this.#signalIndex, signal);
+      if (wait.async) wait.value.then(() => this.#wake());
+      else setImmediate(() => this.#wake());
+    } catch (err) {
+      // Corrupted memory (the only way reading can fail): reported as uncaught, as a
+      // listener's error is, and tried again a little later rather than in a loop.
+      process.nextTick(() => {
+        throw err;
+      });
+      setTimeout(() => {
+        if (this.#nativeWaiter && this.#slot !== undefined) this.#native.watchAck(this.#id, this.#slot, this.#cursor);
+        else this.#wake();
+      }, RETRY_MS).unref();
     }
   }
 
   #drain() {
-    for (;;) {
-      const batch = this.#native.watchRead(this.#id, this.#cursor);
-      this.#cursor = batch[0];
-      if (batch[1]) this.#deliver(undefined, 'overflow');
-      for (let i = 2; i < batch.length && this.#slot !== undefined; i += 2) this.#deliver(batch[i + 1], batch[i]);
-      if (!batch[1] && batch.length === 2) return;
-      if (this.#slot === undefined) return;
-    }
+    const batch = this.#native.watchRead(this.#id, this.#cursor);
+    this.#cursor = batch[0];
+    if (batch[1]) this.#deliver(undefined, 'overflow', Infinity);
+    for (let i = 2; i < batch.length && this.#slot !== undefined; i += 3) this.#deliver(batch[i + 1], batch[i], batch[i + 2]);
   }
 
-  #deliver(key, event) {
+  #deliver(key, event, position) {
     for (const w of this.#watchers) {
-      if (w.closed) continue;
+      // A watcher added after this change was made is not told of it.
+      if (w.closed || position < w.start) continue;
       // Records without a key (clear, overflow) concern every watcher.
       if (key !== undefined && w.match !== undefined && !w.match(key)) continue;
       try {
@@ -179,24 +199,32 @@ function closedError() {
   return err;
 }
 
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 /**
  * The value of `key` once it has one: at once if it has one now (unless `next`), else at its
  * next set. With `next: true`, at the key's next change of any kind (undefined if that change
- * removed it). `watchKey(key, listener, onStoreClose)` watches exactly one key.
+ * removed it; after an overflow, whatever it holds then). `watchKey(key, listener,
+ * onStoreClose)` watches exactly one key.
  */
 function waitFor(store, key, options, watchKey) {
   if (options === null || (options !== undefined && typeof options !== 'object')) {
     throw new TypeError('waitFor: options must be an object');
   }
   const { timeout, signal, next = false } = options ?? {};
-  if (timeout !== undefined && (typeof timeout !== 'number' || !(timeout >= 0))) {
-    throw new RangeError(`waitFor: timeout must be a number of ms >= 0, got ${String(timeout)}`);
+  if (timeout !== undefined && (typeof timeout !== 'number' || !(timeout >= 0) || (timeout > MAX_TIMEOUT_MS && timeout !== Infinity))) {
+    throw new RangeError(`waitFor: timeout must be a number of ms from 0 to ${MAX_TIMEOUT_MS} (or Infinity), got ${String(timeout)}`);
   }
   if (signal !== undefined && (signal === null || typeof signal.aborted !== 'boolean' || typeof signal.addEventListener !== 'function')) {
     throw new TypeError('waitFor: signal must be an AbortSignal');
   }
   if (typeof next !== 'boolean') throw new TypeError('waitFor: next must be a boolean');
   if (signal?.aborted) return Promise.reject(signal.reason);
+  if (!next) {
+    // Present already: no need to watch at all.
+    const value = store.get(key);
+    if (value !== undefined) return Promise.resolve(value);
+  }
   return new Promise((resolve, reject) => {
     let timer;
     let watcher;
@@ -209,21 +237,24 @@ function waitFor(store, key, options, watchKey) {
       signal?.removeEventListener('abort', onAbort);
       how(value);
     }
-    watcher = watchKey(key, (_key, event) => {
-      if (event === 'set' || event === 'overflow') {
-        // The value now (a later write may already have replaced it): after an overflow the
-        // change may have been missed, so look.
-        const value = store.get(key);
-        if (value !== undefined || next) settle(resolve, value);
-      } else if (next) {
-        settle(resolve, undefined);
+    function resolveWithValue(always) {
+      let value;
+      try {
+        value = store.get(key);
+      } catch (err) {
+        return settle(reject, err);
       }
-    }, () => settle(reject, closedError()));
-    // Registered first, then read: a set between the two is an event, not lost.
-    if (!next) {
-      const value = store.get(key);
-      if (value !== undefined) return settle(resolve, value);
+      if (value !== undefined || always) settle(resolve, value);
     }
+    watcher = watchKey(key, (_key, event) => {
+      // The value now (a later write may already have replaced it); after an overflow the
+      // change may have been missed, so look.
+      if (event === 'set' || event === 'overflow') resolveWithValue(next);
+      else if (next) settle(resolve, undefined);
+    }, () => settle(reject, closedError()));
+    // Watching, then read again: a set between the first read and the watch is not lost.
+    if (!next) resolveWithValue(false);
+    if (watcher === undefined) return;
     if (timeout !== undefined && timeout !== Infinity) timer = setTimeout(() => settle(reject, timeoutError(key, timeout)), timeout);
     signal?.addEventListener('abort', onAbort, { once: true });
   });

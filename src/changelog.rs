@@ -9,11 +9,16 @@
 //!   any lock: a seqlock-like check (`L_RESERVED`, written before the bytes) tells it when a
 //!   writer lapped it while it copied; one lapped by more than the ring holds is told
 //!   "overflow" and goes on from the newest record.
-//! - Waking: after an append the writer bumps `L_SIGNAL`; a watcher about to sleep first sets
-//!   its kind in `L_SLEEPERS` (SLEEP_FUTEX: a native waiter thread sleeping on a futex;
-//!   SLEEP_JS: `Atomics.waitAsync` in a thread of the SharedArrayBuffer's process). The writer
-//!   that finds bits there clears them and wakes those sleepers after it releases the lock,
-//!   so a busy writer wakes a watcher once per batch the watcher reads, not once per write.
+//! - Waking: a watcher about to sleep sets its kind's bit in the signal word `L_SIGNAL`
+//!   (SLEEP_FUTEX: a native waiter thread sleeping on a futex; SLEEP_JS: `Atomics.waitAsync` in
+//!   a thread of the SharedArrayBuffer's process), then checks for records once more, then
+//!   sleeps on the value it set. Every append bumps the word's count and clears its bits in one
+//!   atomic step, and the writer wakes the kinds it cleared once it releases the lock. So a
+//!   sleeper's bit is only ever cleared by a change of the very value it sleeps on (no lost
+//!   wake), and a busy writer wakes a watcher once per batch the watcher reads, not per write.
+//! - The log is checked when the writer lock is taken (`check_log`), before anything changes:
+//!   appending after the change cannot fail halfway (a store whose log became unreadable
+//!   meanwhile, which only corrupted memory can do, goes unlogged rather than half-applied).
 //! - Registration: a watching thread holds one of `WATCH_SLOTS` slots (its holder word, see
 //!   holder.rs), under the writer lock. A thread that exits or is terminated gives it back
 //!   (the binding's env cleanup hook); a dead process's slots are reclaimed by the next
@@ -89,14 +94,23 @@ impl Log {
         if block == 0 {
             return Ok(None);
         }
-        let off = block
-            .checked_add(BLOCK_HEADER)
-            .ok_or(Error::corrupted("change log offset"))?;
+        let bad = || Error::corrupted("change log location");
+        if block < HEADER_SIZE || block % BLOCK_ALIGN != 0 || block > MAX_REGION_BYTES {
+            return Err(bad());
+        }
+        let off = block + BLOCK_HEADER;
+        // The smallest log must lie within the region before its size is read from it.
+        if off + L_RING + LOG_MIN > r.len() {
+            return Err(Error::OutOfBounds {
+                off: block,
+                size: L_RING + LOG_MIN,
+            });
+        }
         let cap = r.u32(off + L_CAP)?.load(Relaxed) as u64;
         if !cap.is_power_of_two() || !(LOG_MIN..=LOG_MAX).contains(&cap) {
             return Err(Error::corrupted("change log size"));
         }
-        if block < HEADER_SIZE || off + L_RING + cap > r.len() {
+        if off + L_RING + cap > r.len() {
             return Err(Error::OutOfBounds {
                 off: block,
                 size: L_RING + cap,
@@ -111,10 +125,6 @@ impl Log {
 
     fn signal<'r>(&self, r: &'r Region) -> Result<Word32<'r>> {
         r.u32(self.off + L_SIGNAL)
-    }
-
-    fn sleepers<'r>(&self, r: &'r Region) -> Result<Word32<'r>> {
-        r.u32(self.off + L_SLEEPERS)
     }
 
     fn slot<'r>(&self, r: &'r Region, i: u64) -> Result<&'r crate::sync::AtomicU64> {
@@ -159,35 +169,60 @@ pub struct ReadOutcome {
 }
 
 impl Store {
-    /// Appends `event` for `key` (writer lock held) if anyone watches. Keys of locks and
-    /// getOrSet turns are internal, and not told.
-    pub(crate) fn log_change(&self, event: Event, key: &[u8]) -> Result<()> {
-        let r = self.region();
-        if r.u32(H_WATCHERS)?.load(Relaxed) == 0 || key.starts_with(PINNED_KEY_PREFIX) {
-            return Ok(());
+    /// Checks the log (writer lock just taken), before the operation changes anything: a log
+    /// past this thread's view of a grown buffer is `OutOfBounds` now (the caller catches up
+    /// and retries), not after the write was applied.
+    pub(crate) fn check_log(&self) -> Result<()> {
+        if self.region().u32(H_WATCHERS)?.load(Relaxed) != 0 {
+            Log::find(self.region())?;
         }
-        // A watcher count without a log is corrupted memory (check() reports it): nothing to
-        // append to, and no reason to refuse the write.
+        Ok(())
+    }
+
+    /// Appends `event` for `key` (writer lock held) if anyone watches. Keys of locks and
+    /// getOrSet turns are internal, and not told. Never fails: the change it tells of is
+    /// already made (and the log was checked before it, see `check_log`).
+    pub(crate) fn log_change(&self, event: Event, key: &[u8]) {
+        let r = self.region();
+        if r.u32(H_WATCHERS).map_or(true, |w| w.load(Relaxed) == 0)
+            || key.starts_with(PINNED_KEY_PREFIX)
+        {
+            return;
+        }
+        let _ = self.append(event, key);
+    }
+
+    fn append(&self, event: Event, key: &[u8]) -> Result<()> {
+        let r = self.region();
+        // A watcher count without a log is corrupted memory (check() reports it).
         let Some(log) = Log::find(r)? else {
             return Ok(());
         };
         let head = log.head(r)?.load(Relaxed);
-        let end = head + LOG_RECORD_HEADER + key.len() as u64;
+        let end = head
+            .checked_add(LOG_RECORD_HEADER + key.len() as u64)
+            .ok_or(Error::corrupted("change log position"))?;
         // Reserved first: a reader that sees any byte of this record sees the reservation.
-        r.u64(log.off + L_RESERVED)?.store(end, Relaxed);
+        // Never moved back (a writer that died may have reserved further and written there).
+        let reserved = r.u64(log.off + L_RESERVED)?;
+        reserved.store(end.max(reserved.load(Relaxed)), Relaxed);
         fence(Release);
         let len = (key.len() as u16).to_le_bytes();
         log.write(r, head, &[event as u8, 0, len[0], len[1]])?;
         log.write(r, head + LOG_RECORD_HEADER, key)?;
         log.head(r)?.store(end, Release);
-        // SeqCst with the sleepers' side (`arm_sleep`): either the sleeper sees this bump
-        // and does not sleep, or this writer sees its bit and wakes it.
-        log.signal(r)?.fetch_add(1, SeqCst);
-        let sleepers = log.sleepers(r)?;
-        let bits = sleepers.load(SeqCst);
-        if bits != 0 {
-            sleepers.store(0, SeqCst);
-            self.wake_after_unlock(bits);
+        // One step: the count moves on and the sleepers' bits are cleared (see the top).
+        let signal = log.signal(r)?;
+        let mut cur = signal.load(Relaxed);
+        loop {
+            let next = (cur & !SLEEP_BITS).wrapping_add(SIGNAL_STEP);
+            match signal.compare_exchange_weak(cur, next, SeqCst, Relaxed) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if cur & SLEEP_BITS != 0 {
+            self.wake_after_unlock(cur & SLEEP_BITS);
         }
         if head / log.cap != end / log.cap {
             self.reclaim_dead_watchers(&log)?; // once per lap: cheap, and bounded
@@ -197,19 +232,22 @@ impl Store {
 
     /// `log_change` for an entry about to be removed: its key is read from its block, and only
     /// when someone watches.
-    pub(crate) fn log_removal(&self, event: Event, block: u64) -> Result<()> {
+    pub(crate) fn log_removal(&self, event: Event, block: u64) {
         let r = self.region();
-        if r.u32(H_WATCHERS)?.load(Relaxed) == 0 {
-            return Ok(());
+        if r.u32(H_WATCHERS).map_or(true, |w| w.load(Relaxed) == 0) {
+            return;
         }
-        let h = read_header(r, block)?;
+        let Ok(h) = read_header(r, block) else { return };
         let mut key = vec![0; h.key_len.min(MAX_KEY_BYTES as u64) as usize];
-        r.read(crate::layout::key_offset(block, h.header_len), &mut key)?;
-        self.log_change(event, &key)
+        if r.read(crate::layout::key_offset(block, h.header_len), &mut key)
+            .is_ok()
+        {
+            self.log_change(event, &key)
+        }
     }
 
     /// `log_change` for records without a key (clear, overflow): told to every watcher.
-    pub(crate) fn log_store_event(&self, event: Event) -> Result<()> {
+    pub(crate) fn log_store_event(&self, event: Event) {
         self.log_change(event, b"")
     }
 
@@ -323,9 +361,18 @@ impl Store {
     pub(crate) fn recover_log(&self) -> Result<()> {
         if let Some(log) = Log::find(self.region())? {
             self.reclaim_dead_watchers(&log)?;
-            self.log_store_event(Event::Overflow)?;
+            self.log_store_event(Event::Overflow);
         }
         Ok(())
+    }
+
+    /// Where the next record will be appended (0 if there is no log yet).
+    pub fn log_head(&self) -> Result<u64> {
+        let r = self.region();
+        Ok(match Log::find(r)? {
+            Some(log) => log.head(r)?.load(Acquire),
+            None => 0,
+        })
     }
 
     /// Byte offset of the word watchers sleep on (None: no log yet, so nobody watches).
@@ -341,13 +388,14 @@ impl Store {
         })
     }
 
-    /// Reads the records from `cursor` on, calling `f(event, key)` for each, without a lock.
+    /// Reads the records from `cursor` on, calling `f(event, key, position)` for each, without
+    /// a lock (`position`: the record's place in the log, as `log_head` counts).
     /// `buf` is scratch space (reused between calls).
     pub fn read_changes(
         &self,
         cursor: u64,
         buf: &mut Vec<u8>,
-        mut f: impl FnMut(Event, &[u8]),
+        mut f: impl FnMut(Event, &[u8], u64),
     ) -> Result<ReadOutcome> {
         let r = self.region();
         let Some(log) = Log::find(r)? else {
@@ -387,7 +435,7 @@ impl Store {
                 .get(start..start + len)
                 .filter(|_| len <= MAX_KEY_BYTES)
                 .ok_or(Error::corrupted("change log record length"))?;
-            f(event, key);
+            f(event, key, cursor + i as u64);
             i = start + len;
         }
         Ok(ReadOutcome {
@@ -396,26 +444,27 @@ impl Store {
         })
     }
 
-    /// Before a watcher that read up to `cursor` sleeps: marks it asleep (`kind`: SLEEP_*) and
-    /// returns the signal value to sleep on, or None if records came meanwhile (read them).
+    /// Before a watcher that read up to `cursor` sleeps: sets its kind's bit (`kind`: SLEEP_*)
+    /// in the signal and returns the value to sleep on, or None if records came (read them).
     pub fn arm_sleep(&self, kind: u32, cursor: u64) -> Result<Option<u32>> {
         let r = self.region();
         let Some(log) = Log::find(r)? else {
-            return Ok(None);
+            return Err(Error::corrupted("watching a store that has no change log"));
         };
-        let sleepers = log.sleepers(r)?;
-        let mut cur = sleepers.load(SeqCst);
+        let signal = log.signal(r)?;
+        let mut cur = signal.load(SeqCst);
         while cur & kind != kind {
-            match sleepers.compare_exchange(cur, cur | kind, SeqCst, SeqCst) {
-                Ok(_) => break,
+            match signal.compare_exchange(cur, cur | kind, SeqCst, SeqCst) {
+                Ok(_) => cur |= kind,
                 Err(now) => cur = now,
             }
         }
-        let signal = log.signal(r)?.load(SeqCst);
+        // After the bit: an append from now on clears it (changing the value slept on) and
+        // wakes; one before it published its record before the value this read saw.
         if log.head(r)?.load(SeqCst) != cursor {
             return Ok(None);
         }
-        Ok(Some(signal))
+        Ok(Some(cur))
     }
 
     /// Sleeps (a native waiter thread) until the log's signal moves from `signal` (from
@@ -429,12 +478,26 @@ impl Store {
         Ok(())
     }
 
-    /// Wakes every native waiter of the log (a closing watcher stops its own that way).
+    /// Wakes every native waiter of the log (after an append that found one asleep).
     #[cfg(not(loom))]
     pub fn wake_waiters(&self) -> Result<()> {
         let r = self.region();
         if let Some(log) = Log::find(r)? {
             crate::futex::wake_all(log.signal(r)?);
+        }
+        Ok(())
+    }
+
+    /// Moves the signal on without appending (its bits kept, so no sleeper loses its turn to
+    /// be woken) and wakes every native waiter: one that is stopping finds its stop flag,
+    /// even if it was just about to sleep; the others look again and sleep again.
+    #[cfg(not(loom))]
+    pub fn poke_waiters(&self) -> Result<()> {
+        let r = self.region();
+        if let Some(log) = Log::find(r)? {
+            let signal = log.signal(r)?;
+            signal.fetch_add(SIGNAL_STEP, SeqCst);
+            crate::futex::wake_all(signal);
         }
         Ok(())
     }

@@ -90,7 +90,10 @@ impl Store {
                         return Err(Error::AtCapacity { max_entries });
                     }
                 }
-                Ok(()) => return self.log_change(Event::Set, key),
+                Ok(()) => {
+                    self.log_change(Event::Set, key);
+                    return Ok(());
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -89,11 +89,14 @@ pub const L_HEAD: u64 = 0;
 /// u64: the end of the record being written (ahead of L_HEAD while a writer copies it in):
 /// a reader whose copy overlaps bytes a later record overwrote finds it past its cursor + cap.
 pub const L_RESERVED: u64 = 8;
-/// u32: bumped after every append; watchers sleep on it (a futex, or Atomics.waitAsync).
+/// u32: the signal watchers sleep on (a futex, or Atomics.waitAsync): `count << 2 | SLEEP_*`.
+/// A watcher about to sleep sets its SLEEP_* bit in it; every append adds one to the count and
+/// clears the bits in the same atomic step, and wakes the kinds of sleepers it cleared. One
+/// word, so a sleeper's bit can only be cleared by a change of the value it sleeps on.
 pub const L_SIGNAL: u64 = 16;
-/// u32: SLEEP_* bits of the watchers asleep on L_SIGNAL; the writer that finds any clears
-/// them and wakes them.
-pub const L_SLEEPERS: u64 = 20;
+/// What one append adds to L_SIGNAL (the count sits above the SLEEP_* bits).
+pub const SIGNAL_STEP: u32 = 4;
+pub const SLEEP_BITS: u32 = 3;
 /// u32: the ring's size in bytes (a power of two, LOG_MIN..=LOG_MAX).
 pub const L_CAP: u64 = 24;
 /// [u64; WATCH_SLOTS]: a watching thread's holder word (see holder.rs), or 0.
@@ -104,9 +107,9 @@ pub const L_RING: u64 = L_SLOTS + 8 * WATCH_SLOTS;
 pub const LOG_MIN: u64 = 64 * 1024;
 pub const LOG_MAX: u64 = 1024 * 1024;
 pub const LOG_RECORD_HEADER: u64 = 4;
-/// A sleeper woken by a futex (a native waiter thread, any process).
+/// In L_SIGNAL: a sleeper woken by a futex (a native waiter thread, any process).
 pub const SLEEP_FUTEX: u32 = 1;
-/// A sleeper in `Atomics.waitAsync` (a thread of the process whose SharedArrayBuffer it is).
+/// In L_SIGNAL: a sleeper in `Atomics.waitAsync` (a thread of the SharedArrayBuffer's process).
 pub const SLEEP_JS: u32 = 2;
 
 /// Entries whose key starts with this are never evicted: `lock()` leases (and getOrSet's turns)

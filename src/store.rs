@@ -296,6 +296,7 @@ impl Store {
             self.recover()?;
             pending.store(0, Release);
         }
+        self.check_log()?;
         Ok(guard)
     }
 
@@ -335,6 +336,7 @@ impl Store {
             self.recover()?;
             pending.store(0, Release);
         }
+        self.check_log()?;
         Ok(Some(guard))
     }
 
@@ -588,7 +590,7 @@ impl Store {
     /// Tombstones slot `at` and frees `block` (writer lock held); watchers are told `event`.
     pub(crate) fn remove_locked(&self, at: u64, block: u64, event: Event) -> Result<()> {
         let r = &self.region;
-        self.log_removal(event, block)?; // while the block still holds the key
+        self.log_removal(event, block); // while the block still holds the key
         Table::publish(r, at, REF_TOMBSTONE)?;
         // The marks of reads were the removed entry's: a key written into this slot later
         // starts unmarked (a new version, even).
@@ -746,7 +748,7 @@ impl Store {
         }
         arena.free(table.block())?;
         r.u64(H_LIVE)?.store(0, Relaxed);
-        self.log_store_event(Event::Clear)?;
+        self.log_store_event(Event::Clear);
         Ok(removed)
     }
 

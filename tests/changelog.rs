@@ -15,7 +15,7 @@ use shared_kv_store::{Error, Limits, SetOptions, Store};
 fn read(s: &Store, cursor: u64) -> (Vec<(Event, String)>, ReadOutcome) {
     let mut events = Vec::new();
     let out = s
-        .read_changes(cursor, &mut Vec::new(), |e, k| {
+        .read_changes(cursor, &mut Vec::new(), |e, k, _| {
             events.push((e, String::from_utf8(k.to_vec()).unwrap()))
         })
         .unwrap();
@@ -295,4 +295,47 @@ fn a_dead_processs_registration_is_reclaimed() {
     s.watch_unregister(reg.slot).unwrap();
     assert_eq!(s.stats().unwrap().watchers, 0);
     s.check().unwrap();
+}
+
+#[test]
+fn a_waiter_that_keeps_reading_and_sleeping_never_misses_a_wake() {
+    // The waiter re-arms with its bit maybe still set from an arm that found records: an
+    // append must never clear a bit without changing the value the waiter then sleeps on.
+    let mem = Arc::new(Mem::new(16 << 20));
+    let s = mem.create(mem.bytes());
+    let reg = s.watch_register().unwrap();
+    const N: usize = 20_000;
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let s = mem.attach(mem.bytes());
+            let (mut cursor, mut seen, mut longest) = (reg.cursor, 0, Duration::ZERO);
+            while seen < N {
+                let (events, out) = read(&s, cursor);
+                assert!(!out.overflow);
+                seen += events.len();
+                cursor = out.next;
+                if seen == N {
+                    break;
+                }
+                if let Some(signal) = s.arm_sleep(SLEEP_FUTEX, cursor).unwrap() {
+                    let t = Instant::now();
+                    s.wait_changes(signal, Duration::from_secs(60)).unwrap();
+                    longest = longest.max(t.elapsed());
+                }
+            }
+            longest
+        });
+        let mut rng = common::Rng(42);
+        for i in 0..N {
+            set(&s, &format!("k{i}"));
+            if rng.below(64) == 0 {
+                std::thread::sleep(Duration::from_micros(rng.below(200)));
+            }
+        }
+        let longest = reader.join().unwrap();
+        assert!(
+            longest < Duration::from_secs(30),
+            "a wake was lost: slept {longest:?}"
+        );
+    });
 }

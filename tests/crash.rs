@@ -407,7 +407,7 @@ fn killed_writers_leave_a_recoverable_store() {
         );
         let mut told = false;
         let read = store
-            .read_changes(cursor, &mut buf, |e, _| {
+            .read_changes(cursor, &mut buf, |e, _, _| {
                 told |= e == shared_kv_store::changelog::Event::Overflow
             })
             .unwrap_or_else(|e| panic!("round {round}: change log unreadable: {e}"));

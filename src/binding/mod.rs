@@ -188,6 +188,8 @@ struct Attached {
     is_sab: bool,
     /// An Int32Array over the SharedArrayBuffer, for `Atomics.notify` (made on first use).
     i32_view: Option<sys::napi_ref>,
+    /// Watchers in `Atomics.waitAsync` must be notified once the current call is done.
+    notify: bool,
 }
 
 thread_local! {
@@ -231,6 +233,7 @@ pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
         visits: Vec::new(),
         is_sab: !plain,
         i32_view: None,
+        notify: false,
     };
     let id = ATTACHED.with(|a| {
         let mut a = a.borrow_mut();
@@ -333,17 +336,29 @@ pub fn detach(env: Env, id: u32) -> Result<()> {
 
 /// Runs `f` on attachment `id`. `f` must not call user JS (it could re-enter the store).
 fn with<T>(env: sys::napi_env, id: u32, f: impl FnOnce(&mut Attached) -> Result<T>) -> Result<T> {
-    ATTACHED.with(
-        |a| match a.borrow_mut().get_mut(id as usize).and_then(Option::as_mut) {
-            Some(att) => f(att),
-            None => Err(raw::throw_msg(
-                env,
-                b'E',
-                c"ERR_KV_CLOSED",
-                "this store is not attached in this thread",
-            )),
-        },
-    )
+    let (result, notify) =
+        ATTACHED.with(
+            |a| match a.borrow_mut().get_mut(id as usize).and_then(Option::as_mut) {
+                Some(att) => {
+                    let result = f(att);
+                    (result, std::mem::take(&mut att.notify))
+                }
+                None => (
+                    Err(raw::throw_msg(
+                        env,
+                        b'E',
+                        c"ERR_KV_CLOSED",
+                        "this store is not attached in this thread",
+                    )),
+                    false,
+                ),
+            },
+        );
+    if notify {
+        // Outside the borrow: it calls JS (Atomics.notify).
+        watch::notify_watchers(env, id);
+    }
+    result
 }
 
 /// Copies the encoded value of `key` into `out`. Returns its length (when larger than
@@ -803,13 +818,12 @@ impl Attached {
         mut op: impl FnMut(&Store, &mut Vec<u8>) -> std::result::Result<T, CoreError>,
     ) -> Result<T> {
         for _ in 0..16 {
-            match op(&self.store, &mut self.buf) {
-                Ok(v) => {
-                    if self.store.take_js_sleepers() {
-                        self.notify_watchers(env)?;
-                    }
-                    return Ok(v);
-                }
+            let result = op(&self.store, &mut self.buf);
+            // Watchers in Atomics.waitAsync this operation's writes found asleep (also when it
+            // failed after some writes, such as evictions): `with` wakes them.
+            self.notify |= self.store.take_js_sleepers();
+            match result {
+                Ok(v) => return Ok(v),
                 Err(CoreError::NeedGrow { needed }) => self.grow(env, needed)?,
                 // Another thread may have grown the buffer: catch up and retry. Out of bounds
                 // at a length that did not change is corruption.

@@ -26,8 +26,8 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
 
-use super::raw::{self, check, throw, Raw};
-use super::{with, Attached, ATTACHED};
+use super::raw::{self, check, Raw};
+use super::{with, ATTACHED};
 use crate::layout::SLEEP_FUTEX;
 use crate::region::Region;
 use crate::store::Store;
@@ -175,9 +175,9 @@ unsafe extern "C" fn thread_exits(arg: *mut std::ffi::c_void) {
     let Some(mut watching) = take(|w| ptr::eq(w, target)).pop() else {
         return;
     };
-    // Stopped and joined before Node-API closes the thread-safe function (hooks run last
-    // registered first, and the function was made before this hook); not released: the
-    // env's teardown finalizes it.
+    // Stopped and joined before Node-API closes the thread-safe function (this hook was added
+    // again after the function was made, see watch_waiter); not released: the env's teardown
+    // finalizes it.
     if let Some(waiter) = watching.waiter.take() {
         stop(waiter);
     }
@@ -196,9 +196,9 @@ fn stop(mut waiter: Waiter) {
         let (base, len) = waiter.memory;
         // SAFETY: see `Memory`.
         if let Ok(store) = Store::attach(unsafe { Region::new(base, len) }) {
-            // Wakes every futex sleeper on the signal (the others just look again): this
-            // waiter is among them, and finds its stop flag.
-            let _ = store.wake_waiters();
+            // Moves the signal and wakes its futex sleepers: this waiter finds its stop flag
+            // even if it was about to sleep; the others look again and sleep again.
+            let _ = store.poke_waiters();
         }
         let _ = thread.join();
     }
@@ -241,6 +241,25 @@ pub fn watch_waiter(env: Env, id: u32, slot: u32, cursor: f64, callback: Raw) ->
         check(env, sys::napi_unref_threadsafe_function(env, tsfn))?;
     }
     let tsfn = Tsfn(tsfn);
+    // The registration's cleanup hook again, now after the thread-safe function's own: hooks
+    // run last added first, so at the thread's exit the waiter is stopped and joined before
+    // Node-API closes the function it calls.
+    let arg = WATCHING.with(|w| {
+        w.borrow_mut()
+            .iter_mut()
+            .find(|w| w.id == id && w.slot == slot)
+            .map(|w| &mut **w as *mut Watching)
+    });
+    if let Some(arg) = arg {
+        // SAFETY: the same hook and pointer as registered in watch_open (still in WATCHING).
+        unsafe {
+            sys::napi_remove_env_cleanup_hook(env, Some(thread_exits), arg.cast());
+            check(
+                env,
+                sys::napi_add_env_cleanup_hook(env, Some(thread_exits), arg.cast()),
+            )?;
+        }
+    }
     let shared = Arc::new(WaiterState {
         stop: AtomicBool::new(false),
         pending: AtomicBool::new(false),
@@ -324,7 +343,7 @@ fn wait_loop(memory: Memory, state: Arc<WaiterState>, tsfn: Tsfn) {
                 let _ = store.wait_changes(signal, WAITER_NAP);
             }
             // Corrupted memory: do not spin on it; the JS side's reads report the error.
-            Err(_) => std::thread::sleep(WAITER_NAP),
+            Err(_) => std::thread::park_timeout(WAITER_NAP),
         }
     }
 }
@@ -352,18 +371,19 @@ unsafe extern "C" fn call_js(
     }
 }
 
-/// Reads the records of store `id` from `cursor`: `[next, overflow, event, key, event, key,
-/// ...]` (events by name; clear and overflow records have an undefined key).
+/// Reads the records of store `id` from `cursor`: `[next, overflow, event, key, position,
+/// event, key, position, ...]` (events by name; clear and overflow records have an undefined
+/// key; a record's position is its place in the log, as `watchHead` counts).
 #[napi(js_name = "watchRead")]
 pub fn watch_read(env: Env, id: u32, cursor: f64) -> Result<Raw> {
     let env = env.raw();
-    let mut records: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    let mut records: Vec<(&'static str, Vec<u8>, u64)> = Vec::new();
     let outcome = with(env, id, |att| {
         let mut buf = std::mem::take(&mut att.buf);
         let result = att.run(env, |store, _| {
             records.clear();
-            store.read_changes(cursor as u64, &mut buf, |event, key| {
-                records.push((event.name(), key.to_vec()))
+            store.read_changes(cursor as u64, &mut buf, |event, key, pos| {
+                records.push((event.name(), key.to_vec(), pos))
             })
         });
         att.buf = buf;
@@ -374,7 +394,7 @@ pub fn watch_read(env: Env, id: u32, cursor: f64) -> Result<Raw> {
     unsafe {
         check(
             env,
-            sys::napi_create_array_with_length(env, 2 + 2 * records.len(), &mut out),
+            sys::napi_create_array_with_length(env, 2 + 3 * records.len(), &mut out),
         )?;
         check(
             env,
@@ -384,7 +404,7 @@ pub fn watch_read(env: Env, id: u32, cursor: f64) -> Result<Raw> {
         check(env, sys::napi_get_boolean(env, outcome.overflow, &mut flag))?;
         check(env, sys::napi_set_element(env, out, 1, flag))?;
         let mut i = 2;
-        for (event, key) in &records {
+        for (event, key, pos) in &records {
             let (mut e, mut k) = (ptr::null_mut(), ptr::null_mut());
             check(
                 env,
@@ -410,53 +430,93 @@ pub fn watch_read(env: Env, id: u32, cursor: f64) -> Result<Raw> {
             }
             check(env, sys::napi_set_element(env, out, i, e))?;
             check(env, sys::napi_set_element(env, out, i + 1, k))?;
-            i += 2;
+            let p = raw::number(env, *pos as f64)?;
+            check(env, sys::napi_set_element(env, out, i + 2, p))?;
+            i += 3;
         }
     }
     Ok(Raw(out))
 }
 
 /// Before a SharedArrayBuffer watcher that read up to `cursor` sleeps in `Atomics.waitAsync`:
-/// marks it asleep and returns the signal value to wait on, or -1 if records came meanwhile.
+/// marks it asleep and returns the Int32 value to wait on, or null if records came meanwhile.
 #[napi(js_name = "watchArm")]
-pub fn watch_arm(env: Env, id: u32, cursor: f64) -> Result<f64> {
+pub fn watch_arm(env: Env, id: u32, cursor: f64) -> Result<Option<i32>> {
     let env = env.raw();
     with(env, id, |att| {
         att.run(env, |store, _| {
             store.arm_sleep(crate::layout::SLEEP_JS, cursor as u64)
         })
     })
-    .map(|s| s.map_or(-1.0, |s| s as i32 as f64))
+    .map(|s| s.map(|s| s as i32))
 }
 
-impl Attached {
-    /// After a write: wakes the watchers in `Atomics.waitAsync` it found asleep (futex
-    /// sleepers were woken by the core when the lock was released).
-    pub(super) fn notify_watchers(&mut self, env: sys::napi_env) -> Result<()> {
-        if !self.is_sab {
-            return Ok(());
-        }
-        let Some(signal) = self.store.signal_offset().map_err(|e| throw(env, &e))? else {
-            return Ok(());
-        };
-        let view = match self.i32_view {
-            Some(r) => raw::deref(env, r)?,
-            None => {
-                let sab = raw::deref(env, self.sab)?;
-                let view = raw::new_instance(env, raw::global(env, "Int32Array")?, &[sab])?;
-                let mut r = ptr::null_mut();
-                // SAFETY: a strong reference to a live value of this env, deleted in drop_refs.
-                check(env, unsafe {
-                    sys::napi_create_reference(env, view, 1, &mut r)
-                })?;
-                self.i32_view = Some(r);
-                view
-            }
-        };
-        let atomics = raw::global(env, "Atomics")?;
-        let notify = raw::get(env, atomics, c"notify")?;
-        let index = raw::number(env, (signal / 4) as f64)?;
-        raw::call(env, atomics, notify, &[view, index])?;
-        Ok(())
+/// The log position the next record of store `id` will have (where a new watcher starts).
+#[napi(js_name = "watchHead")]
+pub fn watch_head(env: Env, id: u32) -> Result<f64> {
+    let env = env.raw();
+    with(env, id, |att| att.run(env, |store, _| store.log_head())).map(|h| h as f64)
+}
+
+/// Wakes the watchers of store `id` asleep in `Atomics.waitAsync` (a write of this thread found
+/// them asleep; futex sleepers were woken by the core when the lock was released). Called
+/// with no attachment borrowed. An exception the operation left pending is thrown again after.
+pub(super) fn notify_watchers(env: sys::napi_env, id: u32) {
+    let mut pending = false;
+    // SAFETY: valid env and out-pointer.
+    unsafe { sys::napi_is_exception_pending(env, &mut pending) };
+    let thrown = if pending {
+        raw::clear_exception(env).ok()
+    } else {
+        None
+    };
+    if notify(env, id).is_err() {
+        let _ = raw::clear_exception(env); // a wake is best effort; the write happened
     }
+    if let Some(e) = thrown {
+        // SAFETY: rethrowing the value just taken from this env.
+        unsafe { sys::napi_throw(env, e) };
+    }
+}
+
+fn notify(env: sys::napi_env, id: u32) -> Result<()> {
+    let found = ATTACHED.with(|a| {
+        a.borrow()
+            .get(id as usize)
+            .and_then(Option::as_ref)
+            .filter(|att| att.is_sab)
+            .map(|att| (att.i32_view, att.sab, att.store.signal_offset()))
+    });
+    let Some((view_ref, sab, Ok(Some(signal)))) = found else {
+        return Ok(());
+    };
+    let view = match view_ref {
+        Some(r) => raw::deref(env, r)?,
+        None => {
+            let view = raw::new_instance(
+                env,
+                raw::global(env, "Int32Array")?,
+                &[raw::deref(env, sab)?],
+            )?;
+            let mut r = ptr::null_mut();
+            // SAFETY: a strong reference to a live value of this env, deleted in drop_refs.
+            check(env, unsafe {
+                sys::napi_create_reference(env, view, 1, &mut r)
+            })?;
+            ATTACHED.with(|a| {
+                match a.borrow_mut().get_mut(id as usize).and_then(Option::as_mut) {
+                    Some(att) if att.i32_view.is_none() => att.i32_view = Some(r),
+                    // SAFETY: created above on this env, unused elsewhere.
+                    _ => unsafe {
+                        sys::napi_delete_reference(env, r);
+                    },
+                }
+            });
+            view
+        }
+    };
+    let atomics = raw::global(env, "Atomics")?;
+    let index = raw::number(env, (signal / 4) as f64)?;
+    raw::call_method(env, atomics, c"notify", &[view, index])?;
+    Ok(())
 }
