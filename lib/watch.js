@@ -129,14 +129,22 @@ class Hub {
   }
 
   /**
-   * Reads one batch of the log and delivers it, then sleeps until a writer signals more. One
-   * batch per wake-up: a writer that keeps pace does not starve this thread's event loop.
+   * Reads one batch of the log and delivers it; reads again in the next turn of the event loop
+   * while there was something to read, and sleeps until a writer signals once there was not.
+   * One batch per turn: a writer that keeps pace does not starve this thread's event loop. And
+   * a busy store is read in batches without sleeping in between: each sleep costs the writer
+   * that ends it a wake-up call (measured: woken after every few writes, a watched set cost
+   * 1.4x an unwatched one).
    */
   #wake() {
     if (this.#slot === undefined) return;
     try {
-      this.#drain();
+      const read = this.#drain();
       if (this.#slot === undefined) return; // a listener closed the last watcher
+      if (read) {
+        setImmediate(() => this.#wake());
+        return;
+      }
       if (this.#nativeWaiter) {
         this.#native.watchAck(this.#id, this.#slot, this.#cursor); // the waiter calls again if more came
         return;
@@ -162,11 +170,13 @@ class Hub {
     }
   }
 
+  /** Reads and delivers what the log holds; whether there was anything. */
   #drain() {
     const batch = this.#native.watchRead(this.#id, this.#cursor);
     this.#cursor = batch[0];
     if (batch[1]) this.#deliver(undefined, 'overflow', Infinity);
     for (let i = 2; i < batch.length && this.#slot !== undefined; i += 3) this.#deliver(batch[i + 1], batch[i], batch[i + 2]);
+    return batch[1] || batch.length > 2;
   }
 
   #deliver(key, event, position) {

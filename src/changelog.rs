@@ -149,6 +149,11 @@ impl Log {
     }
 }
 
+/// Bytes a record of a key of `key_len` bytes takes in the ring (whole words).
+fn record_len(key_len: usize) -> usize {
+    (LOG_RECORD_HEADER as usize + key_len).next_multiple_of(RECORD_ALIGN as usize)
+}
+
 /// A watching thread's registration: its slot, and where its reading starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Registration {
@@ -199,30 +204,46 @@ impl Store {
             return Ok(());
         };
         let head = log.head(r)?.load(Relaxed);
+        let len = record_len(key.len());
+        if head % RECORD_ALIGN != 0 {
+            return Err(Error::corrupted("change log position"));
+        }
         let end = head
-            .checked_add(LOG_RECORD_HEADER + key.len() as u64)
+            .checked_add(len as u64)
             .ok_or(Error::corrupted("change log position"))?;
         // Reserved first: a reader that sees any byte of this record sees the reservation.
         // Never moved back (a writer that died may have reserved further and written there).
         let reserved = r.u64(log.off + L_RESERVED)?;
         reserved.store(end.max(reserved.load(Relaxed)), Relaxed);
         fence(Release);
-        let len = (key.len() as u16).to_le_bytes();
-        log.write(r, head, &[event as u8, 0, len[0], len[1]])?;
-        log.write(r, head + LOG_RECORD_HEADER, key)?;
+        // One aligned copy of header, key and padding: word stores, not byte stores.
+        let mut small = [0u8; 128];
+        let mut large = Vec::new();
+        let record = if len <= small.len() {
+            &mut small[..len]
+        } else {
+            large.resize(len, 0);
+            &mut large[..]
+        };
+        let key_len = (key.len() as u16).to_le_bytes();
+        record[..4].copy_from_slice(&[event as u8, 0, key_len[0], key_len[1]]);
+        record[4..4 + key.len()].copy_from_slice(key);
+        log.write(r, head, record)?;
         log.head(r)?.store(end, Release);
-        // One step: the count moves on and the sleepers' bits are cleared (see the top).
+        // The count moves on (see the top). Sleepers' bits, rarely set, are then cleared in a
+        // second step; a sleeper that set its bit in between sleeps on a value this clearing
+        // changes, or is asleep already and woken with the others after the lock is released.
         let signal = log.signal(r)?;
-        let mut cur = signal.load(Relaxed);
-        loop {
-            let next = (cur & !SLEEP_BITS).wrapping_add(SIGNAL_STEP);
-            match signal.compare_exchange_weak(cur, next, SeqCst, Relaxed) {
-                Ok(_) => break,
-                Err(now) => cur = now,
+        let old = signal.fetch_add(SIGNAL_STEP, SeqCst);
+        if old & SLEEP_BITS != 0 {
+            let mut cur = old.wrapping_add(SIGNAL_STEP);
+            while cur & SLEEP_BITS != 0 {
+                match signal.compare_exchange(cur, cur & !SLEEP_BITS, SeqCst, SeqCst) {
+                    Ok(_) => break,
+                    Err(now) => cur = now,
+                }
             }
-        }
-        if cur & SLEEP_BITS != 0 {
-            self.wake_after_unlock(cur & SLEEP_BITS);
+            self.wake_after_unlock(old & SLEEP_BITS);
         }
         if head / log.cap != end / log.cap {
             self.reclaim_dead_watchers(&log)?; // once per lap: cheap, and bounded
@@ -405,7 +426,9 @@ impl Store {
             });
         };
         let head = log.head(r)?.load(Acquire);
-        let lapped = |pos: u64| pos < cursor || pos - cursor > log.cap;
+        // A cursor off the records' alignment (JS passes it in) is as lost as a lapped one.
+        let lapped =
+            |pos: u64| pos < cursor || pos - cursor > log.cap || cursor % RECORD_ALIGN != 0;
         if lapped(head) {
             return Ok(ReadOutcome {
                 next: head,
@@ -436,7 +459,7 @@ impl Store {
                 .filter(|_| len <= MAX_KEY_BYTES)
                 .ok_or(Error::corrupted("change log record length"))?;
             f(event, key, cursor + i as u64);
-            i = start + len;
+            i += record_len(len);
         }
         Ok(ReadOutcome {
             next: head,

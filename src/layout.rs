@@ -102,11 +102,13 @@ pub const L_CAP: u64 = 24;
 /// [u64; WATCH_SLOTS]: a watching thread's holder word (see holder.rs), or 0.
 pub const L_SLOTS: u64 = 32;
 pub const WATCH_SLOTS: u64 = 256;
-/// The ring of records: `[event u8][0 u8][key length u16][key bytes]`, wrapping at L_CAP.
+/// The ring of records: `[event u8][0 u8][key length u16][key bytes]`, padded to RECORD_ALIGN
+/// (so a writer copies whole words), wrapping at L_CAP.
 pub const L_RING: u64 = L_SLOTS + 8 * WATCH_SLOTS;
 pub const LOG_MIN: u64 = 64 * 1024;
 pub const LOG_MAX: u64 = 1024 * 1024;
 pub const LOG_RECORD_HEADER: u64 = 4;
+pub const RECORD_ALIGN: u64 = 8;
 /// In L_SIGNAL: a sleeper woken by a futex (a native waiter thread, any process).
 pub const SLEEP_FUTEX: u32 = 1;
 /// In L_SIGNAL: a sleeper in `Atomics.waitAsync` (a thread of the SharedArrayBuffer's process).

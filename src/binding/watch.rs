@@ -515,8 +515,25 @@ fn notify(env: sys::napi_env, id: u32) -> Result<()> {
             view
         }
     };
-    let atomics = raw::global(env, "Atomics")?;
     let index = raw::number(env, (signal / 4) as f64)?;
-    raw::call_method(env, atomics, c"notify", &[view, index])?;
+    let notify = match NOTIFY.get() {
+        Some(r) => raw::deref(env, r)?,
+        None => {
+            let f = raw::get(env, raw::global(env, "Atomics")?, c"notify")?;
+            let mut r = ptr::null_mut();
+            // SAFETY: a strong reference to a live function of this env, kept for the thread.
+            check(env, unsafe {
+                sys::napi_create_reference(env, f, 1, &mut r)
+            })?;
+            NOTIFY.set(Some(r));
+            f
+        }
+    };
+    raw::call(env, raw::undefined(env)?, notify, &[view, index])?;
     Ok(())
+}
+
+thread_local! {
+    /// `Atomics.notify`, looked up once per thread (a writer may wake watchers often).
+    static NOTIFY: std::cell::Cell<Option<sys::napi_ref>> = const { std::cell::Cell::new(None) };
 }
