@@ -214,3 +214,22 @@ test('a store that is no longer referenced lets its buffer be collected', () => 
   const run = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(run.status, 0, run.stderr || 'the buffer was never collected: an attachment leaked it');
 });
+
+test('a closed store object being collected does not release the attachment that reused its id', () => {
+  const { spawnSync } = require('node:child_process');
+  const script = `
+    const { createManager, createStore, openStore } = require(${JSON.stringify(require('node:path').join(__dirname, '..'))});
+    const file = require('node:path').join(require('node:os').tmpdir(), 'skv-reuse-' + process.pid + '.kv');
+    (async () => {
+      for (const open of [() => createStore('reuse'), () => openStore(file), () => createStore(createManager().handle)]) {
+        let a = open(); a.set('k', 1); a.close(); a = undefined;
+        const b = open();                 // takes the id the closed one had
+        for (let i = 0; i < 5; i++) { gc(); await new Promise((r) => setTimeout(r, 5)); }
+        b.set('k', 2);                     // threw ERR_KV_CLOSED once the closed object was collected
+        if (b.get('k') !== 2) process.exit(4);
+      }
+      require('node:fs').rmSync(file);
+    })().catch((e) => { console.error(e); process.exit(3); });`;
+  const run = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(run.status, 0, run.stderr);
+});

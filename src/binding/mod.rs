@@ -190,6 +190,8 @@ struct Attached {
     i32_view: Option<sys::napi_ref>,
     /// Watchers in `Atomics.waitAsync` must be notified once the current call is done.
     notify: bool,
+    /// Which of this thread's attachments this is (ids are reused, serials never).
+    serial: u64,
 }
 
 thread_local! {
@@ -198,7 +200,10 @@ thread_local! {
     /// string argument costs ~425 ns per call, a plain `#[napi]` function ~160 ns.
     static ATTACHED: RefCell<Vec<Option<Attached>>> = const { RefCell::new(Vec::new()) };
     /// Attachments whose owner was collected while the table was busy; reaped by `attach`.
-    static RELEASED: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    static RELEASED: RefCell<Vec<Owner>> = const { RefCell::new(Vec::new()) };
+    /// Counts attachments made in this thread: an id is reused after `detach`, so an owner
+    /// names its attachment by id and this number.
+    static ATTACHMENTS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Attaches this thread to a buffer made by `createBuffer` (here or in another thread).
@@ -234,13 +239,16 @@ pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
         is_sab: !plain,
         i32_view: None,
         notify: false,
+        serial: ATTACHMENTS.with(|n| {
+            n.set(n.get() + 1);
+            n.get()
+        }),
     };
+    let serial = attached.serial;
     let id = ATTACHED.with(|a| {
         let mut a = a.borrow_mut();
-        for id in RELEASED.with(|r| std::mem::take(&mut *r.borrow_mut())) {
-            if let Some(att) = a.get_mut(id).and_then(Option::take) {
-                att.drop_refs(env);
-            }
+        for owner in RELEASED.with(|r| std::mem::take(&mut *r.borrow_mut())) {
+            owner.release_in(&mut a, env);
         }
         match a.iter().position(Option::is_none) {
             Some(i) => {
@@ -254,16 +262,22 @@ pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
         }
     });
     let mut owner = ptr::null_mut();
-    // SAFETY: the finalizer receives `id` back as its data pointer and runs on this thread.
-    check(env, unsafe {
+    let data = Box::into_raw(Box::new(Owner { id, serial }));
+    // SAFETY: the finalizer receives `data` back and runs once, on this thread.
+    let status = unsafe {
         sys::napi_create_external(
             env,
-            id as *mut std::ffi::c_void,
+            data.cast(),
             Some(release),
             ptr::null_mut(),
             &mut owner,
         )
-    })?;
+    };
+    if status != sys::Status::napi_ok {
+        // SAFETY: not handed to any External: reclaimed here, once.
+        drop(unsafe { Box::from_raw(data) });
+        check(env, status)?;
+    }
     let mut out = ptr::null_mut();
     // SAFETY: plain object creation and property sets on this env.
     unsafe {
@@ -280,27 +294,46 @@ pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
     Ok(Raw(out))
 }
 
-/// Finalizer of the `owner` External: releases attachment `id` (passed as the data pointer).
+/// What an `owner` External names: attachment `id`, made as this thread's `serial`th.
+struct Owner {
+    id: usize,
+    serial: u64,
+}
+
+impl Owner {
+    /// Releases the attachment, if `id` still holds the one this owner was made for (after a
+    /// `close()` the id may belong to a newer attachment, which must not go with it).
+    fn release_in(&self, table: &mut [Option<Attached>], env: sys::napi_env) {
+        let slot = table.get_mut(self.id);
+        if let Some(slot) = slot.filter(|s| s.as_ref().is_some_and(|a| a.serial == self.serial)) {
+            if let Some(att) = slot.take() {
+                att.drop_refs(env);
+            }
+        }
+    }
+}
+
+/// Finalizer of the `owner` External: releases its attachment.
 ///
 /// # Safety
-/// Called by Node-API on this thread with the env the attachment was made in.
+/// Called once by Node-API on this thread, with the env the attachment was made in and the
+/// `Owner` leaked in `attach`.
 unsafe extern "C" fn release(
     env: sys::napi_env,
     data: *mut std::ffi::c_void,
     _hint: *mut std::ffi::c_void,
 ) {
-    let id = data as usize;
+    // SAFETY: the Box leaked in `attach`, finalized exactly once.
+    let owner = unsafe { Box::from_raw(data.cast::<Owner>()) };
     // try_with: during thread teardown the table may already be gone (and the env with it).
     let _ = ATTACHED.try_with(|a| {
         // If a store call is running (a finalizer run from a GC inside it), the table is
         // borrowed: leave the slot for the next `attach` to reap rather than panic.
         let Ok(mut a) = a.try_borrow_mut() else {
-            let _ = RELEASED.try_with(|r| r.borrow_mut().push(id));
+            let _ = RELEASED.try_with(|r| r.borrow_mut().push(*owner));
             return;
         };
-        if let Some(att) = a.get_mut(id).and_then(Option::take) {
-            att.drop_refs(env);
-        }
+        owner.release_in(&mut a, env);
     });
 }
 
