@@ -39,4 +39,35 @@ function rng(seed) {
   };
 }
 
-module.exports = { PKG, worker, exited, rng };
+/**
+ * A forked process that runs code against the store file at `file` (fixtures/peer.js):
+ * `await child.run(code)` returns what the code returns; `await child.stop()` kills it (with
+ * `signal`). `wait(promise, what)` wraps each wait for a message (a test's deadline).
+ */
+async function peer(file, { signal = 'SIGTERM', wait = (p) => p } = {}) {
+  const { fork } = require('node:child_process');
+  const child = fork(path.join(__dirname, 'fixtures', 'peer.js'), [file], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const [first] = await wait(once(child, 'message'), 'the peer to start');
+  if (first?.ready !== true) throw new Error(`peer: unexpected first message ${JSON.stringify(first)}`);
+  let next = 0;
+  child.run = async (code) => {
+    const id = next++;
+    child.send({ id, code });
+    for (;;) {
+      const [m] = await wait(once(child, 'message'), `the peer to run ${code}`);
+      if (m.id !== id) continue;
+      if (m.error !== undefined) throw new Error(`peer: ${m.error}`);
+      return m.result;
+    }
+  };
+  child.stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = once(child, 'exit');
+      child.kill(signal);
+      await gone;
+    }
+  };
+  return child;
+}
+
+module.exports = { PKG, worker, exited, rng, peer };

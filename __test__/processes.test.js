@@ -5,40 +5,17 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { fork, spawnSync } = require('node:child_process');
+const { spawnSync } = require('node:child_process');
 const { once } = require('node:events');
 const { openStore, createStore } = require('..');
-const { worker, exited } = require('./helpers');
+const { worker, exited, peer } = require('./helpers');
 
-const PEER = path.join(__dirname, 'fixtures', 'peer.js');
 const PKG = path.join(__dirname, '..');
 const dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'skv-proc-'));
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 let files = 0;
 const newPath = () => path.join(dir, `store-${files++}.kv`);
 
-/** A forked process that runs code against the store at `file`; `await peer.run(code)`. */
-async function peer(file) {
-  const child = fork(PEER, [file], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const [first] = await once(child, 'message');
-  assert.deepEqual(first, { ready: true });
-  let next = 0;
-  child.run = async (code) => {
-    const id = next++;
-    child.send({ id, code });
-    for (;;) {
-      const [m] = await once(child, 'message');
-      if (m.id !== id) continue;
-      if (m.error !== undefined) throw new Error(`peer: ${m.error}`);
-      return m.result;
-    }
-  };
-  child.stop = async () => {
-    child.kill();
-    await once(child, 'exit').catch(() => {});
-  };
-  return child;
-}
 
 test('a write in one process is visible in another as soon as it returns', async () => {
   const file = newPath();
