@@ -68,6 +68,24 @@ const CHECKS = {
     ['get from the read cache, eviction on vs off', m.hotOn / m.hotOff, 1.1, 'max', `${fmt(m.hotOn)} vs ${fmt(m.hotOff)} ns`],
   ],
   'evict-set': (m) => [['set evicting at steady state vs set with room', m.evicting / m.room, 1.3, 'max', `${fmt(m.evicting)} vs ${fmt(m.room)} ns`]],
+  watch: (m) => {
+    const us = (ns) => `${(ns / 1000).toFixed(1)} µs`;
+    return [
+      ['set, watchers all closed vs never watched', m.setClosed / m.setNever, 1.02, 'max', `${fmt(m.setClosed)} vs ${fmt(m.setNever)} ns (stats().watchers ${m.closedWatchers})`],
+      ['set, watched by another thread vs no watcher', m.setWatched / m.setNever, 1.2, 'max', `${fmt(m.setWatched)} vs ${fmt(m.setNever)} ns (stats().watchers ${m.watchedWatchers})`],
+      ['watcher thread told of every write during the sets above', m.watchedDelivered, 1, 'min', `${m.watchedEvents} events of ${m.setWrites} writes, ${m.watchedOverflows} overflows`],
+      ['set, two never-watched stores (A/A: noise of the rows above)', m.setNever2 / m.setNever, null, 'report', `${fmt(m.setNever2)} vs ${fmt(m.setNever)} ns`],
+      ...(m.setPrewatch === undefined ? [] : [['set, never watched vs pre-watch build (SKV_BENCH_BASELINE)', m.setNever / m.setPrewatch, 1.02, 'max', `${fmt(m.setNever)} vs ${fmt(m.setPrewatch)} ns`]]),
+      ['watch delivery p50, another process vs another thread', m.processP50 / m.threadP50, null, 'report', `${us(m.processP50)} vs ${us(m.threadP50)}`],
+      ['watch delivery p99, another process vs another thread', m.processP99 / m.threadP99, null, 'report', `${us(m.processP99)} vs ${us(m.threadP99)}`],
+      ...(m.redisSkipped ? [['Redis notifications on localhost (baseline only)', NaN, null, 'report', 'skipped: redis-server is not installed']] : [
+        ['Redis keyspace event of SET, p50, vs watch in another process', m.redisKeyspaceP50 / m.processP50, null, 'report', `${us(m.redisKeyspaceP50)}`],
+        ['Redis keyspace event of SET, p99, vs watch in another process', m.redisKeyspaceP99 / m.processP99, null, 'report', `${us(m.redisKeyspaceP99)}`],
+        ['Redis PUBLISH to a subscriber, p50, vs watch in another process', m.redisPublishP50 / m.processP50, null, 'report', `${us(m.redisPublishP50)}`],
+        ['Redis PUBLISH to a subscriber, p99, vs watch in another process', m.redisPublishP99 / m.processP99, null, 'report', `${us(m.redisPublishP99)}`],
+      ]),
+    ];
+  },
 };
 
 function fmt(ns) {
