@@ -158,8 +158,10 @@ export interface StoreCheck {
   entries: number;
   /** Bytes of blocks in use, index included (equals `stats().bytesUsed`). */
   bytesUsed: number;
-  /** Bytes of the index block: all that stays in use once every key is deleted. */
+  /** Bytes of the index block: all that stays in use once every key is deleted (with the log). */
   indexBytes: number;
+  /** Bytes of the change log's block (0 until anyone called `watch` or `waitFor`). */
+  logBytes: number;
   /** Bytes of freed blocks, kept for reuse. */
   bytesFree: number;
   /** Blocks carved from the buffer, in use or free. */

@@ -94,3 +94,16 @@ test('a short stress run with eviction (half the keys fit): no stale, torn or in
   assert.ok(Number(/^evictions: (\d+)/m.exec(out)[1]) > 1000, out);
   assert.match(out, /after: 0 entries, (\d+) bytes in use = index \1,/);
 });
+
+test('a short stress run watched by another thread: every event of a key the run wrote, each counter\'s sets told exactly once', async () => {
+  const script = path.join(__dirname, '..', 'stress', 'run.js');
+  const out = await new Promise((resolve, reject) => {
+    execFile(process.execPath, [script, '--seconds', '3', '--workers', '1', '--processes', '1', '--watch', '--seed', '13'], (err, stdout, stderr) => {
+      if (err) reject(new Error(`stress failed (${err.code}):\n${stdout}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+  assert.match(out, /^errors: 0$/m);
+  assert.ok(Number(/^watch: (\d+) events told/m.exec(out)[1]) > 10_000, out);
+  assert.match(out, /after: 0 entries, (\d+) bytes in use = index (\d+) \+ change log (\d+),/);
+});

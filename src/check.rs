@@ -23,8 +23,10 @@ pub struct Check {
     pub entries: u64,
     /// Bytes of blocks in use, index included: equal to `stats().bytesUsed`.
     pub bytes_used: u64,
-    /// Bytes of the index block (all that is in use once every key is deleted).
+    /// Bytes of the index block (all that is in use once every key is deleted, with the log).
     pub index_bytes: u64,
+    /// Bytes of the change log's block (0 until someone watched).
+    pub log_bytes: u64,
     /// Bytes of blocks on free lists.
     pub bytes_free: u64,
     /// Blocks carved from the arena (in use or free).
@@ -125,6 +127,11 @@ impl Store {
         if log != 0 && !in_use.remove(&log) {
             return Err(bad("the change log's block is not in use".into()));
         }
+        let log_bytes = if log == 0 {
+            0
+        } else {
+            class_size(read_header(r, log)?.class)
+        };
         if log == 0 && r.u32(H_WATCHERS)?.load(Relaxed) != 0 {
             return Err(bad(
                 "watchers are registered but there is no change log".into()
@@ -164,6 +171,7 @@ impl Store {
             entries,
             bytes_used: used,
             index_bytes,
+            log_bytes,
             bytes_free: free,
             blocks,
         })

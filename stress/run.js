@@ -1,5 +1,9 @@
 'use strict';
-// The stress run: `npm run stress -- --seconds N --workers W [--processes P] [--keys K] [--seed S] [--evict]`.
+// The stress run: `npm run stress -- --seconds N --workers W [--processes P] [--keys K] [--seed S] [--evict] [--watch]`.
+// With --watch a worker thread watches every key meanwhile: each event must be of a key the run
+// writes, and the 'set' events of the counters (c0..c3, locked, updated, swapped) must number
+// exactly their final values (a write is told once, a refused one never), or at most them if
+// the watcher was told it fell behind ('overflow').
 // With --evict the store holds only half the keys (onFull: 'evict', maxEntries): any read may
 // then find its key evicted, but never a stale, torn or invented value, and counters may lose
 // counts with their evicted keys but never gain one.
@@ -24,13 +28,13 @@ const ROUND_MS = 1000;
 const COUNTERS = 4;
 
 function parseArgs(argv) {
-  const opts = { seconds: 10, workers: 2, processes: 0, keys: 64, seed: Date.now() % 1e9, evict: 0 };
-  argv = argv.flatMap((a) => (a === '--evict' ? ['--evict', '1'] : [a])); // a flag
+  const opts = { seconds: 10, workers: 2, processes: 0, keys: 64, seed: Date.now() % 1e9, evict: 0, watch: 0 };
+  argv = argv.flatMap((a) => (a === '--evict' || a === '--watch' ? [a, '1'] : [a])); // flags
   for (let i = 0; i < argv.length; i += 2) {
     const name = argv[i].replace(/^--/, '');
     const value = Number(argv[i + 1]);
     if (!(name in opts) || !Number.isFinite(value) || value < 0) {
-      throw new RangeError(`stress: unknown or bad option ${argv[i]} ${argv[i + 1] ?? ''}; use --seconds N --workers W --processes P --keys K --seed S --evict`);
+      throw new RangeError(`stress: unknown or bad option ${argv[i]} ${argv[i + 1] ?? ''}; use --seconds N --workers W --processes P --keys K --seed S --evict --watch`);
     }
     opts[name] = value;
   }
@@ -188,6 +192,30 @@ function tickWords({ ticks, ticksFile }) {
   return new Int32Array(buffer, buffer.byteLength - 8, 1);
 }
 
+const COUNTED = ['c0', 'c1', 'c2', 'c3', 'locked', 'updated', 'swapped'];
+const END = '#end';
+
+/**
+ * The --watch thread: counts 'set' events per counted key, checks every event, and once it is
+ * told of END (written after every actor stopped) sends what it saw and stops watching.
+ */
+function watcherMain(data) {
+  const store = openShared(data);
+  const seen = { sets: Object.fromEntries(COUNTED.map((k) => [k, 0])), events: 0, overflows: 0, errors: [] };
+  const w = store.watch((key, event) => {
+    seen.events++;
+    if (event === 'overflow') return void seen.overflows++;
+    if (!['set', 'delete', 'expire', 'evict'].includes(event)) seen.errors.push(`watch: unexpected event ${event} of ${key}`);
+    else if (typeof key !== 'string' || !/^([kt]\d+|c\d|locked|updated|swapped|#end)$/.test(key)) seen.errors.push(`watch: a ${event} of a key nobody wrote: ${key}`);
+    if (event === 'set' && key in seen.sets) seen.sets[key]++;
+    if (key === END) {
+      w.close();
+      parentPort.postMessage(seen);
+    }
+  });
+  parentPort.postMessage('watching');
+}
+
 /** A worker thread or child process: rounds on request, its counts on 'stop'. */
 function actorMain(data, send, onMessage, close) {
   const actor = new Actor(data.id, openShared(data), tickWords(data), data.seed, data.keys);
@@ -232,6 +260,11 @@ async function main(opts) {
     return child;
   });
   const actors = [...workers, ...children];
+  let watcher;
+  if (opts.watch) {
+    watcher = new Worker(__filename, { workerData: { ...shared, id: 0, watcher: true } });
+    await once(watcher, 'message'); // 'watching'
+  }
   // The worker's next message (events.once rejects if the worker fails instead).
   const next = (w) => once(w, 'message').then(([m]) => m);
   const errors = [];
@@ -262,14 +295,28 @@ async function main(opts) {
     if (wrong(store.get(key) ?? 0, want)) errors.push(`'${key}' is ${store.get(key)}, expected ${want} (lost updates)`);
   }
   if (opts.evict) console.log(`evictions: ${store.stats().evictions}, expired: ${store.stats().expired}`);
+  if (watcher) {
+    const told = once(watcher, 'message');
+    store.set(END, true);
+    const [seen] = await told;
+    errors.push(...seen.errors);
+    for (const key of COUNTED) {
+      const value = store.get(key) ?? 0;
+      // Exact, unless the watcher fell behind (then at most); an evicted counter starts again
+      // from nothing, so with eviction there is nothing to compare.
+      const ok = opts.evict || (seen.overflows > 0 ? seen.sets[key] <= value : seen.sets[key] === value);
+      if (!ok) errors.push(`watch: ${seen.sets[key]} sets of '${key}' told, but it holds ${value}`);
+    }
+    console.log(`watch: ${seen.events} events told, ${seen.overflows} overflows`);
+  }
 
   // Accounting: with every key deleted, only the index is left in use.
   const before = store.check();
   for (const key of [...store.keys()]) store.delete(key);
   const after = store.check();
   if (after.entries !== 0 || store.size !== 0) errors.push(`${after.entries} entries left after deleting every key`);
-  if (after.bytesUsed !== after.indexBytes) {
-    errors.push(`${after.bytesUsed} bytes in use after deleting every key; the index alone is ${after.indexBytes}`);
+  if (after.bytesUsed !== after.indexBytes + after.logBytes) {
+    errors.push(`${after.bytesUsed} bytes in use after deleting every key; the index and the change log alone are ${after.indexBytes + after.logBytes}`);
   }
   const ops = all.reduce((s, x) => s + x.ops, 0);
   console.log(`stress: ${opts.workers} workers + ${opts.processes} processes (even-numbered ones with the native codec) + main, ${rounds} rounds, seed ${opts.seed}`);
@@ -277,14 +324,16 @@ async function main(opts) {
   console.log(`errors: ${errors.length}`);
   for (const e of errors.slice(0, 20)) console.log(`  ${e}`);
   console.log(`accounting: ${before.entries} entries in ${before.bytesUsed} bytes before deleting; ` +
-    `after: ${after.entries} entries, ${after.bytesUsed} bytes in use = index ${after.indexBytes}, ${after.bytesFree} bytes free`);
-  await Promise.all(workers.map((w) => new Promise((resolve) => (w.threadId === -1 ? resolve() : w.once('exit', resolve)))));
+    `after: ${after.entries} entries, ${after.bytesUsed} bytes in use = index ${after.indexBytes}${after.logBytes ? ` + change log ${after.logBytes}` : ''}, ${after.bytesFree} bytes free`);
+  await Promise.all([...workers, ...(watcher ? [watcher] : [])].map((w) => new Promise((resolve) => (w.threadId === -1 ? resolve() : w.once('exit', resolve)))));
   await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : once(c, 'exit'))));
   for (const f of [file, ticksFile]) if (f) fs.rmSync(f, { force: true });
   return errors.length === 0;
 }
 
-if (!isMainThread) {
+if (!isMainThread && workerData.watcher) {
+  watcherMain(workerData);
+} else if (!isMainThread) {
   actorMain(workerData, (m) => parentPort.postMessage(m), (f) => parentPort.on('message', f), () => parentPort.close());
 } else if (process.argv[2] === '--child') {
   actorMain(JSON.parse(process.argv[3]), (m) => process.send(m), (f) => process.on('message', f), () => process.disconnect());

@@ -265,13 +265,7 @@ pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
     let data = Box::into_raw(Box::new(Owner { id, serial }));
     // SAFETY: the finalizer receives `data` back and runs once, on this thread.
     let status = unsafe {
-        sys::napi_create_external(
-            env,
-            data.cast(),
-            Some(release),
-            ptr::null_mut(),
-            &mut owner,
-        )
+        sys::napi_create_external(env, data.cast(), Some(release), ptr::null_mut(), &mut owner)
     };
     if status != sys::Status::napi_ok {
         // SAFETY: not handed to any External: reclaimed here, once.
