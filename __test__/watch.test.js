@@ -630,6 +630,35 @@ test('exit: a worker thread with an unref\'d watcher exits on its own; with a re
   await eventually(() => store.stats().watchers === 0, 'the terminated worker to leave no watcher');
 });
 
+for (const kind of KINDS) {
+  test(`[${kind.name}] exit: a worker whose only thing left is an unref'd watcher exits while another thread keeps writing`, { timeout: 60_000 }, async () => {
+    const store = kind.open({ maxBytes: 64 << 20 });
+    const h = store.handle;
+    const stop = new Int32Array(new SharedArrayBuffer(4));
+    const writer = worker(`
+      const s = kv.createStore(workerData.h);
+      const stop = new Int32Array(workerData.stop);
+      parentPort.postMessage('writing');
+      for (let i = 0; Atomics.load(stop, 0) === 0; i++) s.set('busy', i);
+    `, { workerData: { h, stop: stop.buffer } });
+    await inbox(writer)('the writer to start');
+    try {
+      // Its watcher always has events to read (a slow listener, a fast writer); once its timer
+      // is done, nothing ref'd is left.
+      const quits = worker(`
+        const s = kv.createStore(workerData.h);
+        let told = 0;
+        s.watch(() => { told++; const t = Date.now(); while (Date.now() - t < 1); }).unref();
+        setTimeout(() => { if (told === 0) process.exit(7); }, 300);
+      `, { workerData: { h } });
+      assert.equal(await within(exited(quits), 'the watching worker to exit'), 0);
+    } finally {
+      Atomics.store(stop, 0, 1);
+    }
+    assert.equal(await within(exited(writer), 'the writer'), 0);
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Overflow.
 

@@ -56,6 +56,12 @@ class Watcher {
 
 /** After an error reading the log (corrupted memory), the next attempt waits this long. */
 const RETRY_MS = 100;
+/**
+ * A SharedArrayBuffer watcher looks again after sleeping this long even if no write woke it:
+ * the wake is a JS call (Atomics.notify) in the writing thread, after its write, which a
+ * worker terminated at that moment never makes.
+ */
+const NAP_MS = 500;
 
 class Hub {
   #native;
@@ -108,11 +114,17 @@ class Hub {
 
   /** The store is closing in this thread: every watcher closes, waitFor()s reject. */
   closeAll() {
-    for (const w of [...this.#watchers]) {
-      w.close();
-      w.onStoreClose?.();
+    try {
+      for (const w of [...this.#watchers]) {
+        try {
+          w.close();
+        } finally {
+          w.onStoreClose?.();
+        }
+      }
+    } finally {
+      this.#close();
     }
-    this.#close();
   }
 
   get open() {
@@ -142,7 +154,7 @@ class Hub {
       const read = this.#drain();
       if (this.#slot === undefined) return; // a listener closed the last watcher
       if (read) {
-        setImmediate(() => this.#wake());
+        this.#soon();
         return;
       }
       if (this.#nativeWaiter) {
@@ -151,12 +163,12 @@ class Hub {
       }
       const signal = this.#native.watchArm(this.#id, this.#cursor);
       if (signal === null) {
-        setImmediate(() => this.#wake()); // more came meanwhile: read it in the next turn
+        this.#soon(); // more came meanwhile: read it in the next turn
         return;
       }
-      const wait = Atomics.waitAsync(this.#int32, this.#signalIndex, signal);
+      const wait = Atomics.waitAsync(this.#int32, this.#signalIndex, signal, NAP_MS);
       if (wait.async) wait.value.then(() => this.#wake());
-      else setImmediate(() => this.#wake());
+      else this.#soon();
     } catch (err) {
       // Corrupted memory (the only way reading can fail): reported as uncaught, as a
       // listener's error is, and tried again a little later rather than in a loop.
@@ -170,22 +182,37 @@ class Hub {
     }
   }
 
+  /**
+   * Reads again in the next turn of the event loop. With only unref'd watchers, on an unref'd
+   * timer instead: an unref'd watcher of a busy store must not keep the thread alive by always
+   * having its next read scheduled (and an unref'd immediate would wait for other events).
+   */
+  #soon() {
+    for (const w of this.#watchers) {
+      if (w.hasRef()) return void setImmediate(() => this.#wake());
+    }
+    setTimeout(() => this.#wake(), 1).unref();
+  }
+
   /** Reads and delivers what the log holds; whether there was anything. */
   #drain() {
     const batch = this.#native.watchRead(this.#id, this.#cursor);
     this.#cursor = batch[0];
-    if (batch[1]) this.#deliver(undefined, 'overflow', Infinity);
+    // Told to the watchers that were watching before the newest record read: the ones the
+    // lost records concern.
+    if (batch[1]) this.#deliver(undefined, 'overflow', batch[0] - 1);
     for (let i = 2; i < batch.length && this.#slot !== undefined; i += 3) this.#deliver(batch[i + 1], batch[i], batch[i + 2]);
     return batch[1] || batch.length > 2;
   }
 
   #deliver(key, event, position) {
-    for (const w of this.#watchers) {
+    // A snapshot: a watcher a listener adds now starts after this change anyway.
+    for (const w of [...this.#watchers]) {
       // A watcher added after this change was made is not told of it.
       if (w.closed || position < w.start) continue;
-      // Records without a key (clear, overflow) concern every watcher.
-      if (key !== undefined && w.match !== undefined && !w.match(key)) continue;
       try {
+        // Records without a key (clear, overflow) concern every watcher.
+        if (key !== undefined && w.match !== undefined && !w.match(key)) continue;
         w.listener(key, event);
       } catch (err) {
         // Like an EventEmitter listener's: reported as uncaught, and delivery goes on.

@@ -12,10 +12,12 @@
 //! - Waking: a watcher about to sleep sets its kind's bit in the signal word `L_SIGNAL`
 //!   (SLEEP_FUTEX: a native waiter thread sleeping on a futex; SLEEP_JS: `Atomics.waitAsync` in
 //!   a thread of the SharedArrayBuffer's process), then checks for records once more, then
-//!   sleeps on the value it set. Every append bumps the word's count and clears its bits in one
-//!   atomic step, and the writer wakes the kinds it cleared once it releases the lock. So a
-//!   sleeper's bit is only ever cleared by a change of the very value it sleeps on (no lost
-//!   wake), and a busy writer wakes a watcher once per batch the watcher reads, not per write.
+//!   sleeps on the value it set. Every append bumps the word's count, then clears its bits, and
+//!   the writer wakes every kind whose bit it saw or cleared once it releases the lock. So a
+//!   sleeper's bit is only cleared by a writer that changed the value it sleeps on and wakes
+//!   it (no lost wake), and a busy writer wakes a watcher once per batch the watcher reads,
+//!   not per write. (JS sleepers also look again every 500 ms: their wake is a JS call in the
+//!   writing thread, which a thread terminated mid-write never makes.)
 //! - The log is checked when the writer lock is taken (`check_log`), before anything changes:
 //!   appending after the change cannot fail halfway (a store whose log became unreadable
 //!   meanwhile, which only corrupted memory can do, goes unlogged rather than half-applied).
@@ -243,7 +245,9 @@ impl Store {
                     Err(now) => cur = now,
                 }
             }
-            self.wake_after_unlock(old & SLEEP_BITS);
+            // Every kind whose bit it saw or cleared: one that set its bit in between sleeps on
+            // a value the clearing changed, and may already be asleep.
+            self.wake_after_unlock((old | cur) & SLEEP_BITS);
         }
         if head / log.cap != end / log.cap {
             self.reclaim_dead_watchers(&log)?; // once per lap: cheap, and bounded

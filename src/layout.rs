@@ -90,9 +90,9 @@ pub const L_HEAD: u64 = 0;
 /// a reader whose copy overlaps bytes a later record overwrote finds it past its cursor + cap.
 pub const L_RESERVED: u64 = 8;
 /// u32: the signal watchers sleep on (a futex, or Atomics.waitAsync): `count << 2 | SLEEP_*`.
-/// A watcher about to sleep sets its SLEEP_* bit in it; every append adds one to the count and
-/// clears the bits in the same atomic step, and wakes the kinds of sleepers it cleared. One
-/// word, so a sleeper's bit can only be cleared by a change of the value it sleeps on.
+/// A watcher about to sleep sets its SLEEP_* bit in it; every append adds one to the count,
+/// then clears the bits, and wakes the kinds of sleepers it saw or cleared. One word, so a
+/// sleeper's bit is only cleared by a writer that changed the value it sleeps on.
 pub const L_SIGNAL: u64 = 16;
 /// What one append adds to L_SIGNAL (the count sits above the SLEEP_* bits).
 pub const SIGNAL_STEP: u32 = 4;

@@ -741,6 +741,7 @@ impl Store {
         // A new empty index first (NeedGrow here changes nothing); publishing it removes
         // every entry at once for readers. Then the old entries' blocks are freed.
         table.replace_with(r, Table::empty(r, INITIAL_TABLE_CAP)?)?;
+        self.log_store_event(Event::Clear); // the entries are gone for readers from here
         let mut removed = 0;
         for slot in table.live_slots(r, 0, table.cap) {
             arena.free(slot?.1)?;
@@ -748,7 +749,6 @@ impl Store {
         }
         arena.free(table.block())?;
         r.u64(H_LIVE)?.store(0, Relaxed);
-        self.log_store_event(Event::Clear);
         Ok(removed)
     }
 

@@ -125,17 +125,27 @@ pub fn watch_close(env: Env, id: u32, slot: u32) -> Result<bool> {
     if let Some(waiter) = watching.waiter.take() {
         let tsfn = waiter.tsfn;
         stop(waiter);
-        // SAFETY: the waiter thread is joined; this was the last user of the function.
-        unsafe {
-            sys::napi_release_threadsafe_function(
-                tsfn.0,
-                sys::ThreadsafeFunctionReleaseMode::release,
-            )
-        };
+        release_tsfn(tsfn);
     }
-    with(env, id, |att| {
+    let result = with(env, id, |att| {
         att.run(env, |store, _| store.watch_unregister(slot))
-    })
+    });
+    if result.is_err() {
+        // Not given back (the writer lock timed out, or corrupted memory): kept, so that the
+        // store's close() or the thread's exit tries again; meanwhile writes are logged.
+        // SAFETY: as in watch_open; the Box goes back into WATCHING.
+        unsafe { sys::napi_add_env_cleanup_hook(env, Some(thread_exits), arg.cast()) };
+        WATCHING.with(|w| w.borrow_mut().push(watching));
+    }
+    result
+}
+
+fn release_tsfn(tsfn: Tsfn) {
+    // SAFETY: the waiter thread is joined (or never started): this was the function's last
+    // user.
+    unsafe {
+        sys::napi_release_threadsafe_function(tsfn.0, sys::ThreadsafeFunctionReleaseMode::release)
+    };
 }
 
 /// Ends every registration of store `id` in this thread (its attachment is released).
@@ -267,10 +277,18 @@ pub fn watch_waiter(env: Env, id: u32, slot: u32, cursor: f64, callback: Raw) ->
     });
     let memory = Memory(base, len);
     let state = shared.clone();
-    let thread = std::thread::Builder::new()
+    let thread = match std::thread::Builder::new()
         .name("skv-watch".into())
         .spawn(move || wait_loop(memory, state, tsfn))
-        .map_err(|e| Error::from_reason(format!("cannot start the watch thread: {e}")))?;
+    {
+        Ok(thread) => thread,
+        Err(e) => {
+            release_tsfn(tsfn);
+            return Err(Error::from_reason(format!(
+                "cannot start the watch thread: {e}"
+            )));
+        }
+    };
     let waiter = Waiter {
         shared,
         thread: Some(thread),
@@ -289,6 +307,7 @@ pub fn watch_waiter(env: Env, id: u32, slot: u32, cursor: f64, callback: Raw) ->
             }
             None => {
                 stop(waiter);
+                release_tsfn(tsfn);
                 Err(Error::from_reason("watchWaiter: no such registration"))
             }
         }
