@@ -5,6 +5,17 @@ const path = require('node:path');
 const { execFile } = require('node:child_process');
 const { makeValue, tornReason, checkKey } = require('../stress/model');
 
+/** Runs stress/run.js with `args`; resolves with what it printed, rejects if it failed. */
+function stress(...args) {
+  const script = path.join(__dirname, '..', 'stress', 'run.js');
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [script, ...args], (err, stdout, stderr) => {
+      if (err) reject(new Error(`stress failed (${err.code}):\n${stdout}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
 const ABSENT = [{ w: -1, n: 0, start: 0, end: 0 }];
 const w = (writer, n, start, end) => ({ w: writer, n, start, end });
 
@@ -55,13 +66,7 @@ test('the model spots torn and misplaced values', () => {
 });
 
 test('a short stress run: two workers and the main thread, no error, accounting back to the index', async () => {
-  const script = path.join(__dirname, '..', 'stress', 'run.js');
-  const out = await new Promise((resolve, reject) => {
-    execFile(process.execPath, [script, '--seconds', '3', '--workers', '2', '--seed', '7'], (err, stdout, stderr) => {
-      if (err) reject(new Error(`stress failed (${err.code}):\n${stdout}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
+  const out = await stress('--seconds', '3', '--workers', '2', '--seed', '7');
   assert.match(out, /^errors: 0$/m);
   const ops = Number(/^ops: (\d+)/m.exec(out)[1]);
   assert.ok(ops > 10_000, `the run did work: ${out}`);
@@ -69,13 +74,7 @@ test('a short stress run: two workers and the main thread, no error, accounting 
 });
 
 test('a short stress run across processes: a worker, two processes and the main thread on a store file', async () => {
-  const script = path.join(__dirname, '..', 'stress', 'run.js');
-  const out = await new Promise((resolve, reject) => {
-    execFile(process.execPath, [script, '--seconds', '3', '--workers', '1', '--processes', '2', '--seed', '11'], (err, stdout, stderr) => {
-      if (err) reject(new Error(`stress failed (${err.code}):\n${stdout}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
+  const out = await stress('--seconds', '3', '--workers', '1', '--processes', '2', '--seed', '11');
   assert.match(out, /^stress: 1 workers \+ 2 processes/m);
   assert.match(out, /^errors: 0$/m);
   assert.ok(Number(/^ops: (\d+)/m.exec(out)[1]) > 10_000, `the run did work: ${out}`);
@@ -83,26 +82,14 @@ test('a short stress run across processes: a worker, two processes and the main 
 });
 
 test('a short stress run with eviction (half the keys fit): no stale, torn or invented value, accounting back to the index', async () => {
-  const script = path.join(__dirname, '..', 'stress', 'run.js');
-  const out = await new Promise((resolve, reject) => {
-    execFile(process.execPath, [script, '--seconds', '3', '--workers', '1', '--processes', '1', '--evict', '--seed', '5'], (err, stdout, stderr) => {
-      if (err) reject(new Error(`stress failed (${err.code}):\n${stdout}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
+  const out = await stress('--seconds', '3', '--workers', '1', '--processes', '1', '--evict', '--seed', '5');
   assert.match(out, /^errors: 0$/m);
   assert.ok(Number(/^evictions: (\d+)/m.exec(out)[1]) > 1000, out);
   assert.match(out, /after: 0 entries, (\d+) bytes in use = index \1,/);
 });
 
 test('a short stress run watched by another thread: every event of a key the run wrote, each counter\'s sets told exactly once', async () => {
-  const script = path.join(__dirname, '..', 'stress', 'run.js');
-  const out = await new Promise((resolve, reject) => {
-    execFile(process.execPath, [script, '--seconds', '3', '--workers', '1', '--processes', '1', '--watch', '--seed', '13'], (err, stdout, stderr) => {
-      if (err) reject(new Error(`stress failed (${err.code}):\n${stdout}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
+  const out = await stress('--seconds', '3', '--workers', '1', '--processes', '1', '--watch', '--seed', '13');
   assert.match(out, /^errors: 0$/m);
   assert.ok(Number(/^watch: (\d+) events told/m.exec(out)[1]) > 10_000, out);
   assert.match(out, /after: 0 entries, (\d+) bytes in use = index (\d+) \+ change log (\d+),/);
