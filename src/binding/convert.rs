@@ -471,12 +471,7 @@ pub fn decode_to_js(env: sys::napi_env, bytes: &[u8]) -> Result<V> {
 }
 
 fn string(env: sys::napi_env, s: &str) -> Result<V> {
-    let mut v = ptr::null_mut();
-    // SAFETY: valid env; s is UTF-8 of the given length.
-    check(env, unsafe {
-        sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut v)
-    })?;
-    Ok(v)
+    super::raw::string(env, s.as_bytes())
 }
 
 fn call_each(env: sys::napi_env, target: V, method: &CStr, args: &[V]) -> Result<()> {

@@ -717,11 +717,8 @@ pub fn scan(env: Env, id: u32, epoch: u32, from: f64, max: u32) -> Result<Raw> {
             sys::napi_create_array_with_length(env, entries.len(), &mut values),
         )?;
         for (i, (k, v)) in entries.iter().enumerate() {
-            let (mut ks, mut vb, mut data) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
-            check(
-                env,
-                sys::napi_create_string_utf8(env, k.as_ptr().cast(), k.len() as isize, &mut ks),
-            )?;
+            let (mut vb, mut data) = (ptr::null_mut(), ptr::null_mut());
+            let ks = raw::string(env, k)?;
             check(
                 env,
                 sys::napi_create_buffer_copy(env, v.len(), v.as_ptr().cast(), &mut data, &mut vb),

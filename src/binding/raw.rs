@@ -150,6 +150,16 @@ pub fn is_null(env: sys::napi_env, v: sys::napi_value) -> Result<bool> {
     Ok(t == sys::ValueType::napi_null || t == sys::ValueType::napi_undefined)
 }
 
+/// A JS string from UTF-8 bytes (invalid sequences become U+FFFD).
+pub fn string(env: sys::napi_env, bytes: &[u8]) -> Result<sys::napi_value> {
+    let mut v = ptr::null_mut();
+    // SAFETY: valid env; `bytes` is readable for its length.
+    check(env, unsafe {
+        sys::napi_create_string_utf8(env, bytes.as_ptr().cast(), bytes.len() as isize, &mut v)
+    })?;
+    Ok(v)
+}
+
 pub fn undefined(env: sys::napi_env) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
     // SAFETY: valid env and out-pointer.

@@ -424,29 +424,12 @@ pub fn watch_read(env: Env, id: u32, cursor: f64) -> Result<Raw> {
         check(env, sys::napi_set_element(env, out, 1, flag))?;
         let mut i = 2;
         for (event, key, pos) in &records {
-            let (mut e, mut k) = (ptr::null_mut(), ptr::null_mut());
-            check(
-                env,
-                sys::napi_create_string_latin1(
-                    env,
-                    event.as_ptr().cast(),
-                    event.len() as isize,
-                    &mut e,
-                ),
-            )?;
-            if key.is_empty() && matches!(*event, "clear" | "overflow") {
-                k = raw::undefined(env)?;
+            let e = raw::string(env, event.as_bytes())?;
+            let k = if key.is_empty() && matches!(*event, "clear" | "overflow") {
+                raw::undefined(env)?
             } else {
-                check(
-                    env,
-                    sys::napi_create_string_utf8(
-                        env,
-                        key.as_ptr().cast(),
-                        key.len() as isize,
-                        &mut k,
-                    ),
-                )?;
-            }
+                raw::string(env, key)?
+            };
             check(env, sys::napi_set_element(env, out, i, e))?;
             check(env, sys::napi_set_element(env, out, i + 1, k))?;
             let p = raw::number(env, *pos as f64)?;
