@@ -20,8 +20,8 @@
 use std::sync::atomic::Ordering::{Relaxed, Release};
 
 use crate::arena::{class_size, data_class, Arena};
-use crate::changelog::Event;
 use crate::error::{Error, Result};
+use crate::event::Event;
 use crate::layout::*;
 use crate::store::{count, SetOptions, Store};
 use crate::table::{next_seq, ref_to_block, Table};

@@ -9,6 +9,8 @@
 //! - [`lock`]: the writer lock and bounded waiting
 //! - [`holder`]: who holds the lock, and whether that process is alive
 //! - [`recover`]: repairing what a writer killed mid-write left
+//! - [`undo`]: the undo record of an in-place rewrite
+//! - [`event`]: what happened to a key (the change log's record kinds)
 //! - [`memory`]: the memory a store lives in (anonymous pages, a shared file)
 //! - [`sync`]: the atomics and spinning they use (loom's under `--cfg loom`)
 //! - [`arena`]: size-classed allocation with free lists
@@ -24,6 +26,7 @@ pub mod changelog;
 pub mod check;
 pub mod codec;
 pub mod error;
+pub mod event;
 pub mod evict;
 #[cfg(not(loom))]
 mod futex;
@@ -38,6 +41,7 @@ pub mod region;
 pub mod store;
 pub mod sync;
 pub mod table;
+pub mod undo;
 pub mod value;
 
 #[cfg(feature = "node")]

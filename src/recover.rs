@@ -28,9 +28,9 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 use crate::arena::{read_header, Arena};
 use crate::error::{Error, Result};
 use crate::layout::*;
-use crate::region::Region;
 use crate::store::Store;
 use crate::table::{next_seq, ref_to_block, Table};
+use crate::undo::undo_in_place_rewrite;
 
 impl Store {
     /// Finishes or undoes what a dead writer left (writer lock held, taken over).
@@ -112,87 +112,4 @@ impl Store {
         r.u32(H_RECOVERIES)?.fetch_add(1, Relaxed);
         self.recover_log()
     }
-}
-
-/// Saves what an in-place rewrite of the value in `block` (slot at `at`) will overwrite, then
-/// arms the undo record. The caller rewrites under the slot's seqlock, then calls `disarm`.
-pub(crate) fn arm_undo(r: &Region, at: u64, block: u64) -> Result<()> {
-    let h = read_header(r, block)?;
-    let val = value_offset(block, h.header_len, h.key_len);
-    if h.val_len > UNDO_MAX {
-        return Err(Error::corrupted("value too long for the undo record"));
-    }
-    copy(r, val, U_BYTES, h.val_len)?;
-    r.u32(U_WORD0)?
-        .store(r.u32(block + B_WORD0)?.load(Relaxed), Relaxed);
-    r.u32(U_VAL_LEN)?
-        .store(r.u32(block + B_VAL_LEN)?.load(Relaxed), Relaxed);
-    r.u64(U_EXPIRES)?.store(h.expires_at, Relaxed);
-    r.u32(U_LEN)?.store(h.val_len as u32, Relaxed);
-    r.u64(U_BLOCK)?.store(block, Relaxed);
-    r.u64(U_SLOT)?.store(at, Release); // armed: everything above is in place
-    Ok(())
-}
-
-pub(crate) fn disarm_undo(r: &Region) -> Result<()> {
-    r.u64(U_SLOT)?.store(0, Release);
-    Ok(())
-}
-
-/// If an in-place rewrite was cut short (its slot's SEQ still odd), puts the old value back.
-/// The record is only trusted where it matches the index: a slot of the current table that
-/// references the block it names.
-fn undo_in_place_rewrite(r: &Region, table: &Table) -> Result<()> {
-    let at = r.u64(U_SLOT)?.load(Relaxed);
-    if at == 0 {
-        return Ok(());
-    }
-    let block = r.u64(U_BLOCK)?.load(Relaxed);
-    let in_table = at >= table.off
-        && at < table.off + table.cap * SLOT_SIZE
-        && (at - table.off) % SLOT_SIZE == 0;
-    if !in_table || ref_to_block(r.u32(at + S_REF)?.load(Relaxed)) != block {
-        return Err(Error::corrupted("the undo record does not match the index"));
-    }
-    let seq = r.u32(at + S_SEQ)?;
-    let s = seq.load(Relaxed);
-    if s & 1 == 1 {
-        let len = r.u32(U_LEN)?.load(Relaxed) as u64;
-        if len > UNDO_MAX {
-            return Err(Error::corrupted("undo record length"));
-        }
-        let word0 = r.u32(U_WORD0)?.load(Relaxed);
-        r.u32(block + B_WORD0)?.store(word0, Relaxed);
-        r.u32(block + B_VAL_LEN)?
-            .store(r.u32(U_VAL_LEN)?.load(Relaxed), Relaxed);
-        let h = Arena { r }.check_block(block, true)?;
-        if h.flags == FLAGS_TTL {
-            r.u64(block + B_EXPIRES)?
-                .store(r.u64(U_EXPIRES)?.load(Relaxed), Relaxed);
-        }
-        if h.val_len != len || h.key_len + len > h.capacity() {
-            return Err(Error::corrupted("undo record does not match its block"));
-        }
-        copy(
-            r,
-            U_BYTES,
-            value_offset(block, h.header_len, h.key_len),
-            len,
-        )?;
-        seq.store(next_seq(s), Release);
-    }
-    disarm_undo(r)
-}
-
-/// Copies `len` bytes within the region.
-fn copy(r: &Region, from: u64, to: u64, len: u64) -> Result<()> {
-    let mut buf = [0u8; 256];
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(buf.len() as u64) as usize;
-        r.read(from + done, &mut buf[..n])?;
-        r.write(to + done, &buf[..n])?;
-        done += n as u64;
-    }
-    Ok(())
 }

@@ -7,14 +7,14 @@ use crate::sync::fence;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::arena::{data_class, Arena};
-use crate::changelog::Event;
 use crate::error::{Error, Result};
+use crate::event::Event;
 use crate::hash::hash_key;
 use crate::layout::*;
 use crate::lock::{lock, Backoff, LockWords, WriteGuard, WAIT_TIMEOUT};
-use crate::recover::{arm_undo, disarm_undo};
 use crate::region::Region;
 use crate::table::{make_ref, next_seq, ref_to_block, Find, Read, Table};
+use crate::undo::{arm_undo, disarm_undo};
 use std::time::Duration;
 
 /// One thread's handle on a store region. Cheap; each thread attaches its own.
