@@ -5,7 +5,9 @@
 // cost ~540 ns (string conversion, typed-array lookups, copying into a scratch buffer), while
 // Map + msgpackr unpack, the baseline, cost ~1,100-1,400 ns in all. Writes stay in Rust.
 //
-// Protocol (as Table::read): read the table epoch, the index location, then probe. For every
+// Protocol (as Store::get and Table::read): read the table epoch (odd: the tables are being
+// moved, retry), the tables' blocks (T0, and T1 while the index grows), then probe T0 and,
+// on a miss, T1. For every
 // slot: read its SEQ (odd: a writer is in it, retry), read the slot and the key/value bytes,
 // then re-read SEQ; any change means retry. An empty slot ends the probe as a miss once SEQ and
 // the epoch are confirmed. A hit is decoded straight from the shared bytes and kept only if SEQ
@@ -68,23 +70,28 @@ class Reader {
     this.sab = sab;
     this.seed = seed;
     this.epochIndex = layout.tableEpoch >>> 2;
-    this.locIndex = layout.tableLoc >>> 2;
+    this.t0Word = layout.t0 >>> 2;
+    this.t1Word = layout.t1 >>> 2;
+    this.capWord = layout.tableCap >>> 2;
+    this.internalHeader = layout.internalHeader;
     this.slotSize = layout.slotSize;
     this.seqWord = layout.slotSeq >>> 2;
     this.refWord = layout.slotRef >>> 2;
+    this.hiShift = layout.seqHiShift;
+    this.hiMask = 2 ** layout.seqHiBits - 1;
+    this.tagShift = layout.seqTagShift;
     this.refEmpty = layout.refEmpty;
     this.refTombstone = layout.refTombstone;
-    this.refBits = layout.refBlockBits;
-    this.refMask = 2 ** layout.refBlockBits - 1;
-    this.blockHeader = layout.blockHeader;
     this.word0 = layout.blockWord0 >>> 2;
     this.valLenWord = layout.blockValLen >>> 2;
     this.valLenHalf = layout.blockValLen >>> 1;
-    this.short = layout.flagsShort;
-    this.long = layout.flagsLong;
-    this.ttl = layout.flagsTtl;
+    this.short = layout.kindShort;
+    this.long = layout.kindLong;
+    this.ttl = layout.kindTtl;
     this.ttlHeader = layout.ttlHeader;
+    this.ttlBigHeader = layout.ttlBigHeader;
     this.expiresWord = layout.blockExpires >>> 2;
+    this.expiresBigWord = layout.blockExpiresBig >>> 2;
     this.shortHeader = layout.shortHeader;
     this.longHeader = layout.longHeader;
     /** After a HIT: the value, its encoded size, and its version [seq offset, seq, epoch]. */
@@ -127,10 +134,31 @@ class Reader {
   }
 
   attempt(key, h) {
-    const { i32, u32, u8, epochIndex } = this;
+    const { i32, epochIndex } = this;
     const epoch = Atomics.load(i32, epochIndex);
-    const cap = Atomics.load(i32, this.locIndex) >>> 0;
-    const off = (Atomics.load(i32, this.locIndex + 1) >>> 0) * 8 + this.blockHeader;
+    if (epoch & 1) return RETRY; // the tables are being changed
+    const t0 = this.u64At(this.t0Word);
+    const t1 = this.u64At(this.t1Word);
+    let r = this.probe(key, h, epoch, t0);
+    if (r === MISS && t1 !== 0) r = this.probe(key, h, epoch, t1);
+    if (r === MISS) return Atomics.load(i32, epochIndex) === epoch ? MISS : RETRY;
+    return r;
+  }
+
+  /** The u64 at word `w` (a block offset: below 2^53). */
+  u64At(w) {
+    return (Atomics.load(this.i32, w) >>> 0) + (Atomics.load(this.i32, w + 1) >>> 0) * TWO_32;
+  }
+
+  /** One table's probe: HIT, MISS (the table has no such key), RETRY or FALLBACK. */
+  probe(key, h, epoch, block) {
+    const { i32, u32, u8, epochIndex } = this;
+    if (block === 0) return FALLBACK; // corrupted: the native reader reports it
+    if (block + this.internalHeader > this.len) {
+      return Atomics.load(i32, epochIndex) !== epoch ? RETRY : this.outside();
+    }
+    const cap = Atomics.load(i32, (block >>> 2) + this.capWord) >>> 0;
+    const off = block + this.internalHeader;
     if (cap === 0 || off + cap * this.slotSize > this.len) {
       return Atomics.load(i32, epochIndex) !== epoch ? RETRY : cap === 0 ? FALLBACK : this.outside();
     }
@@ -144,28 +172,31 @@ class Reader {
       const seq = Atomics.load(i32, w + this.seqWord);
       if (seq & 1) return RETRY;
       const ref = u32[w + this.refWord];
-      if (ref !== this.refEmpty && ref !== this.refTombstone && ref >>> this.refBits === tag) {
-        const block = (ref & this.refMask) * 8;
-        const bw = block >>> 2;
-        // Every block is at least TTL_HEADER (16) bytes, so this covers any header's fields.
+      const hi = (seq >>> this.hiShift) & this.hiMask;
+      const empty = hi === 0 && ref === this.refEmpty;
+      if (!empty && !(hi === 0 && ref === this.refTombstone) && ((seq >>> this.tagShift) & 7) === tag) {
+        const block = (hi * TWO_32 + ref) * 8;
+        // Every data block is at least TTL_HEADER (16) bytes; a big TTL header is checked below.
         if (block + this.ttlHeader > this.len) {
           if (Atomics.load(i32, w + this.seqWord) !== seq || Atomics.load(i32, epochIndex) !== epoch) return RETRY;
           return this.outside();
         }
+        const bw = block >>> 2;
         const word0 = u32[bw + this.word0];
-        const flags = (word0 >>> 8) & 0xff;
+        const kind = (word0 >>> 8) & 0x7f;
         let keyAt, valLen;
         let expires = 0;
-        if (flags === this.short) {
+        if (kind === this.short) {
           keyAt = block + this.shortHeader;
           valLen = this.u16[(block >>> 1) + this.valLenHalf];
-        } else if (flags === this.long) {
+        } else if (kind === this.long) {
           keyAt = block + this.longHeader;
           valLen = u32[bw + this.valLenWord];
-        } else if (flags === this.ttl) {
-          keyAt = block + this.ttlHeader;
+        } else if (kind === this.ttl) {
           valLen = u32[bw + this.valLenWord];
-          expires = u32[bw + this.expiresWord] + u32[bw + this.expiresWord + 1] * TWO_32;
+          const ew = (word0 & 0xff) === 0 ? this.expiresBigWord : this.expiresWord;
+          keyAt = block + ((word0 & 0xff) === 0 ? this.ttlBigHeader : this.ttlHeader);
+          expires = keyAt > this.len ? 0 : u32[bw + ew] + u32[bw + ew + 1] * TWO_32;
         } else {
           return Atomics.load(i32, w + this.seqWord) !== seq ? RETRY : FALLBACK;
         }
@@ -195,9 +226,9 @@ class Reader {
       }
       // What we saw counts only if the slot did not change while we looked.
       if (Atomics.load(i32, w + this.seqWord) !== seq) return RETRY;
-      if (ref === this.refEmpty) return Atomics.load(i32, epochIndex) === epoch ? MISS : RETRY;
+      if (empty) return MISS;
     }
-    return Atomics.load(i32, epochIndex) === epoch ? MISS : RETRY;
+    return MISS;
   }
 
   decodeHit(w, seq, epoch, valAt, valEnd, slot, expires) {

@@ -60,7 +60,7 @@ impl Log {
         if block < HEADER_SIZE || block % BLOCK_ALIGN != 0 || block > MAX_REGION_BYTES {
             return Err(bad());
         }
-        let off = block + BLOCK_HEADER;
+        let off = block + INTERNAL_HEADER;
         // The smallest log must lie within the region before its size is read from it.
         if off + L_RING + LOG_MIN > r.len() {
             return Err(Error::OutOfBounds {
@@ -299,18 +299,22 @@ impl Store {
             .next_power_of_two()
             .min(LOG_MAX);
         let arena = Arena { r };
-        let block = match arena.alloc(L_RING + cap) {
-            // Blocks are never merged: evicting entries would rarely make room for a block
-            // this large, so a full store says so instead.
-            Err(Error::NeedGrow { needed }) if needed > self.limits.max_bytes => {
-                return Err(Error::Full {
-                    needed,
-                    max: self.limits.max_bytes,
-                })
+        let block = loop {
+            match arena.alloc_internal(L_RING + cap) {
+                // Past maxBytes: an evicting store frees a run of entries the log fits in.
+                Err(Error::NeedGrow { needed }) if needed > self.limits.max_bytes => {
+                    let size = align_up(INTERNAL_HEADER + L_RING + cap, BLOCK_ALIGN);
+                    if !self.limits.evict || !self.make_room(size)? {
+                        return Err(Error::Full {
+                            needed,
+                            max: self.limits.max_bytes,
+                        });
+                    }
+                }
+                other => break other?,
             }
-            other => other?,
         };
-        let off = block + BLOCK_HEADER;
+        let off = block + INTERNAL_HEADER;
         r.zero(off, L_RING)?;
         r.u32(off + L_CAP)?.store(cap as u32, Relaxed);
         // Published last: recovery frees a block it finds unpublished.
@@ -368,7 +372,7 @@ impl Store {
     /// The log's block, for recovery and the integrity check (0: none).
     pub(crate) fn log_block(&self) -> Result<u64> {
         Ok(match Log::find(self.region())? {
-            Some(log) => log.off - BLOCK_HEADER,
+            Some(log) => log.off - INTERNAL_HEADER,
             None => 0,
         })
     }

@@ -5,15 +5,16 @@
 //! shows up as a timeout, then walks every block of the arena, every free list and every slot
 //! of the index and cross-checks them with the header's counters.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Serialize;
 
-use crate::arena::{class_size, read_header, Arena};
+use crate::arena::Arena;
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::store::Store;
-use crate::table::Table;
+use crate::table::{load_ref, Ref, Table, Tables};
 
 /// What a successful check counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -23,14 +24,17 @@ pub struct Check {
     pub entries: u64,
     /// Bytes of blocks in use, index included: equal to `stats().bytesUsed`.
     pub bytes_used: u64,
-    /// Bytes of the index block (all that is in use once every key is deleted, with the log).
+    /// Bytes of the index's blocks (all that is in use once every key is deleted, with the
+    /// log): one table, or two (three while a new one is prepared) while the index grows.
     pub index_bytes: u64,
     /// Bytes of the change log's block (0 until someone watched).
     pub log_bytes: u64,
-    /// Bytes of blocks on free lists.
+    /// Bytes of free blocks (not counting the uncarved space past the arena's top).
     pub bytes_free: u64,
     /// Blocks carved from the arena (in use or free).
     pub blocks: u64,
+    /// The largest free block (what the biggest new entry could take without growing).
+    pub largest_free: u64,
 }
 
 fn bad(what: String) -> Error {
@@ -43,43 +47,45 @@ impl Store {
         let r = self.region();
         let _guard = self.write_lock()?;
         let arena = Arena { r };
-        let table = Table::load(r)?;
-        let index_block = table.off - BLOCK_HEADER;
-        let top = r.u64(H_ARENA_TOP)?.load(Relaxed);
-        if top < HEADER_SIZE || top > r.len() || top % BLOCK_ALIGN != 0 {
+        let top = arena.top()?;
+        if top > r.len() {
             return Err(bad(format!("arena top {top}")));
         }
         // Armed only within one write, under the lock we hold; recovery disarms it.
-        if r.u64(U_SLOT)?.load(Relaxed) != 0 || r.u32(H_RECOVERING)?.load(Relaxed) != 0 {
-            return Err(bad("an undo record or a recovery is left over".into()));
+        if r.u64(U_SLOT)?.load(Relaxed) != 0
+            || r.u32(H_RECOVERING)?.load(Relaxed) != 0
+            || r.u64(M_SLOT)?.load(Relaxed) != 0
+        {
+            return Err(bad(
+                "an undo or move record or a recovery is left over".into()
+            ));
+        }
+        if r.u32(H_TABLE_EPOCH)?.load(Relaxed) & 1 == 1 {
+            return Err(bad("the index descriptor was left mid-change".into()));
         }
 
-        // 1. The arena is a sequence of blocks from the header to the top. Remember which
-        //    blocks are in use (by offset / 8) to match them with the index below.
-        let mut in_use = std::collections::HashSet::new();
-        let (mut used, mut free, mut blocks, mut free_blocks, mut ttl) = (0, 0, 0, 0, 0);
-        let mut at = HEADER_SIZE;
-        while at < top {
-            let h = read_header(r, at)?;
-            if h.class >= NUM_CLASSES || at + class_size(h.class) > top {
-                return Err(bad(format!("block at {at} has a bad size class")));
-            }
-            let size = class_size(h.class);
+        // 1. The arena is a run of blocks from the header to the top; the free lists hold
+        //    exactly its free blocks. Remember the blocks in use to match them with the index.
+        let (_, free) = arena.check_free()?;
+        let mut in_use = HashSet::new();
+        let mut internal = HashSet::new();
+        let (mut used, mut blocks, mut ttl, mut largest_free) = (0, 0, 0, 0);
+        for item in arena.walk(HEADER_SIZE) {
+            let (at, h) = item?;
             if h.in_use() {
                 if h.key_len + h.val_len > h.capacity() {
                     return Err(bad(format!("block at {at} holds more than fits")));
                 }
-                used += size;
-                ttl += (h.flags == FLAGS_TTL) as u64;
+                used += h.size;
+                ttl += (h.kind == KIND_TTL) as u64;
                 in_use.insert(at);
-            } else if h.flags == FLAGS_FREE {
-                free += size;
-                free_blocks += 1;
+            } else if h.is_internal() {
+                used += h.size;
+                internal.insert(at);
             } else {
-                return Err(bad(format!("block at {at} has bad flags")));
+                largest_free = largest_free.max(h.size);
             }
             blocks += 1;
-            at += size;
         }
         let counted_used = r.u64(H_BYTES_IN_USE)?.load(Relaxed);
         if used != counted_used {
@@ -90,68 +96,87 @@ impl Store {
         if r.u64(H_TTL_BLOCKS)?.load(Relaxed) != ttl {
             return Err(bad("count of expiring blocks".into()));
         }
+        if r.u64(H_HIGH_WATER)?.load(Relaxed) < top {
+            return Err(bad("the high water is below the arena's top".into()));
+        }
 
-        // 2. Every free block is on exactly the free list of its class, and nothing else is.
-        let mut listed = 0;
-        for class in 0..NUM_CLASSES {
-            let mut block = r.u64(H_FREE_HEADS + 8 * class as u64)?.load(Relaxed);
-            while block != 0 {
-                let h = arena.check_block(block, false)?;
-                if h.class != class {
-                    return Err(bad(format!(
-                        "free list {class} holds a block of another class"
-                    )));
-                }
-                listed += 1;
-                if listed > free_blocks {
-                    return Err(bad(
-                        "free lists hold more blocks than are free (a cycle?)".into()
-                    ));
-                }
-                block = r.u64(block + B_NEXT_FREE)?.load(Relaxed);
+        // 2. The internal blocks are the tables the descriptor names and the log.
+        let tables = Tables::load(r)?;
+        let state = r.u32(H_MIG_STATE)?.load(Relaxed);
+        let prep = r.u64(H_PREP)?.load(Relaxed);
+        match (state, tables.t1.is_some(), prep != 0) {
+            (MIG_NONE, false, false) | (MIG_PREPARING, false, true) | (MIG_MOVING, true, false) => {
+            }
+            _ => return Err(bad(format!("index growth state {state}"))),
+        }
+        let mut index_bytes = 0;
+        let prep_table = if prep != 0 {
+            Some(Table::at(r, prep)?)
+        } else {
+            None
+        };
+        for t in [Some(tables.t0), tables.t1, prep_table]
+            .into_iter()
+            .flatten()
+        {
+            if !internal.remove(&t.block) {
+                return Err(bad(format!(
+                    "the index table at {} is not a block of its own",
+                    t.block
+                )));
+            }
+            index_bytes += arena.header_at(t.block)?.size;
+            if arena.header_at(t.block)?.size < INTERNAL_HEADER + t.cap * SLOT_SIZE {
+                return Err(bad("an index table is larger than its block".into()));
             }
         }
-        if listed != free_blocks {
-            return Err(bad(format!(
-                "{free_blocks} blocks are free but the free lists hold {listed}"
-            )));
-        }
-
-        // 3. Each live slot points to its own block in use; each block in use is the index or
-        //    is pointed to by exactly one slot.
-        if !in_use.remove(&index_block) {
-            return Err(bad("the index block is not in use".into()));
-        }
-        let index_bytes = class_size(read_header(r, index_block)?.class);
         let log = self.log_block()?;
-        if log != 0 && !in_use.remove(&log) {
+        if log != 0 && !internal.remove(&log) {
             return Err(bad("the change log's block is not in use".into()));
         }
         let log_bytes = if log == 0 {
             0
         } else {
-            class_size(read_header(r, log)?.class)
+            arena.header_at(log)?.size
         };
         if log == 0 && r.u32(H_WATCHERS)?.load(Relaxed) != 0 {
             return Err(bad(
                 "watchers are registered but there is no change log".into()
             ));
         }
-        let (mut entries, mut tombstones) = (0, 0);
-        for i in 0..table.cap {
-            let slot = table.off + i * SLOT_SIZE;
-            if r.u32(slot + S_SEQ)?.load(Relaxed) & 1 == 1 {
-                return Err(bad(format!("slot {i} was left mid-write")));
-            }
-            match r.u32(slot + S_REF)?.load(Relaxed) {
-                REF_EMPTY => {}
-                REF_TOMBSTONE => tombstones += 1,
-                rf => {
-                    let block = crate::table::ref_to_block(rf);
-                    if !in_use.remove(&block) {
-                        return Err(bad(format!("slot {i} points to no block of its own")));
+        if !internal.is_empty() {
+            return Err(bad(format!(
+                "{} internal blocks are not the index or the log",
+                internal.len()
+            )));
+        }
+
+        // 3. Each live slot points to its own block in use; each block in use is pointed to
+        //    by exactly one slot. While entries move, the main table's slots before the cursor
+        //    hold none.
+        let cursor = r.u64(H_MIG_CURSOR)?.load(Relaxed);
+        let mut counts = [(0u64, 0u64); 2];
+        for (which, table) in [(0, Some(tables.t0)), (1, tables.t1)] {
+            let Some(table) = table else { continue };
+            for i in 0..table.cap {
+                let slot = table.off + i * SLOT_SIZE;
+                if r.u32(slot + S_SEQ)?.load(Relaxed) & 1 == 1 {
+                    return Err(bad(format!("slot {i} was left mid-write")));
+                }
+                match load_ref(r, slot)? {
+                    Ref::Empty => {}
+                    Ref::Tombstone => counts[which].1 += 1,
+                    Ref::Live { block, .. } => {
+                        if !in_use.remove(&block) {
+                            return Err(bad(format!("slot {i} points to no block of its own")));
+                        }
+                        if which == 0 && tables.t1.is_some() && i < cursor {
+                            return Err(bad(format!(
+                                "slot {i} was passed by the move but holds an entry"
+                            )));
+                        }
+                        counts[which].0 += 1;
                     }
-                    entries += 1;
                 }
             }
         }
@@ -161,11 +186,17 @@ impl Store {
                 in_use.len()
             )));
         }
+        let entries = counts[0].0 + counts[1].0;
         if r.u64(H_LIVE)?.load(Relaxed) != entries {
             return Err(bad("entry count".into()));
         }
-        if r.u64(H_TOMBSTONES)?.load(Relaxed) != tombstones {
+        if r.u64(H_TOMBSTONES)?.load(Relaxed) != counts[0].1 {
             return Err(bad("tombstone count".into()));
+        }
+        if r.u64(H_T1_LIVE)?.load(Relaxed) != counts[1].0
+            || r.u64(H_T1_TOMBSTONES)?.load(Relaxed) != counts[1].1
+        {
+            return Err(bad("the new table's counts".into()));
         }
         Ok(Check {
             entries,
@@ -174,6 +205,7 @@ impl Store {
             log_bytes,
             bytes_free: free,
             blocks,
+            largest_free,
         })
     }
 }

@@ -8,41 +8,34 @@
 //!   (`mark_visited`), which sets the bit under the writer lock, only on an entry still at the
 //!   version read, and only if it is not set yet. So a hot key costs one mark per pass of the
 //!   hand, and a reader never writes into memory that may have been freed meanwhile.
-//! - The hand walks the index from where it stopped. An expired entry is removed at once; a
-//!   VISITED one loses its bit and is passed over; the first other one is evicted. Blocks come in
-//!   size classes that are not merged, so the hand looks a little further for a victim whose
-//!   block serves the write that needs room (same class, or the last block before the arena's
-//!   top), and takes the first unvisited one otherwise.
+//! - The hand walks the index (both tables while it grows) from where it stopped. An expired
+//!   entry is removed at once; a VISITED one loses a bit and is passed over; the first other
+//!   one is the victim.
+//! - Room for a write is a free block of its size, so the victim is only where a **window**
+//!   starts: its block is freed (merging with free neighbours), then the blocks right after
+//!   it are evicted too, whatever their recency, until the merged free block holds the write.
+//!   A window that meets a block it may not evict (an index table, the change log, a lock)
+//!   ends there, its space kept free, and the hand picks the next victim. So evicting frees
+//!   space the incoming value can use, whatever the sizes of what was there: an evicting store
+//!   never refuses a write for fragmentation, and stays full of live data while sizes drift.
 //! - `lock()` leases are never evicted (a full store must not release a lock).
 //! - Eviction is a delete (a tombstone under the slot's seqlock, then the block freed): readers
 //!   see the old value or none, never a torn one, and `check()` stays true.
 
 use std::sync::atomic::Ordering::{Relaxed, Release};
 
-use crate::arena::{class_size, data_class, Arena};
+use crate::arena::{data_size, Arena, Header};
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::hash::hash_key;
 use crate::layout::*;
 use crate::store::{count, SetOptions, Store};
-use crate::table::{next_seq, ref_to_block, Table};
+use crate::table::{load_ref, next_seq, Find, Ref, Tables};
 
-/// Unvisited entries of another class the hand passes over before it takes the first of them.
-const CLASS_SEARCH: u32 = 256;
 /// Live entries the hand looks at past its victim for an expired one to take instead.
 const EXPIRED_SEARCH: u32 = 64;
-/// Evictions one write may make of blocks that do not serve it, before it gives up (`Full`).
-const MAX_UNHELPFUL: u32 = 256;
-
-/// What `evict_one` removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Evicted {
-    /// An expired entry, or one whose block serves the write (its class, or the arena's top).
-    Serving,
-    /// An entry whose block does not.
-    Other,
-    /// Nothing: the store holds no evictable entry.
-    Nothing,
-}
+/// Windows one write may open that end at a block they may not evict, before it gives up.
+const MAX_WINDOWS: u32 = 1024;
 
 impl Store {
     /// `set_locked`, evicting entries when the store is full and formatted to evict.
@@ -54,11 +47,7 @@ impl Store {
         opts: &SetOptions,
     ) -> Result<()> {
         let wanted = (key.len() + value.len().max(opts.reserve as usize)) as u64;
-        let class = data_class(wanted, opts.expires_at != 0)?.0;
-        // Blocks are not merged: evicting entries of other classes frees room only where it
-        // happens to be at the arena's top. Past a few of those, more would only empty the
-        // store for a write that still would not fit.
-        let mut unhelpful = 0;
+        let size = data_size(wanted, opts.expires_at != 0)?;
         loop {
             match self.set_locked(key, hash, value, opts) {
                 // Past maxBytes: the region cannot grow, so room must come from entries.
@@ -67,18 +56,18 @@ impl Store {
                         needed,
                         max: self.limits.max_bytes,
                     };
-                    if !self.limits.evict || class_size(class) > self.limits.max_bytes / 2 {
+                    // Larger than half the store: it would empty the store, and might not fit
+                    // between the index and the log anyway.
+                    if !self.limits.evict || size > self.limits.max_bytes / 2 {
                         return Err(full);
                     }
-                    match self.evict_one(Some(class))? {
-                        Evicted::Serving => {}
-                        Evicted::Other if unhelpful < MAX_UNHELPFUL => unhelpful += 1,
-                        _ => return Err(full),
+                    if !self.make_room(size)? {
+                        return Err(full);
                     }
                 }
-                // Each eviction makes the index a rebuild needs smaller: no cap here.
+                // The index must grow and its new table does not fit below maxBytes.
                 Err(Error::IndexNeedsRoom { needed }) => {
-                    if self.evict_one(None)? == Evicted::Nothing {
+                    if !self.limits.evict || !self.make_room(needed)? {
                         return Err(Error::Full {
                             needed,
                             max: self.limits.max_bytes,
@@ -86,7 +75,7 @@ impl Store {
                     }
                 }
                 Err(Error::AtCapacity { max_entries }) => {
-                    if !self.limits.evict || self.evict_one(None)? == Evicted::Nothing {
+                    if !self.limits.evict || self.evict_one()?.is_none() {
                         return Err(Error::AtCapacity { max_entries });
                     }
                 }
@@ -99,47 +88,118 @@ impl Store {
         }
     }
 
-    /// Removes one entry to make room (writer lock held): expired first, then the first not
-    /// read since the hand last passed it. `class`: the size class a write needs.
-    pub(crate) fn evict_one(&self, class: Option<u32>) -> Result<Evicted> {
+    /// Evicts windows of entries until a free block of `size` bytes exists or fits below
+    /// maxBytes past the arena's top (writer lock held). False if no more can be evicted.
+    pub(crate) fn make_room(&self, size: u64) -> Result<bool> {
         let r = self.region();
-        let table = Table::load(r)?;
+        let arena = Arena { r };
+        for _ in 0..MAX_WINDOWS {
+            if arena.top()? + size <= self.limits.max_bytes {
+                return Ok(true);
+            }
+            let Some((at, block)) = self.victim()? else {
+                return Ok(false);
+            };
+            let mut free = self.evict(at, block)?;
+            // Then the blocks after it, until the merged free block holds `size`.
+            while let Some((start, len)) = free {
+                if len >= size {
+                    self.consolidate((start, len), size)?;
+                    return Ok(true);
+                }
+                let next = start + len;
+                if next >= arena.top()? {
+                    break;
+                }
+                let h = arena.header_at(next)?;
+                if !h.in_use() || self.pinned(next, &h)? {
+                    break; // an index table, the log or a lock: the window ends here
+                }
+                let Some(slot) = self.slot_of(next, &h)? else {
+                    return Err(Error::corrupted("a block in use is not in the index"));
+                };
+                free = self.evict(slot, next)?;
+            }
+        }
+        Ok(false)
+    }
+
+    /// Evicts one entry, for the entry count (writer lock held). None if none can be.
+    pub(crate) fn evict_one(&self) -> Result<Option<()>> {
+        match self.victim()? {
+            Some((at, block)) => self.evict(at, block).map(|_| Some(())),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes the entry at slot `at` (block `block`) to make room, as an expiry if it has
+    /// expired; returns the free block its block became part of (None: the uncarved space).
+    fn evict(&self, at: u64, block: u64) -> Result<Option<(u64, u64)>> {
+        let r = self.region();
+        let expired = Arena { r }
+            .check_block(block, true)?
+            .expired((self.clock)());
+        let (event, counter) = if expired {
+            (Event::Expire, H_EXPIRED)
+        } else {
+            (Event::Evict, H_EVICTIONS)
+        };
+        let free = self.remove_merged(at, block, event)?;
+        count(r, counter)?;
+        Ok(free)
+    }
+
+    /// Whether the entry in `block` may never be evicted (a lock's lease).
+    pub(crate) fn pinned(&self, block: u64, h: &Header) -> Result<bool> {
+        Ok(h.key_len >= PINNED_KEY_PREFIX.len() as u64
+            && self
+                .region()
+                .eq(key_offset(block, h.header_len), PINNED_KEY_PREFIX)?)
+    }
+
+    /// The slot that references the data block `block` (writer lock held).
+    fn slot_of(&self, block: u64, h: &Header) -> Result<Option<u64>> {
+        let r = self.region();
+        let mut key = vec![0; h.key_len as usize];
+        r.read(key_offset(block, h.header_len), &mut key)?;
+        let hash = hash_key(self.seed(), &key) as u32;
+        Ok(match Tables::load(r)?.find(r, &key, hash)? {
+            Find::Found(s) if s.block == block => Some(s.at),
+            _ => None,
+        })
+    }
+
+    /// The next victim of the hand (writer lock held): an expired entry, or the first not read
+    /// since the hand last passed it. Moves the hand past it. None: nothing can be evicted.
+    fn victim(&self) -> Result<Option<(u64, u64)>> {
+        let r = self.region();
+        let tables = Tables::load(r)?;
+        let cap = tables.cap();
         let arena = Arena { r };
         let hand = r.u64(H_HAND)?;
-        let mut at_slot = hand.load(Relaxed) % table.cap;
+        let mut i = hand.load(Relaxed) % cap;
         let now = (self.clock)();
-        let top = r.u64(H_ARENA_TOP)?.load(Relaxed);
         // Expired entries go first: with any entry that can expire, the hand looks a little
         // past its victim for one.
         let may_expire = r.u64(H_TTL_BLOCKS)?.load(Relaxed) != 0;
-        let (mut victim, mut fallback, mut passed, mut looked) = (None, None, 0, 0);
-        let mut victim_serves = false;
+        let (mut victim, mut looked) = (None, 0);
         // Three turns: after two, every entry has lost both its VISITED bits.
-        for _ in 0..3 * table.cap {
-            let at = table.off + at_slot * SLOT_SIZE;
-            at_slot = (at_slot + 1) % table.cap;
-            let rf = r.u32(at + S_REF)?.load(Relaxed);
-            if rf == REF_EMPTY || rf == REF_TOMBSTONE {
+        for _ in 0..3 * cap {
+            let at = tables.slot(i);
+            i = (i + 1) % cap;
+            let Ref::Live { block, .. } = load_ref(r, at)? else {
                 continue;
-            }
-            let block = ref_to_block(rf);
+            };
             let h = arena.check_block(block, true)?;
             if h.expired(now) {
-                self.remove_locked(at, block, Event::Expire)?;
-                count(r, H_EXPIRED)?;
                 // The hand moves on past what it passed, up to a victim it found first (which
                 // it reconsiders next time): entries whose second chance it took stay behind.
-                let next = match victim {
-                    Some((_, _, after_victim)) => (after_victim + table.cap - 1) % table.cap,
-                    None => at_slot,
-                };
-                hand.store(next, Relaxed);
-                // Freed space of another class still counts as room made for the entry count.
-                return Ok(Evicted::Serving);
+                if victim.is_none() {
+                    hand.store(i, Relaxed);
+                }
+                return Ok(Some((at, block)));
             }
-            if h.key_len >= PINNED_KEY_PREFIX.len() as u64
-                && r.eq(key_offset(block, h.header_len), PINNED_KEY_PREFIX)?
-            {
+            if self.pinned(block, &h)? {
                 continue; // a lock: never evicted
             }
             if victim.is_some() {
@@ -163,40 +223,17 @@ impl Store {
                 seq.store(next_seq(next_seq(s & !SEQ_VISITED)) | left, Release);
                 continue;
             }
-            let serves = class.is_none_or(|c| h.class == c || block + class_size(h.class) == top);
-            if !serves && passed < CLASS_SEARCH {
-                passed += 1;
-                fallback.get_or_insert((at, block, at_slot));
-                continue;
-            }
-            victim = Some((at, block, at_slot));
-            victim_serves = serves;
+            victim = Some((at, block));
+            hand.store(i, Relaxed);
             if !may_expire {
                 break;
             }
         }
-        let how = if victim_serves {
-            Evicted::Serving
-        } else {
-            Evicted::Other
-        };
-        match (victim, fallback) {
-            (Some((at, block, next)), _) => self.evict(at, block, next).map(|_| how),
-            (None, Some((at, block, next))) => self.evict(at, block, next).map(|_| Evicted::Other),
-            (None, None) => Ok(Evicted::Nothing),
-        }
-    }
-
-    fn evict(&self, at: u64, block: u64, next_slot: u64) -> Result<()> {
-        let r = self.region();
-        self.remove_locked(at, block, Event::Evict)?;
-        count(r, H_EVICTIONS)?;
-        r.u64(H_HAND)?.store(next_slot, Relaxed);
-        Ok(())
+        Ok(victim)
     }
 
     /// Marks entries read: each `(SEQ word offset, SEQ)` a reader saw on a hit. Only an entry
-    /// still at that version, in the current index, and not fully marked gets the VISITED bits.
+    /// still at that version, in a current table, and not fully marked gets the VISITED bits.
     /// A no-op for a store that does not evict.
     /// Returns false if the writer lock was busy and nothing was marked.
     pub fn mark_visited(&self, seen: &[(u64, u32)]) -> Result<bool> {
@@ -209,19 +246,15 @@ impl Store {
         let Some(_guard) = self.try_write_lock()? else {
             return Ok(false);
         };
-        let table = Table::load(r)?;
-        let end = table.off + table.cap * SLOT_SIZE;
+        let tables = Tables::load(r)?;
         for &(off, seen_seq) in seen {
             let slot = off.wrapping_sub(S_SEQ);
-            if slot < table.off || slot >= end || (slot - table.off) % SLOT_SIZE != 0 {
+            if !tables.holds(slot) {
                 continue; // an older index's slot (it moved since): nothing to mark
             }
             let seq = r.u32(off)?;
             let s = seq.load(Relaxed);
-            let live = !matches!(
-                r.u32(slot + S_REF)?.load(Relaxed),
-                REF_EMPTY | REF_TOMBSTONE
-            );
+            let live = matches!(load_ref(r, slot)?, Ref::Live { .. });
             if live && s == seen_seq && s & 1 == 0 && s & SEQ_VISITED != SEQ_VISITED {
                 seq.store(s | SEQ_VISITED, Release);
             }

@@ -13,9 +13,10 @@
 //! - [`event`]: what happened to a key (the change log's record kinds)
 //! - [`memory`]: the memory a store lives in (anonymous pages, a shared file)
 //! - [`sync`]: the atomics and spinning they use (loom's under `--cfg loom`)
-//! - [`arena`]: size-classed allocation with free lists
-//! - [`evict`]: making room in a full store (CLOCK over the index)
+//! - [`arena`]: blocks of any size that split and merge (segregated free lists, boundary tags)
+//! - [`evict`]: making room in a full store (CLOCK over the index, windows of the arena)
 //! - [`table`]: the hash index and its seqlock protocol
+//! - [`rehash`]: growing the index incrementally (two tables while entries move)
 //! - [`store`]: get / set / delete
 //! - [`changelog`]: the log of changes that `watch` and `waitFor` read, and waking watchers
 //! - [`check`]: the integrity check of a whole store
@@ -25,6 +26,7 @@ pub mod arena;
 pub mod changelog;
 pub mod check;
 pub mod codec;
+pub mod compact;
 pub mod error;
 pub mod event;
 pub mod evict;
@@ -38,6 +40,7 @@ pub mod lock;
 pub mod memory;
 pub mod recover;
 pub mod region;
+pub mod rehash;
 pub mod store;
 pub mod sync;
 pub mod table;

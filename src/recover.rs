@@ -18,6 +18,10 @@
 //!   cut short: the old bytes go back. If SEQ is even, it either had not begun or had finished,
 //!   and the value is whole as it is.
 //! - A SEQ left odd is made even (a new version), so no reader waits on it.
+//! - The index's growth (rehash.rs) changes where the tables are under the descriptor's
+//!   seqlock; a change cut short (epoch odd) is finished from what the words say. An entry
+//!   moved to the new table but not yet tombstoned in the old one (killed between the two
+//!   stores) keeps its new slot.
 //!
 //! So an interrupted operation happened wholly or not at all, every operation that returned
 //! before the kill is kept, and `check()` passes afterwards. Recovery itself only writes what
@@ -29,15 +33,15 @@ use crate::arena::{read_header, Arena};
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::store::Store;
-use crate::table::{next_seq, ref_to_block, Table};
+use crate::table::{load_ref, next_seq, Ref, Table, Tables};
 use crate::undo::undo_in_place_rewrite;
 
 impl Store {
     /// Finishes or undoes what a dead writer left (writer lock held, taken over).
     pub(crate) fn recover(&self) -> Result<()> {
         let r = self.region();
-        let table = Table::load(r)?;
-        undo_in_place_rewrite(r, &table)?;
+        let tables = settle_descriptor(r)?;
+        undo_in_place_rewrite(r, &tables)?;
         let top = r.u64(H_ARENA_TOP)?.load(Relaxed);
         if top < HEADER_SIZE || top % BLOCK_ALIGN != 0 {
             return Err(Error::corrupted("arena top"));
@@ -52,7 +56,8 @@ impl Store {
         // One bit per 8-byte boundary of the arena: the blocks the index references.
         let mut referenced = vec![0u64; ((top - HEADER_SIZE) / 8).div_ceil(64) as usize];
         let mut marked = 0u64;
-        let mut mark = |block: u64| -> Result<()> {
+        // Marks `block`; false if it was marked already.
+        let mut mark = |block: u64| -> Result<bool> {
             if block < HEADER_SIZE || block >= top || block % BLOCK_ALIGN != 0 {
                 return Err(Error::corrupted(
                     "index references a block outside the arena",
@@ -61,35 +66,58 @@ impl Store {
             let bit = (block - HEADER_SIZE) / 8;
             let word = &mut referenced[(bit / 64) as usize];
             if *word & (1 << (bit % 64)) != 0 {
-                return Err(Error::corrupted("two index slots reference one block"));
+                return Ok(false);
             }
             *word |= 1 << (bit % 64);
             marked += 1;
-            Ok(())
+            Ok(true)
         };
-        mark(table.block())?;
-        let log = self.log_block()?;
-        if log != 0 {
-            mark(log)?;
-        }
-        let (mut live, mut tombstones) = (0, 0);
-        for i in 0..table.cap {
-            let at = table.off + i * SLOT_SIZE;
-            let seq = r.u32(at + S_SEQ)?;
-            let s = seq.load(Relaxed);
-            if s & 1 == 1 {
-                seq.store(next_seq(s), Release); // whatever REF holds now is whole
+        let prep = match r.u32(H_MIG_STATE)?.load(Relaxed) {
+            MIG_PREPARING => r.u64(H_PREP)?.load(Relaxed),
+            _ => 0,
+        };
+        for block in [
+            tables.t0.block,
+            tables.t1.map_or(0, |t| t.block),
+            prep,
+            self.log_block()?,
+        ] {
+            if block != 0 && !mark(block)? {
+                return Err(Error::corrupted("two internal blocks in one place"));
             }
-            match r.u32(at + S_REF)?.load(Relaxed) {
-                REF_EMPTY => {}
-                REF_TOMBSTONE => tombstones += 1,
-                rf => {
-                    let block = ref_to_block(rf);
-                    mark(block)?;
-                    if !read_header(r, block)?.in_use() {
-                        return Err(Error::corrupted("index references a free block"));
+        }
+        // The new table first: an entry both tables reference keeps its new slot.
+        let mut counts = [(0u64, 0u64); 2]; // (live, tombstones) of T0 and T1
+        let order = [(1, tables.t1), (0, Some(tables.t0))];
+        for (which, table) in order {
+            let Some(table) = table else { continue };
+            for i in 0..table.cap {
+                let at = table.off + i * SLOT_SIZE;
+                let seq = r.u32(at + S_SEQ)?;
+                let s = seq.load(Relaxed);
+                if s & 1 == 1 {
+                    seq.store(next_seq(s), Release); // whatever REF holds now is whole
+                }
+                match load_ref(r, at)? {
+                    Ref::Empty => {}
+                    Ref::Tombstone => counts[which].1 += 1,
+                    Ref::Live { block, .. } => {
+                        if !mark(block)? {
+                            if which == 1 {
+                                return Err(Error::corrupted(
+                                    "two index slots reference one block",
+                                ));
+                            }
+                            // A move cut short: the old slot goes.
+                            Table::publish(r, at, Ref::Tombstone)?;
+                            counts[0].1 += 1;
+                            continue;
+                        }
+                        if !read_header(r, block)?.in_use() {
+                            return Err(Error::corrupted("index references a free block"));
+                        }
+                        counts[which].0 += 1;
                     }
-                    live += 1;
                 }
             }
         }
@@ -104,12 +132,66 @@ impl Store {
         if kept != marked {
             return Err(Error::corrupted("index references the middle of a block"));
         }
-        r.u64(H_LIVE)?.store(live, Relaxed);
-        r.u64(H_TOMBSTONES)?.store(tombstones, Relaxed);
+        r.u64(H_LIVE)?.store(counts[0].0 + counts[1].0, Relaxed);
+        r.u64(H_TOMBSTONES)?.store(counts[0].1, Relaxed);
+        r.u64(H_T1_LIVE)?.store(counts[1].0, Relaxed);
+        r.u64(H_T1_TOMBSTONES)?.store(counts[1].1, Relaxed);
         // Readers holding an offset into a block freed here see the index "move" and retry;
         // their read caches drop what they held.
-        r.u32(H_TABLE_EPOCH)?.fetch_add(1, Release);
+        r.u32(H_TABLE_EPOCH)?.fetch_add(2, Release);
         r.u32(H_RECOVERIES)?.fetch_add(1, Relaxed);
         self.recover_log()
     }
+}
+
+/// Finishes a change of the index descriptor that a dead writer cut short, from what its
+/// words say (see rehash.rs for the orders they are written in), and returns the tables.
+fn settle_descriptor(r: &crate::region::Region) -> Result<Tables> {
+    let epoch = r.u32(H_TABLE_EPOCH)?;
+    let state = r.u32(H_MIG_STATE)?;
+    let (t0, t1) = (r.u64(H_T0)?, r.u64(H_T1)?);
+    if t1.load(Relaxed) != 0 && t1.load(Relaxed) == t0.load(Relaxed) {
+        t1.store(0, Relaxed); // the move's end, cut short after T0 became the new table
+    }
+    match (state.load(Relaxed), t1.load(Relaxed)) {
+        (MIG_PREPARING, b) if b != 0 => {
+            // Publishing the prepared table, cut short after T1 was set.
+            state.store(MIG_MOVING, Relaxed);
+            r.u64(H_PREP)?.store(0, Relaxed);
+        }
+        (MIG_MOVING, 0) => {
+            state.store(MIG_NONE, Relaxed);
+            r.u64(H_MIG_CURSOR)?.store(0, Relaxed);
+        }
+        (MIG_NONE, b) if b != 0 => return Err(Error::corrupted("index growth state")),
+        (MIG_NONE | MIG_PREPARING | MIG_MOVING, _) => {}
+        _ => return Err(Error::corrupted("index growth state")),
+    }
+    if state.load(Relaxed) != MIG_PREPARING {
+        r.u64(H_PREP)?.store(0, Relaxed); // a table being allocated when the writer died
+    }
+    if state.load(Relaxed) == MIG_NONE {
+        r.u64(H_MIG_CURSOR)?.store(0, Relaxed);
+    }
+    let tables = Tables::load(r)?;
+    let arena = Arena { r };
+    arena.check_internal(tables.t0.block)?;
+    if let Some(t1) = tables.t1 {
+        arena.check_internal(t1.block)?;
+        if r.u64(H_MIG_CURSOR)?.load(Relaxed) > tables.t0.cap {
+            return Err(Error::corrupted("index growth cursor"));
+        }
+    }
+    if state.load(Relaxed) == MIG_PREPARING {
+        let prep = Table::at(r, r.u64(H_PREP)?.load(Relaxed))?;
+        arena.check_internal(prep.block)?;
+        if r.u64(H_MIG_CURSOR)?.load(Relaxed) > prep.cap * SLOT_SIZE {
+            return Err(Error::corrupted("index growth cursor"));
+        }
+    }
+    let e = epoch.load(Relaxed);
+    if e & 1 == 1 {
+        epoch.store(e.wrapping_add(1), Release);
+    }
+    Ok(tables)
 }

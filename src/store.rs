@@ -6,14 +6,15 @@ use crate::sync::fence;
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::arena::{data_class, Arena};
+use crate::arena::{data_size, Arena};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::hash::hash_key;
 use crate::layout::*;
 use crate::lock::{lock, Backoff, LockWords, WriteGuard, WAIT_TIMEOUT};
 use crate::region::Region;
-use crate::table::{make_ref, next_seq, ref_to_block, Find, Read, Table};
+use crate::rehash::{add, Room};
+use crate::table::{advance_seq, load_ref, store_seq, Find, Read, Ref, Table, Tables};
 use crate::undo::{arm_undo, disarm_undo};
 use std::time::Duration;
 
@@ -169,7 +170,7 @@ pub struct Version {
 }
 
 /// Smallest region [`Store::create`] accepts: the header plus the initial index.
-pub const MIN_REGION_BYTES: u64 = HEADER_SIZE + 2 * INITIAL_TABLE_CAP * SLOT_SIZE; // room for the index block's size class
+pub const MIN_REGION_BYTES: u64 = HEADER_SIZE + INTERNAL_HEADER + INITIAL_TABLE_CAP * SLOT_SIZE;
 
 impl Store {
     /// Formats `region` as an empty store.
@@ -208,7 +209,7 @@ impl Store {
             .store(crate::holder::this_process().pid_ns, Relaxed);
         Arena::init(r)?;
         let table = Table::empty(r, INITIAL_TABLE_CAP)?;
-        Table::publish_location(r, table.block(), table.cap)?;
+        r.u64(H_T0)?.store(table.block, Relaxed);
         // Magic last, with release: a thread that sees it sees a formatted store.
         r.u64(H_MAGIC)?
             .store(MAGIC, std::sync::atomic::Ordering::Release);
@@ -392,7 +393,14 @@ impl Store {
         let mut backoff = Backoff::new("entry being written", self.wait_timeout);
         loop {
             let epoch = epoch_word.load(Acquire);
-            let attempt = Table::load(r).and_then(|t| t.read(r, key, hash, (self.clock)(), out));
+            if epoch & 1 == 1 {
+                // A writer is changing where the tables are: wait for it (or take over from
+                // a dead one).
+                self.unblock_reader(&backoff)?;
+                backoff.snooze()?;
+                continue;
+            }
+            let attempt = Tables::load(r).and_then(|t| t.read(r, key, hash, (self.clock)(), out));
             fence(Acquire);
             let moved = epoch_word.load(Relaxed) != epoch;
             match attempt {
@@ -441,7 +449,7 @@ impl Store {
         }
         let hash = hash_key(self.seed, key) as u32;
         let _guard = self.write_lock()?;
-        self.sweep()?;
+        self.maintain()?;
         self.set_making_room(key, hash, value, opts)
     }
 
@@ -456,97 +464,69 @@ impl Store {
     ) -> Result<()> {
         let r = &self.region;
         let arena = Arena { r };
-        let mut table = Table::load(r)?;
         let payload = (key.len() + value.len()) as u64;
         let wanted = (key.len() + value.len().max(opts.reserve as usize)) as u64;
-
-        let vacant = match table.find(r, key, hash)? {
-            Find::Found(s) => {
-                let h = s.header;
-                let same_kind = (h.flags == FLAGS_TTL) == (opts.expires_at != 0);
-                let fits = payload <= h.capacity() && wanted <= h.capacity();
-                let refit_ok =
-                    !opts.refit || data_class(wanted, opts.expires_at != 0)?.0 == h.class;
-                // A process-shared store saves the old value first (a writer may be killed
-                // mid-rewrite); one too long for the undo record goes to a new block instead.
-                let undo = self.process_shared;
-                if !opts.immutable
-                    && same_kind
-                    && fits
-                    && refit_ok
-                    && !(undo && h.val_len > UNDO_MAX)
-                {
-                    if undo {
-                        arm_undo(r, s.at, s.block)?;
+        loop {
+            let tables = Tables::load(r)?;
+            let vacant = match tables.find(r, key, hash)? {
+                Find::Found(s) => {
+                    let h = s.header;
+                    let same_kind = (h.kind == KIND_TTL) == (opts.expires_at != 0);
+                    let fits = payload <= h.capacity() && wanted <= h.capacity();
+                    let refit_ok =
+                        !opts.refit || data_size(wanted, opts.expires_at != 0)? == h.size;
+                    // A process-shared store saves the old value first (a writer may be killed
+                    // mid-rewrite); one too long for the undo record goes to a new block instead.
+                    let undo = self.process_shared;
+                    if !opts.immutable
+                        && same_kind
+                        && fits
+                        && refit_ok
+                        && !(undo && h.val_len > UNDO_MAX)
+                    {
+                        if undo {
+                            arm_undo(r, s.at, s.block)?;
+                        }
+                        let odd = Table::begin_write(r, s.at)?;
+                        r.write(value_offset(s.block, h.header_len, key.len() as u64), value)?;
+                        arena.set_lengths(s.block, key.len() as u64, value.len() as u64)?;
+                        if opts.expires_at != 0 {
+                            arena.set_expiry(s.block, opts.expires_at)?;
+                        }
+                        Table::end_write(r, s.at, odd)?;
+                        return if undo { disarm_undo(r) } else { Ok(()) };
                     }
-                    let odd = Table::begin_write(r, s.at)?;
-                    r.write(value_offset(s.block, h.header_len, key.len() as u64), value)?;
-                    arena.set_lengths(s.block, key.len() as u64, value.len() as u64)?;
-                    if opts.expires_at != 0 {
-                        arena.set_expiry(s.block, opts.expires_at)?;
-                    }
-                    Table::end_write(r, s.at, odd)?;
-                    return if undo { disarm_undo(r) } else { Ok(()) };
+                    let block = self.write_block(key, value, opts)?;
+                    Table::publish(r, s.at, Ref::live(block, hash))?;
+                    return arena.free(s.block);
                 }
-                let block = self.write_block(key, value, opts)?;
-                Table::publish(r, s.at, make_ref(block, hash))?;
-                return arena.free(s.block);
+                Find::Vacant(v) => v,
+            };
+            let live = r.u64(H_LIVE)?.load(Relaxed);
+            if self.limits.max_entries != 0 && live >= self.limits.max_entries {
+                return Err(Error::AtCapacity {
+                    max_entries: self.limits.max_entries,
+                });
             }
-            Find::Vacant(v) => v,
-        };
-
-        let live = r.u64(H_LIVE)?.load(Relaxed);
-        let tombstones = r.u64(H_TOMBSTONES)?.load(Relaxed);
-        if live > table.cap || tombstones > table.cap {
-            return Err(Error::corrupted("entry counts exceed the index size"));
+            if let Room::Again = self.index_room(&tables, vacant)? {
+                continue;
+            }
+            let Some(at) = vacant else {
+                return Err(Error::corrupted("an index table has no vacant slot"));
+            };
+            let block = self.write_block(key, value, opts)?;
+            let was_tombstone = load_ref(r, at)? == Ref::Tombstone;
+            Table::publish(r, at, Ref::live(block, hash))?;
+            add(r, H_LIVE, 1)?;
+            let in_t1 = tables.t1.is_some_and(|t| t.holds(at));
+            if in_t1 {
+                add(r, H_T1_LIVE, 1)?;
+            }
+            if was_tombstone {
+                add(r, if in_t1 { H_T1_TOMBSTONES } else { H_TOMBSTONES }, -1)?;
+            }
+            return Ok(());
         }
-        if self.limits.max_entries != 0 && live >= self.limits.max_entries {
-            return Err(Error::AtCapacity {
-                max_entries: self.limits.max_entries,
-            });
-        }
-        let vacant = match vacant {
-            Some(at) if (live + tombstones + 1) * MAX_LOAD_DEN <= table.cap * MAX_LOAD_NUM => at,
-            // A tombstone reused leaves the load as it is.
-            Some(at) if r.u32(at + S_REF)?.load(Relaxed) == REF_TOMBSTONE => at,
-            // An evicting store at its maxEntries leaves a tombstone per eviction: an index of
-            // 4x maxEntries slots is rebuilt every 2x maxEntries evictions, not every half.
-            _ => match table.rebuild(r, self.seed, live, self.limits.evicting_index_slots()) {
-                // An evicting store at maxBytes cannot always find room for a new index at
-                // once: it fills the old one further (up to 15/16) meanwhile.
-                Err(Error::NeedGrow { needed })
-                    if self.limits.evict
-                        && needed > self.limits.max_bytes
-                        && vacant.is_some()
-                        && (live + tombstones + 1) * 16 <= table.cap * 15 =>
-                {
-                    vacant.unwrap_or_default()
-                }
-                // Then fewer entries must make do with a smaller index: the caller evicts.
-                Err(Error::NeedGrow { needed })
-                    if self.limits.evict && needed > self.limits.max_bytes =>
-                {
-                    return Err(Error::IndexNeedsRoom { needed })
-                }
-                Err(e) => return Err(e),
-                Ok(()) => {
-                    table = Table::load(r)?;
-                    match table.find(r, key, hash)? {
-                        Find::Vacant(Some(at)) => at,
-                        _ => return Err(Error::corrupted("rebuilt index has no room")),
-                    }
-                }
-            },
-        };
-        let block = self.write_block(key, value, opts)?;
-        let was_tombstone = r.u32(vacant + S_REF)?.load(Relaxed) == REF_TOMBSTONE;
-        Table::publish(r, vacant, make_ref(block, hash))?;
-        r.u64(H_LIVE)?.store(live + 1, Relaxed);
-        if was_tombstone {
-            r.u64(H_TOMBSTONES)?
-                .store(tombstones.saturating_sub(1), Relaxed);
-        }
-        Ok(())
     }
 
     /// Allocates a block and fills it with key and value; not yet reachable by readers.
@@ -570,8 +550,8 @@ impl Store {
         let r = &self.region;
         let hash = hash_key(self.seed, key) as u32;
         let _guard = self.write_lock()?;
-        self.sweep()?;
-        let Find::Found(s) = Table::load(r)?.find(r, key, hash)? else {
+        self.maintain()?;
+        let Find::Found(s) = Tables::load(r)?.find(r, key, hash)? else {
             return Ok(false);
         };
         let expired = s.header.expired((self.clock)());
@@ -589,21 +569,42 @@ impl Store {
 
     /// Tombstones slot `at` and frees `block` (writer lock held); watchers are told `event`.
     pub(crate) fn remove_locked(&self, at: u64, block: u64, event: Event) -> Result<()> {
+        self.remove_merged(at, block, event).map(|_| ())
+    }
+
+    /// `remove_locked`, returning the free block the entry's block became part of (None: it
+    /// went back to the uncarved space).
+    pub(crate) fn remove_merged(
+        &self,
+        at: u64,
+        block: u64,
+        event: Event,
+    ) -> Result<Option<(u64, u64)>> {
         let r = &self.region;
         self.log_removal(event, block); // while the block still holds the key
-        Table::publish(r, at, REF_TOMBSTONE)?;
+        Table::publish(r, at, Ref::Tombstone)?;
         // The marks of reads were the removed entry's: a key written into this slot later
         // starts unmarked (a new version, even).
         let seq = r.u32(at + S_SEQ)?;
         let s = seq.load(Relaxed);
         if s & SEQ_VISITED != 0 {
-            seq.store(next_seq(next_seq(s & !SEQ_VISITED)), Release);
+            let (next, wrapped) = advance_seq(s & !SEQ_VISITED, 2);
+            store_seq(r, seq, next, wrapped)?;
         }
-        let live = r.u64(H_LIVE)?;
-        live.store(live.load(Relaxed).saturating_sub(1), Relaxed);
-        let tombstones = r.u64(H_TOMBSTONES)?;
-        tombstones.store(tombstones.load(Relaxed).saturating_add(1), Relaxed);
-        Arena { r }.free(block)
+        add(r, H_LIVE, -1)?;
+        let in_t1 = Tables::load(r)?.t1.is_some_and(|t| t.holds(at));
+        if in_t1 {
+            add(r, H_T1_LIVE, -1)?;
+        }
+        add(r, if in_t1 { H_T1_TOMBSTONES } else { H_TOMBSTONES }, 1)?;
+        Arena { r }.free_merged(block)
+    }
+
+    /// What every write does first (writer lock held): a bounded sweep of expired entries and
+    /// a bounded step of the index's growth, if one is under way.
+    fn maintain(&self) -> Result<()> {
+        self.sweep()?;
+        self.rehash_step()
     }
 
     /// Reclaims expired entries among the next SWEEP_SLOTS slots (writer lock held): bounded
@@ -613,9 +614,9 @@ impl Store {
         if r.u64(H_TTL_BLOCKS)?.load(Relaxed) == 0 {
             return Ok(()); // nothing can expire: keep plain writes free of this work
         }
-        let table = Table::load(r)?;
+        let table = Tables::load(r)?;
         let cursor = r.u64(H_SWEEP_CURSOR)?;
-        let start = cursor.load(Relaxed) % table.cap;
+        let start = cursor.load(Relaxed) % table.cap();
         let now = (self.clock)();
         let arena = Arena { r };
         for slot in table.live_slots(r, start, SWEEP_SLOTS) {
@@ -625,7 +626,7 @@ impl Store {
                 count(r, H_EXPIRED)?;
             }
         }
-        cursor.store((start + SWEEP_SLOTS) % table.cap, Relaxed);
+        cursor.store((start + SWEEP_SLOTS) % table.cap(), Relaxed);
         Ok(())
     }
 
@@ -642,9 +643,10 @@ impl Store {
         let r = &self.region;
         let hash = hash_key(self.seed, key) as u32;
         let _guard = self.write_lock()?;
+        self.maintain()?;
         let mut opts = SetOptions::default();
         let mut found = None;
-        let current = match Table::load(r)?.find(r, key, hash)? {
+        let current = match Tables::load(r)?.find(r, key, hash)? {
             Find::Found(s) if !s.header.expired((self.clock)()) => {
                 if s.header.key_len + s.header.val_len > s.header.capacity() {
                     return Err(Error::corrupted("value length exceeds its block"));
@@ -733,22 +735,25 @@ impl Store {
     pub fn clear(&self) -> Result<u64> {
         let r = &self.region;
         let _guard = self.write_lock()?;
-        let table = Table::load(r)?;
+        // The index's growth ends first (bounded by its size, as clear is): one table left.
+        self.rehash_all()?;
+        let tables = Tables::load(r)?;
         let arena = Arena { r };
-        for slot in table.live_slots(r, 0, table.cap) {
+        for slot in tables.live_slots(r, 0, tables.cap()) {
             arena.check_block(slot?.1, true)?; // corrupted: fail before changing anything
         }
         // A new empty index first (NeedGrow here changes nothing); publishing it removes
         // every entry at once for readers. Then the old entries' blocks are freed.
-        table.replace_with(r, Table::empty(r, INITIAL_TABLE_CAP)?)?;
+        Tables::replace(r, Table::empty(r, INITIAL_TABLE_CAP)?)?;
+        r.u64(H_TOMBSTONES)?.store(0, Relaxed);
+        r.u64(H_LIVE)?.store(0, Relaxed);
         self.log_store_event(Event::Clear); // the entries are gone for readers from here
         let mut removed = 0;
-        for slot in table.live_slots(r, 0, table.cap) {
+        for slot in tables.live_slots(r, 0, tables.cap()) {
             arena.free(slot?.1)?;
             removed += 1;
         }
-        arena.free(table.block())?;
-        r.u64(H_LIVE)?.store(0, Relaxed);
+        arena.free(tables.t0.block)?;
         Ok(removed)
     }
 
@@ -767,11 +772,14 @@ impl Store {
         let mut backoff = Backoff::new("entry being written", self.wait_timeout);
         let now = r.u32(H_TABLE_EPOCH)?.load(Acquire);
         let now_ms = (self.clock)();
-        let table = Table::load(r)?;
+        if now & 1 == 1 {
+            return Ok((now.wrapping_sub(1), Some(0))); // the tables are moving: start over
+        }
+        let table = Tables::load(r)?;
         let mut i = if now == epoch { from } else { 0 };
         let (mut key, mut value, mut seen) = (Vec::new(), Vec::new(), 0);
-        while i < table.cap && seen < max {
-            let at = table.off + i * SLOT_SIZE;
+        while i < table.cap() && seen < max {
+            let at = table.slot(i);
             let seq_word = r.u32(at + S_SEQ)?;
             let seq = seq_word.load(Acquire);
             if seq & 1 == 1 {
@@ -780,10 +788,10 @@ impl Store {
                 backoff.snooze()?;
                 continue;
             }
-            let rf = r.u32(at + S_REF)?.load(Relaxed);
-            let live = rf != REF_EMPTY && rf != REF_TOMBSTONE;
-            let read = live
-                .then(|| Self::read_entry_at(r, ref_to_block(rf), now_ms, &mut key, &mut value));
+            let rf = Ref::of(seq, r.u32(at + S_REF)?.load(Relaxed));
+            let read = rf
+                .block()
+                .map(|block| Self::read_entry_at(r, block, now_ms, &mut key, &mut value));
             fence(Acquire);
             if seq_word.load(Relaxed) != seq || r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
                 if r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
@@ -799,7 +807,7 @@ impl Store {
             }
             i += 1;
         }
-        Ok((now, (i < table.cap).then_some(i)))
+        Ok((now, (i < table.cap()).then_some(i)))
     }
 
     /// Reads an entry's key and value; Ok(false) if it has expired.
@@ -837,7 +845,7 @@ impl Store {
             bytes_used: r.u64(H_BYTES_IN_USE)?.load(Relaxed),
             bytes_reserved: r.u64(H_ARENA_TOP)?.load(Relaxed),
             buffer_bytes: r.len(),
-            index_slots: Table::load(r)?.cap,
+            index_slots: Tables::load(r)?.cap(),
             recoveries: r.u32(H_RECOVERIES)?.load(Relaxed) as u64,
             evictions: r.u64(H_EVICTIONS)?.load(Relaxed),
             expired: r.u64(H_EXPIRED)?.load(Relaxed),

@@ -1,4 +1,5 @@
-//! The hash index: open addressing with linear probing over 8-byte slots.
+//! The hash index: open addressing with linear probing over 8-byte slots, in one table, or in
+//! two while the index grows (see rehash.rs).
 //!
 //! Concurrency protocol:
 //! - Writers hold the writer lock. A writer changing a slot (or the value bytes its data block
@@ -8,12 +9,20 @@
 //!   A data block is freed only after its slot stopped pointing to it (SEQ changed), so a reader
 //!   that copied freed bytes always notices.
 //! - Deleting leaves a tombstone, so entries never move within a table and a probing reader
-//!   cannot miss a key that stays put. When the table fills up it is rebuilt in a new block;
-//!   the header's TABLE_EPOCH is bumped before the old block is freed, and readers re-check the
-//!   epoch before trusting what they read.
-//! - SEQ is never reset, so (epoch, SEQ) identifies one version of one entry.
+//!   cannot miss a key that stays put.
+//! - Where the tables are (the descriptor: H_T0, H_T1) is guarded by the header's TABLE_EPOCH,
+//!   a seqlock: odd while a writer changes the descriptor, moved on before an old table's block
+//!   is freed. Readers read it before (retrying while odd) and after they read anything, and
+//!   trust what they read only if it did not change.
+//! - While the index grows, entries move from the main table T0 to the new table T1, never
+//!   back, and a key is in exactly one of them. Readers look in T0, then in T1: an entry that
+//!   moves after they passed its T0 slot is in T1 by the time they look there.
+//! - SEQ is never reset, so (epoch, SEQ) identifies one version of one entry. Its count has 22
+//!   bits (the rest of SEQ holds the block offset's high bits and the tag); when a count wraps,
+//!   the epoch moves on first, so no reader or read cache can mistake the wrapped version for
+//!   the one it saw.
 //!
-//! A slot holds no hash, only 3 bits of it (the REF tag): a rebuild rehashes the stored keys.
+//! A slot holds no hash, only 3 bits of it (the tag): a move to a new table rehashes the key.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
@@ -21,13 +30,94 @@ use crate::sync::fence;
 
 use crate::arena::{read_header, Arena, Header};
 use crate::error::{Error, Result};
-use crate::hash::hash_key;
 use crate::layout::*;
 use crate::region::{Region, Word32};
 
-/// Where the index is, as read from the header.
-#[derive(Clone, Copy, Debug)]
+/// What a slot holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ref {
+    Empty,
+    Tombstone,
+    /// An entry: its block and its key's tag (the hash's low 3 bits).
+    Live {
+        block: u64,
+        tag: u32,
+    },
+}
+
+impl Ref {
+    /// The entry's block, if the slot holds one.
+    pub fn block(self) -> Option<u64> {
+        match self {
+            Ref::Live { block, .. } => Some(block),
+            _ => None,
+        }
+    }
+
+    /// The Ref of `block` holding a key whose hash is `hash`.
+    pub fn live(block: u64, hash: u32) -> Ref {
+        Ref::Live {
+            block,
+            tag: hash & 7,
+        }
+    }
+
+    /// Decodes a slot's SEQ and REF words.
+    pub fn of(seq: u32, lo: u32) -> Ref {
+        let units = ((seq >> SEQ_HI_SHIFT) as u64 & ((1 << SEQ_HI_BITS) - 1)) << 32 | lo as u64;
+        match units {
+            REF_EMPTY => Ref::Empty,
+            REF_TOMBSTONE => Ref::Tombstone,
+            u => Ref::Live {
+                block: u * BLOCK_ALIGN,
+                tag: (seq >> SEQ_TAG_SHIFT) & 7,
+            },
+        }
+    }
+
+    /// The REF word, and the SEQ bits (offset's high bits and tag) that go with it.
+    fn words(self) -> (u32, u32) {
+        let (units, tag) = match self {
+            Ref::Empty => (REF_EMPTY, 0),
+            Ref::Tombstone => (REF_TOMBSTONE, 0),
+            Ref::Live { block, tag } => (block / BLOCK_ALIGN, tag & 7),
+        };
+        let hi = (units >> 32) as u32 & ((1 << SEQ_HI_BITS) - 1);
+        (units as u32, hi << SEQ_HI_SHIFT | tag << SEQ_TAG_SHIFT)
+    }
+}
+
+/// The SEQ bits that describe the REF (not the version count, not VISITED).
+const SEQ_REF_BITS: u32 = !(SEQ_COUNT | SEQ_VISITED);
+
+/// A SEQ word `by` versions on: the count moves (wrapping within its bits), the rest is kept.
+/// Also says whether it wrapped.
+pub fn advance_seq(seq: u32, by: u32) -> (u32, bool) {
+    let count = (seq & SEQ_COUNT).wrapping_add(by);
+    ((seq & !SEQ_COUNT) | count & SEQ_COUNT, count > SEQ_COUNT)
+}
+
+/// The next version of a SEQ word.
+pub fn next_seq(seq: u32) -> u32 {
+    advance_seq(seq, 1).0
+}
+
+/// Stores `new` as the SEQ at `word`, which held `old`; if the count wrapped, the epoch moves
+/// on first, so a reader that saw `old` a wrap ago cannot take `new` for it.
+pub fn store_seq(r: &Region, word: Word32<'_>, new: u32, wrapped: bool) -> Result<()> {
+    if wrapped {
+        r.u32(H_TABLE_EPOCH)?.fetch_add(2, Release);
+        fence(Release);
+    }
+    word.store(new, Release);
+    Ok(())
+}
+
+/// One table, where the descriptor says it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Table {
+    /// Its block, and where its slots start.
+    pub block: u64,
     pub off: u64,
     pub cap: u64,
 }
@@ -42,7 +132,8 @@ pub struct Slot {
 
 pub enum Find {
     Found(Slot),
-    /// The key is absent; it would go into this slot (the first tombstone or empty one).
+    /// The key is absent; it would go into this slot (the first tombstone or empty one of the
+    /// table new keys go to), if the table has one.
     Vacant(Option<u64>),
 }
 
@@ -54,70 +145,37 @@ pub enum Read {
     Retry,
 }
 
-/// The next version of a SEQ word: the count (all bits but SEQ_VISITED) plus one, wrapping
-/// within itself; the VISITED bits kept.
-pub fn next_seq(seq: u32) -> u32 {
-    (seq & SEQ_VISITED) | (seq & !SEQ_VISITED).wrapping_add(1) & !SEQ_VISITED
-}
-
-/// REF of a live entry in `block` whose key hashes to `hash`.
-pub fn make_ref(block: u64, hash: u32) -> u32 {
-    (hash & 7) << REF_BLOCK_BITS | (block >> 3) as u32
-}
-
-/// The block a live REF points to.
-pub fn ref_to_block(r: u32) -> u64 {
-    ((r & ((1 << REF_BLOCK_BITS) - 1)) as u64) << 3
-}
-
-/// The block a live REF points to, if its tag matches `hash`.
-fn ref_block(r: u32, hash: u32) -> Option<u64> {
-    (r >> REF_BLOCK_BITS == hash & 7).then(|| ref_to_block(r))
+/// The slot's Ref as the writer-lock holder reads it.
+pub fn load_ref(r: &Region, at: u64) -> Result<Ref> {
+    let seq = r.u32(at + S_SEQ)?.load(Relaxed);
+    Ok(Ref::of(seq, r.u32(at + S_REF)?.load(Relaxed)))
 }
 
 impl Table {
-    pub fn load(r: &Region) -> Result<Table> {
-        // Acquire pairs with `publish_location`: seeing the new location means seeing its slots.
-        let loc = r.u64(H_TABLE_LOC)?.load(Acquire);
-        let (block, cap) = ((loc >> 32) << 3, loc & 0xffff_ffff);
-        let off = block + BLOCK_HEADER;
-        if cap == 0 || block < HEADER_SIZE {
+    /// The table in `block`, its slot count read from the block. Past our length may just
+    /// mean another thread grew the region: OutOfBounds lets the caller catch up before
+    /// concluding anything.
+    pub fn at(r: &Region, block: u64) -> Result<Table> {
+        if block < HEADER_SIZE || block % BLOCK_ALIGN != 0 {
             return Err(Error::corrupted("index location"));
         }
-        // Past our length may just mean another thread grew the region: OutOfBounds lets
-        // the caller catch up before concluding anything.
+        let cap = r.u32(block + T_CAP)?.load(Relaxed) as u64;
+        let off = block + INTERNAL_HEADER;
+        if cap == 0 {
+            return Err(Error::corrupted("index size"));
+        }
         if off + cap * SLOT_SIZE > r.len() {
             return Err(Error::OutOfBounds {
                 off,
                 size: cap * SLOT_SIZE,
             });
         }
-        Ok(Table { off, cap })
+        Ok(Table { block, off, cap })
     }
 
-    /// The live slots from slot `from` on, wrapping, up to `count` slots examined, as
-    /// (slot offset, block offset) — for a writer, who holds the lock.
-    pub fn live_slots<'r>(
-        &self,
-        r: &'r Region,
-        from: u64,
-        count: u64,
-    ) -> impl Iterator<Item = Result<(u64, u64)>> + 'r {
-        let (off, cap) = (self.off, self.cap);
-        (0..count.min(cap)).filter_map(move |i| {
-            let at = off + ((from + i) % cap) * SLOT_SIZE;
-            match r.u32(at + S_REF).map(|w| w.load(Relaxed)) {
-                Err(e) => Some(Err(e)),
-                Ok(REF_EMPTY | REF_TOMBSTONE) => None,
-                Ok(rf) => Some(Ok((at, ref_to_block(rf)))),
-            }
-        })
-    }
-
-    /// Makes the table in `block` (with `cap` slots) the index.
-    pub fn publish_location(r: &Region, block: u64, cap: u64) -> Result<()> {
-        r.u64(H_TABLE_LOC)?.store((block >> 3) << 32 | cap, Release);
-        Ok(())
+    /// Whether `at` is the offset of one of this table's slots.
+    pub fn holds(&self, at: u64) -> bool {
+        at >= self.off && at < self.off + self.cap * SLOT_SIZE && (at - self.off) % SLOT_SIZE == 0
     }
 
     fn slot_at(&self, hash: u32, probe: u64) -> u64 {
@@ -130,13 +188,13 @@ impl Table {
         let mut vacant = None;
         for probe in 0..self.cap {
             let at = self.slot_at(hash, probe);
-            match r.u32(at + S_REF)?.load(Relaxed) {
-                REF_EMPTY => return Ok(Find::Vacant(vacant.or(Some(at)))),
-                REF_TOMBSTONE => vacant = vacant.or(Some(at)),
-                rf => {
-                    let Some(block) = ref_block(rf, hash) else {
+            match load_ref(r, at)? {
+                Ref::Empty => return Ok(Find::Vacant(vacant.or(Some(at)))),
+                Ref::Tombstone => vacant = vacant.or(Some(at)),
+                Ref::Live { block, tag } => {
+                    if tag != hash & 7 {
                         continue;
-                    };
+                    }
                     let header = arena.check_block(block, true)?;
                     if header.key_len == key.len() as u64
                         && r.eq(key_offset(block, header.header_len), key)?
@@ -147,6 +205,18 @@ impl Table {
             }
         }
         Ok(Find::Vacant(vacant))
+    }
+
+    /// The first vacant (empty or tombstone) slot of `hash`'s probe, for a key the caller knows
+    /// is in no table.
+    pub fn vacant_for(&self, r: &Region, hash: u32) -> Result<u64> {
+        for probe in 0..self.cap {
+            let at = self.slot_at(hash, probe);
+            if matches!(load_ref(r, at)?, Ref::Empty | Ref::Tombstone) {
+                return Ok(at);
+            }
+        }
+        Err(Error::corrupted("an index table has no vacant slot"))
     }
 
     /// One lock-free lookup attempt: on a hit, `out` holds the value bytes.
@@ -168,7 +238,7 @@ impl Table {
                 return Ok(Read::Retry);
             }
             let mut expires_at = 0;
-            let outcome = Self::read_entry(r, at, key, hash, now_ms, out, &mut expires_at);
+            let outcome = Self::read_entry(r, at, seq, key, hash, now_ms, out, &mut expires_at);
             fence(Acquire);
             if seq_word.load(Relaxed) != seq {
                 return Ok(Read::Retry);
@@ -184,22 +254,22 @@ impl Table {
     }
 
     /// Some(true): the key, value copied; Some(false): another key or a tombstone; None: empty.
+    #[allow(clippy::too_many_arguments)]
     fn read_entry(
         r: &Region,
         at: u64,
+        seq: u32,
         key: &[u8],
         hash: u32,
         now_ms: u64,
         out: &mut Vec<u8>,
         expires_at: &mut u64,
     ) -> Result<Option<bool>> {
-        let block = match r.u32(at + S_REF)?.load(Relaxed) {
-            REF_EMPTY => return Ok(None),
-            REF_TOMBSTONE => return Ok(Some(false)),
-            rf => match ref_block(rf, hash) {
-                Some(block) => block,
-                None => return Ok(Some(false)),
-            },
+        let block = match Ref::of(seq, r.u32(at + S_REF)?.load(Relaxed)) {
+            Ref::Empty => return Ok(None),
+            Ref::Tombstone => return Ok(Some(false)),
+            Ref::Live { tag, .. } if tag != hash & 7 => return Ok(Some(false)),
+            Ref::Live { block, .. } => block,
         };
         let h = read_header(r, block)?;
         if !h.in_use() {
@@ -214,7 +284,9 @@ impl Table {
             return Ok(None); // keys are unique: an expired one is absent
         }
         let val = value_offset(block, h.header_len, h.key_len);
-        if val.checked_add(h.val_len).is_none_or(|end| end > r.len()) {
+        if h.key_len + h.val_len > h.capacity()
+            || val.checked_add(h.val_len).is_none_or(|end| end > r.len())
+        {
             // Checked before allocating: a forged length must not make us allocate 4 GiB.
             return Err(Error::OutOfBounds {
                 off: val,
@@ -245,80 +317,172 @@ impl Table {
     pub fn begin_write(r: &Region, at: u64) -> Result<u32> {
         let w = r.u32(at + S_SEQ)?;
         // Even -> odd; an odd (forged) value skips to the next odd so readers keep waiting.
-        let odd = next_seq(w.load(Relaxed)) | 1;
+        let s = w.load(Relaxed);
+        let (odd, wrapped) = advance_seq(s, 1 + (s & 1));
         // Release: orders the lock acquisition before it (see `check_writer_at_work`); the
         // fence orders it before the data writes that follow.
-        w.store(odd, Release);
+        store_seq(r, w, odd, wrapped)?;
         fence(Release);
         Ok(odd)
     }
 
+    /// Ends the write `begin_write` began (its odd SEQ `odd`), the slot now holding `rf`.
+    fn end_write_ref(r: &Region, at: u64, odd: u32, rf: Option<Ref>) -> Result<()> {
+        let (mut even, wrapped) = advance_seq(odd, 1);
+        if let Some(rf) = rf {
+            even = (even & !SEQ_REF_BITS) | rf.words().1;
+        }
+        store_seq(r, r.u32(at + S_SEQ)?, even, wrapped)
+    }
+
     pub fn end_write(r: &Region, at: u64, odd: u32) -> Result<()> {
-        r.u32(at + S_SEQ)?.store(next_seq(odd), Release);
-        Ok(())
+        Self::end_write_ref(r, at, odd, None)
     }
 
-    /// Sets slot `at`'s REF (seqlocked).
-    pub fn publish(r: &Region, at: u64, rf: u32) -> Result<()> {
+    /// Sets slot `at` to `rf` (seqlocked).
+    pub fn publish(r: &Region, at: u64, rf: Ref) -> Result<()> {
         let odd = Self::begin_write(r, at)?;
-        r.u32(at + S_REF)?.store(rf, Relaxed);
-        Self::end_write(r, at, odd)
-    }
-
-    /// Rebuilds the index in a new block sized for `live` entries, dropping tombstones.
-    /// Fails with `NeedGrow` (changing nothing) if the new block does not fit yet.
-    /// `min_cap`: at least this many slots (an evicting store sizes for its maxEntries).
-    pub fn rebuild(&self, r: &Region, seed: u64, live: u64, min_cap: u64) -> Result<()> {
-        if live > self.cap {
-            return Err(Error::corrupted("entry count exceeds the index size"));
-        }
-        let arena = Arena { r };
-        let new = Table::empty(r, ((live + 1) * 2).max(min_cap).max(INITIAL_TABLE_CAP))?;
-        let mut key = Vec::new();
-        for slot in self.live_slots(r, 0, self.cap) {
-            let (at, data) = slot?;
-            let header = arena.check_block(data, true)?;
-            key.resize(header.key_len as usize, 0);
-            r.read(key_offset(data, header.header_len), &mut key)?;
-            let hash = hash_key(seed, &key) as u32;
-            let to = (0..new.cap)
-                .map(|p| new.slot_at(hash, p))
-                .find(|&to| r.u32(to + S_REF).map(|w| w.load(Relaxed)) == Ok(REF_EMPTY))
-                .ok_or(Error::corrupted("more live slots than the count says"))?;
-            // Keep the entry's SEQ: versions stay monotonic across rebuilds.
-            let seq = r.u32(at + S_SEQ)?.load(Relaxed);
-            r.u32(to + S_SEQ)?.store(seq & !1, Relaxed);
-            r.u32(to + S_REF)?.store(make_ref(data, hash), Relaxed);
-        }
-        self.replace_with(r, new)?;
-        Arena { r }.free(self.block())
-    }
-
-    /// The block holding this table.
-    pub fn block(&self) -> u64 {
-        self.off - BLOCK_HEADER
+        r.u32(at + S_REF)?.store(rf.words().0, Relaxed);
+        Self::end_write_ref(r, at, odd, Some(rf))
     }
 
     /// A new, empty, unpublished table with `cap` slots. Fails with `NeedGrow` (changing
     /// nothing) if its block does not fit yet.
     pub fn empty(r: &Region, cap: u64) -> Result<Table> {
-        let bytes = cap * SLOT_SIZE;
-        let block = Arena { r }.alloc(bytes)?;
-        let new = Table {
-            off: block + BLOCK_HEADER,
-            cap,
-        };
-        r.zero(new.off, bytes)?;
-        Ok(new)
+        let t = Self::alloc(r, cap)?;
+        r.zero(t.off, cap * SLOT_SIZE)?;
+        Ok(t)
     }
 
-    /// Makes `new` the index in place of this one. The caller frees this one's block after,
-    /// not before: readers learn of the move from the epoch, bumped here.
-    pub fn replace_with(&self, r: &Region, new: Table) -> Result<()> {
-        r.u64(H_TOMBSTONES)?.store(0, Relaxed);
-        Self::publish_location(r, new.block(), new.cap)?;
-        r.u32(H_TABLE_EPOCH)?.fetch_add(1, Release);
-        fence(Release);
+    /// A table block of `cap` slots, not zeroed.
+    pub fn alloc(r: &Region, cap: u64) -> Result<Table> {
+        if cap > u32::MAX as u64 {
+            return Err(Error::Full {
+                needed: cap * SLOT_SIZE,
+                max: u32::MAX as u64 * SLOT_SIZE,
+            });
+        }
+        let block = Arena { r }.alloc_internal(cap * SLOT_SIZE)?;
+        r.u32(block + T_CAP)?.store(cap as u32, Relaxed);
+        Ok(Table {
+            block,
+            off: block + INTERNAL_HEADER,
+            cap,
+        })
+    }
+}
+
+/// The tables the descriptor names: the main one, and while the index grows the new one.
+#[derive(Clone, Copy, Debug)]
+pub struct Tables {
+    pub t0: Table,
+    pub t1: Option<Table>,
+}
+
+impl Tables {
+    /// Reads the descriptor. A reader checks the epoch around it (see the module comment).
+    pub fn load(r: &Region) -> Result<Tables> {
+        let t1 = r.u64(H_T1)?.load(Acquire);
+        let t0 = Table::at(r, r.u64(H_T0)?.load(Acquire))?;
+        let t1 = match t1 {
+            0 => None,
+            b => Some(Table::at(r, b)?),
+        };
+        Ok(Tables { t0, t1 })
+    }
+
+    /// Slots of both tables: T0's, then T1's.
+    pub fn cap(&self) -> u64 {
+        self.t0.cap + self.t1.map_or(0, |t| t.cap)
+    }
+
+    /// The offset of slot `i` of both tables (T0's first), `i` < `cap()`.
+    pub fn slot(&self, i: u64) -> u64 {
+        match self.t1 {
+            Some(t1) if i >= self.t0.cap => t1.off + (i - self.t0.cap) * SLOT_SIZE,
+            _ => self.t0.off + i * SLOT_SIZE,
+        }
+    }
+
+    /// Whether `at` is a slot of either table.
+    pub fn holds(&self, at: u64) -> bool {
+        self.t0.holds(at) || self.t1.is_some_and(|t| t.holds(at))
+    }
+
+    /// The table new keys go to: T1 while entries move to it.
+    pub fn newest(&self) -> Table {
+        self.t1.unwrap_or(self.t0)
+    }
+
+    /// Writer-side lookup in both tables; a vacant slot is in the table new keys go to.
+    pub fn find(&self, r: &Region, key: &[u8], hash: u32) -> Result<Find> {
+        let first = self.t0.find(r, key, hash)?;
+        match (first, self.t1) {
+            (Find::Found(s), _) => Ok(Find::Found(s)),
+            (vacant, None) => Ok(vacant),
+            (Find::Vacant(_), Some(t1)) => t1.find(r, key, hash),
+        }
+    }
+
+    /// One lock-free lookup attempt in T0, then T1.
+    pub fn read(
+        &self,
+        r: &Region,
+        key: &[u8],
+        hash: u32,
+        now_ms: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<Read> {
+        match (self.t0.read(r, key, hash, now_ms, out)?, self.t1) {
+            (Read::Miss, Some(t1)) => t1.read(r, key, hash, now_ms, out),
+            (outcome, _) => Ok(outcome),
+        }
+    }
+
+    /// The live slots of both tables from slot `from` on, wrapping, up to `count` slots
+    /// examined, as (slot offset, block offset), for a writer, who holds the lock.
+    pub fn live_slots<'r>(
+        &self,
+        r: &'r Region,
+        from: u64,
+        count: u64,
+    ) -> impl Iterator<Item = Result<(u64, u64)>> + 'r {
+        let tables = *self;
+        let cap = self.cap();
+        (0..count.min(cap)).filter_map(move |i| {
+            let at = tables.slot((from + i) % cap);
+            match load_ref(r, at) {
+                Err(e) => Some(Err(e)),
+                Ok(Ref::Live { block, .. }) => Some(Ok((at, block))),
+                Ok(_) => None,
+            }
+        })
+    }
+
+    /// Makes `t0` the only table, under the descriptor's seqlock (no growth may be under way:
+    /// `clear` finishes it first). The caller frees the old block after, not before: readers
+    /// learn of the change from the epoch.
+    pub fn replace(r: &Region, t0: Table) -> Result<()> {
+        if r.u32(H_MIG_STATE)?.load(Relaxed) != MIG_NONE {
+            return Err(Error::corrupted("index growth state"));
+        }
+        let epoch = r.u32(H_TABLE_EPOCH)?;
+        begin_descriptor(epoch);
+        r.u64(H_T0)?.store(t0.block, Release);
+        end_descriptor(epoch);
         Ok(())
     }
+}
+
+/// Makes the descriptor's epoch odd: readers wait (or retry) until `end_descriptor`.
+pub fn begin_descriptor(epoch: Word32<'_>) {
+    let e = epoch.load(Relaxed);
+    epoch.store(e | 1, Relaxed);
+    fence(Release);
+}
+
+/// Makes the epoch even again, a new value: readers that read anything since `begin` retry.
+pub fn end_descriptor(epoch: Word32<'_>) {
+    let e = epoch.load(Relaxed);
+    epoch.store((e | 1).wrapping_add(1), Release);
 }

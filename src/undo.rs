@@ -10,7 +10,7 @@ use crate::arena::{read_header, Arena};
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::region::Region;
-use crate::table::{next_seq, ref_to_block, Table};
+use crate::table::{load_ref, next_seq, Tables};
 
 /// Saves what an in-place rewrite of the value in `block` (slot at `at`) will overwrite, then
 /// arms the undo record. The caller rewrites under the slot's seqlock, then calls `disarm`.
@@ -38,18 +38,15 @@ pub(crate) fn disarm_undo(r: &Region) -> Result<()> {
 }
 
 /// If an in-place rewrite was cut short (its slot's SEQ still odd), puts the old value back.
-/// The record is only trusted where it matches the index: a slot of the current table that
+/// The record is only trusted where it matches the index: a slot of a current table that
 /// references the block it names.
-pub(crate) fn undo_in_place_rewrite(r: &Region, table: &Table) -> Result<()> {
+pub(crate) fn undo_in_place_rewrite(r: &Region, tables: &Tables) -> Result<()> {
     let at = r.u64(U_SLOT)?.load(Relaxed);
     if at == 0 {
         return Ok(());
     }
     let block = r.u64(U_BLOCK)?.load(Relaxed);
-    let in_table = at >= table.off
-        && at < table.off + table.cap * SLOT_SIZE
-        && (at - table.off) % SLOT_SIZE == 0;
-    if !in_table || ref_to_block(r.u32(at + S_REF)?.load(Relaxed)) != block {
+    if !tables.holds(at) || load_ref(r, at)?.block() != Some(block) {
         return Err(Error::corrupted("the undo record does not match the index"));
     }
     let seq = r.u32(at + S_SEQ)?;
@@ -64,9 +61,8 @@ pub(crate) fn undo_in_place_rewrite(r: &Region, table: &Table) -> Result<()> {
         r.u32(block + B_VAL_LEN)?
             .store(r.u32(U_VAL_LEN)?.load(Relaxed), Relaxed);
         let h = Arena { r }.check_block(block, true)?;
-        if h.flags == FLAGS_TTL {
-            r.u64(block + B_EXPIRES)?
-                .store(r.u64(U_EXPIRES)?.load(Relaxed), Relaxed);
+        if h.kind == KIND_TTL {
+            Arena { r }.set_expiry(block, r.u64(U_EXPIRES)?.load(Relaxed))?;
         }
         if h.val_len != len || h.key_len + len > h.capacity() {
             return Err(Error::corrupted("undo record does not match its block"));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::Mem;
 use shared_kv_store::changelog::{Event, ReadOutcome};
-use shared_kv_store::layout::{BLOCK_HEADER, H_LOG, L_SLOTS, SLEEP_FUTEX};
+use shared_kv_store::layout::{H_LOG, INTERNAL_HEADER, L_SLOTS, SLEEP_FUTEX};
 use shared_kv_store::{Error, Limits, SetOptions, Store};
 
 /// Reads everything from `cursor`: the events (with their keys as strings) and the outcome.
@@ -276,7 +276,7 @@ fn a_dead_processs_registration_is_reclaimed() {
     let pid = child.id() as u64;
     child.wait().unwrap();
     let r = s.region();
-    let log = r.u64(H_LOG).unwrap().load(Ordering::Relaxed) + BLOCK_HEADER;
+    let log = r.u64(H_LOG).unwrap().load(Ordering::Relaxed) + INTERNAL_HEADER;
     r.u64(log + L_SLOTS + 8 * 100)
         .unwrap()
         .store(pid | 1 << 47, Ordering::Relaxed);

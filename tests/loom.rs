@@ -12,10 +12,10 @@
 use loom::sync::Arc;
 use loom::thread;
 use shared_kv_store::arena::Arena;
-use shared_kv_store::table::{Find, Table};
+use shared_kv_store::table::{Find, Table, Tables};
 use shared_kv_store::{holder, lock, Region, SetOptions, Store};
 
-const LEN: usize = 8192;
+const LEN: usize = 12288;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
@@ -147,9 +147,9 @@ fn a_dead_writers_lock_is_taken_over_and_its_change_undone() {
         let dying = in_thread(&s, move |s| {
             let guard = s.write_lock().unwrap();
             let r = s.region();
-            Arena { r }.alloc(40).unwrap();
+            Arena { r }.alloc_data(1, 30, 0, 0).unwrap();
             let hash = shared_kv_store::hash::hash_key(s.seed(), b"k") as u32;
-            let Find::Found(slot) = Table::load(r).unwrap().find(r, b"k", hash).unwrap() else {
+            let Find::Found(slot) = Tables::load(r).unwrap().find(r, b"k", hash).unwrap() else {
                 panic!("k is stored");
             };
             Table::begin_write(r, slot.at).unwrap();
@@ -171,9 +171,7 @@ fn a_dead_writers_lock_is_taken_over_and_its_change_undone() {
         s.get(b"k", &mut k).unwrap();
         s.get(b"n", &mut n).unwrap();
         let block = |key: &[u8], v: &[u8]| {
-            shared_kv_store::arena::data_class((key.len() + v.len()) as u64, false)
-                .map(|(c, _)| shared_kv_store::arena::class_size(c))
-                .unwrap()
+            shared_kv_store::arena::data_size((key.len() + v.len()) as u64, false).unwrap()
         };
         assert_eq!(
             c.bytes_used,

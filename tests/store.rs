@@ -93,10 +93,11 @@ fn space_is_reused_and_accounting_returns_to_the_index_alone() {
     let st = s.stats().unwrap();
     assert_eq!(st.entries, 0);
     // Only the (grown) index block is left in use.
-    let index_block =
-        shared_kv_store::arena::class_for(st.index_slots * shared_kv_store::layout::SLOT_SIZE + 8)
-            .unwrap()
-            .1;
+    let index_block = shared_kv_store::layout::align_up(
+        st.index_slots * shared_kv_store::layout::SLOT_SIZE
+            + shared_kv_store::layout::INTERNAL_HEADER,
+        8,
+    );
     assert_eq!(st.bytes_used, index_block);
     assert!(index_block >= empty);
     assert!(
@@ -220,13 +221,14 @@ fn many_keys_force_index_rebuilds_without_losing_any() {
 
 /// The byte offset of the first slot of the index that holds an entry.
 fn first_live_slot(b: &[u8]) -> usize {
-    let at = layout::H_TABLE_LOC as usize;
-    let loc = u64::from_ne_bytes(b[at..at + 8].try_into().unwrap());
-    let slots = (((loc >> 32) << 3) + layout::BLOCK_HEADER) as usize;
+    let at = layout::H_T0 as usize;
+    let t0 = u64::from_ne_bytes(b[at..at + 8].try_into().unwrap());
+    let slots = (t0 + layout::INTERNAL_HEADER) as usize;
     (0..1024)
         .map(|i| slots + i * 8)
         .find(|&at| {
-            u32::from_ne_bytes(b[at + 4..at + 8].try_into().unwrap()) > layout::REF_TOMBSTONE
+            u64::from(u32::from_ne_bytes(b[at + 4..at + 8].try_into().unwrap()))
+                > layout::REF_TOMBSTONE
         })
         .unwrap()
 }
