@@ -105,6 +105,8 @@ export interface StoreStats {
   evictions: number;
   /** Expired entries reclaimed. */
   expired: number;
+  /** Entries moved (copied, unchanged) so that free fragments merge and serve a write (onFull: 'evict'). */
+  moves: number;
   /** Threads (of any process) with an open watcher or a pending waitFor on the store. */
   watchers: number;
   /** This thread's read cache: gets served from it, */

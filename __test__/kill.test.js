@@ -4,7 +4,10 @@
 // locks), again and again. After each round: the survivor's operations finish within 1 s, the
 // integrity check passes, every write the victim saw return is there, the interrupted one
 // happened wholly or not at all, no value is torn, and a lock the victim held is free.
-// `KILL_ROUNDS=1000 node --test __test__/kill.test.js` runs longer (npm test runs 100).
+// The same again in an evicting store whose value sizes drift (kills land in eviction windows,
+// compaction's moves, index growth and shrinking): there every entry present must be the last
+// one written to its key (or the interrupted one), and absent ones were evicted.
+// `KILL_ROUNDS=1000 node --test __test__/kill.test.js` runs longer (npm test runs 100 of each).
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
@@ -22,10 +25,14 @@ function expected(key, seq, len) {
   return { key, seq, body: Buffer.alloc(len, (seq * 31 + key.length) & 255) };
 }
 
-test(`${ROUNDS} rounds of SIGKILL at random instants leave a store with every returned write and no torn value`, { timeout: 600_000 }, async () => {
+test(`${ROUNDS} rounds of SIGKILL at random instants leave a store with every returned write and no torn value`, { timeout: 600_000 }, () => killRounds(false));
+
+test(`${ROUNDS} rounds of SIGKILL in an evicting store whose value sizes drift leave only last-written, whole values`, { timeout: 600_000 }, () => killRounds(true));
+
+async function killRounds(evict) {
   const dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'skv-kill-'));
   const file = path.join(dir, 'store.kv');
-  const store = openStore(file, { maxBytes: 64 << 20 });
+  const store = openStore(file, evict ? { maxBytes: 8 << 20, onFull: 'evict' } : { maxBytes: 64 << 20 });
   const random = rng(42);
   /** key -> { seq, len } of the last returned set; the counter; whether the victim held L. */
   const model = new Map();
@@ -33,7 +40,7 @@ test(`${ROUNDS} rounds of SIGKILL at random instants leave a store with every re
   let interruptedInside = 0;
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      const victim = spawn(process.execPath, [VICTIM, file, String(round + 1)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const victim = spawn(process.execPath, [VICTIM, file, String(round + 1), evict ? 'evict' : 'throw'], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
       victim.stdout.setEncoding('latin1').on('data', (d) => { out += d; });
       // Let it run a random while after its first operation, then kill it wherever it is.
@@ -67,6 +74,13 @@ test(`${ROUNDS} rounds of SIGKILL at random instants leave a store with every re
         }
       }
       const matches = () => {
+        if (evict) {
+          return store.listKeys().every((key) => {
+            if (key === 'survivor') return true;
+            const v = store.get(key);
+            return v !== undefined && model.get(key)?.seq === v.seq && model.get(key).len === v.body.length;
+          });
+        }
         if ((store.get('n') ?? 0) !== increments) return false;
         for (const [key, { seq, len }] of model) {
           const v = store.get(key);
@@ -90,9 +104,15 @@ test(`${ROUNDS} rounds of SIGKILL at random instants leave a store with every re
     fs.rmSync(dir, { recursive: true, force: true });
   }
   const c = store.check();
-  assert.equal(c.entries, model.size + 1 + (increments > 0 ? 1 : 0));
-  assert.ok(store.stats().recoveries > 0, 'no kill landed inside a write: the test proved nothing');
-  console.log(`# ${ROUNDS} kills; ${interruptedInside} cut an operation short and it happened wholly; ${store.stats().recoveries} lock takeovers with recovery`);
+  const st = store.stats();
+  if (evict) {
+    assert.ok(c.entries <= model.size + 1, 'no entry the model does not know');
+    assert.ok(st.evictions > 0 && st.moves > 0, `it evicted and moved entries: ${JSON.stringify(st)}`);
+  } else {
+    assert.equal(c.entries, model.size + 1 + (increments > 0 ? 1 : 0));
+  }
+  assert.ok(st.recoveries > 0, 'no kill landed inside a write: the test proved nothing');
+  console.log(`# ${ROUNDS} kills${evict ? ' (evicting, drifting sizes)' : ''}; ${interruptedInside} cut an operation short and it happened wholly; ${st.recoveries} lock takeovers with recovery; ${st.evictions} evictions, ${st.moves} moves`);
 
   function apply(op) {
     if (op === undefined) return;
@@ -105,4 +125,4 @@ test(`${ROUNDS} rounds of SIGKILL at random instants leave a store with every re
       increments = 0;
     }
   }
-});
+}

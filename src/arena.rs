@@ -190,7 +190,7 @@ impl<'r> Arena<'r> {
         r.u64(H_ARENA_TOP)?.store(HEADER_SIZE, Relaxed);
         r.u64(H_HIGH_WATER)?.store(HEADER_SIZE, Relaxed);
         r.u64(H_BYTES_IN_USE)?.store(0, Relaxed);
-        r.u64(H_ROOM_CURSOR)?.store(HEADER_SIZE, Relaxed);
+        r.u64(H_ROOM_CURSOR)?.store(0, Relaxed);
         Self::clear_lists(r)
     }
 

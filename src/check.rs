@@ -52,13 +52,8 @@ impl Store {
             return Err(bad(format!("arena top {top}")));
         }
         // Armed only within one write, under the lock we hold; recovery disarms it.
-        if r.u64(U_SLOT)?.load(Relaxed) != 0
-            || r.u32(H_RECOVERING)?.load(Relaxed) != 0
-            || r.u64(M_SLOT)?.load(Relaxed) != 0
-        {
-            return Err(bad(
-                "an undo or move record or a recovery is left over".into()
-            ));
+        if r.u64(U_SLOT)?.load(Relaxed) != 0 || r.u32(H_RECOVERING)?.load(Relaxed) != 0 {
+            return Err(bad("an undo record or a recovery is left over".into()));
         }
         if r.u32(H_TABLE_EPOCH)?.load(Relaxed) & 1 == 1 {
             return Err(bad("the index descriptor was left mid-change".into()));

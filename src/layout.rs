@@ -101,9 +101,10 @@ pub const H_HAND: u64 = 224;
 pub const H_EVICTIONS: u64 = 232;
 /// u64: expired entries reclaimed (by sweeps, deletes and eviction).
 pub const H_EXPIRED: u64 = 240;
-/// u64: where the next window of eviction or compaction starts looking (an arena offset).
+/// u64: where compaction next looks for an entry after a free fragment (a slot of both
+/// tables, as H_HAND; see compact.rs).
 pub const H_ROOM_CURSOR: u64 = 248;
-/// u64: blocks moved by compaction (a store that throws when full, see compact.rs).
+/// u64: entries moved by compaction (see compact.rs).
 pub const H_MOVES: u64 = 256;
 
 // ---- change log (see changelog.rs) ----------------------------------------------------------
@@ -112,14 +113,7 @@ pub const H_LOG: u64 = 264;
 /// u32: watcher slots in use. Writers append to the log only while it is nonzero.
 pub const H_WATCHERS: u64 = 272;
 
-// ---- the move record (see compact.rs) ------------------------------------------------------
-/// While M_SLOT is nonzero, the block at M_FROM is being moved down to M_TO (M_LEN bytes; the
-/// first M_DONE copied), and the slot there references it. Recovery finishes the move.
-pub const M_SLOT: u64 = 280;
-pub const M_FROM: u64 = 288;
-pub const M_TO: u64 = 296;
-pub const M_LEN: u64 = 304;
-pub const M_DONE: u64 = 312;
+// (Bytes 280..320 are unused.)
 
 // ---- the undo record (see undo.rs) ----------------------------------------------------------
 /// The undo record of an in-place rewrite in a process-shared store: while U_SLOT is nonzero,
@@ -274,7 +268,7 @@ pub const fn start_slot(hash: u32, cap: u64) -> u64 {
     (hash as u64 * cap) >> 32
 }
 
-const _: () = assert!(H_WATCHERS + 4 <= M_SLOT && M_DONE + 8 <= U_SLOT);
+const _: () = assert!(H_WATCHERS + 4 <= U_SLOT);
 const _: () = assert!(U_EXPIRES + 8 <= H_FREE_MAP && H_FREE_MAP + 32 <= H_FREE_HEADS);
 const _: () = assert!(H_FREE_HEADS + 8 * NUM_LISTS as u64 <= U_BYTES);
 const _: () = assert!(

@@ -144,6 +144,8 @@ pub struct Stats {
     pub evictions: u64,
     /// Expired entries reclaimed.
     pub expired: u64,
+    /// Entries moved to merge free fragments (see compact.rs).
+    pub moves: u64,
     /// Threads (of any process) watching the store.
     pub watchers: u64,
 }
@@ -849,6 +851,7 @@ impl Store {
             recoveries: r.u32(H_RECOVERIES)?.load(Relaxed) as u64,
             evictions: r.u64(H_EVICTIONS)?.load(Relaxed),
             expired: r.u64(H_EXPIRED)?.load(Relaxed),
+            moves: r.u64(H_MOVES)?.load(Relaxed),
             watchers: r.u32(H_WATCHERS)?.load(Relaxed) as u64,
         })
     }

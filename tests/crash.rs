@@ -24,6 +24,8 @@ const STORE_BYTES: u64 = 16 << 20;
 const KEYS: u64 = 4000;
 const BIG_KEYS: u64 = 16;
 const LOG_WORDS: usize = 2 + 2 * 4_000_000;
+/// Value sizes of the evicting victim's phases.
+const DRIFT: [u64; 6] = [100, 3000, 40_000, 700, 200_000, 10_000];
 
 /// One logged operation: kind, key, sequence number, length.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -148,12 +150,13 @@ impl Log {
     }
 }
 
-fn open_store(path: &str) -> Store {
+fn open_store(path: &str, evict: bool) -> Store {
     let opts = FileOptions {
-        max_bytes: STORE_BYTES,
+        // Small when evicting, so that even a debug build's victims fill it.
+        max_bytes: if evict { STORE_BYTES / 4 } else { STORE_BYTES },
         mode: 0o600,
         create: true,
-        evict: false,
+        evict,
         max_entries: 0,
     };
     let (m, _) = Memory::open_file(path, opts).unwrap();
@@ -173,7 +176,8 @@ fn child_writer() {
     let mut parts = spec.split(',');
     let (store_path, log_path) = (parts.next().unwrap(), parts.next().unwrap());
     let seed: u64 = parts.next().unwrap().parse().unwrap();
-    let store = open_store(store_path);
+    let evict = parts.next() == Some("evict");
+    let store = open_store(store_path, evict);
     let log = Log::open(log_path, false);
     let w = |i| log.word(i);
     let mut rng = Rng(seed | 1);
@@ -185,12 +189,22 @@ fn child_writer() {
         let key = rng.below(KEYS);
         let op = match rng.below(1000) {
             0 => Op::Clear,
+            // An evicting store may evict the counter: the model could not follow.
+            1..=60 if evict => Op::Delete { key },
             1..=60 => Op::Increment,
             61..=120 => Op::Expiring {
                 key: key % 500,
                 seq,
             },
             121..=260 => Op::Delete { key },
+            // Evicting: sizes drift from phase to phase (a few hundred writes each, so that
+            // victims die in every phase and in the windows, moves and index growths and
+            // shrinks between them).
+            _ if evict => {
+                let size = DRIFT[((seq & 0xffff_ffff) / 300 + seed) as usize % DRIFT.len()];
+                let len = size + rng.below(size / 4);
+                Op::Set { key, seq, len }
+            }
             _ => {
                 let len = if key < BIG_KEYS {
                     40_000 + rng.below(20_000)
@@ -310,6 +324,19 @@ fn diff(values: &HashMap<u64, (u64, u64)>, model: &HashMap<u64, (u64, u64)>) {
 
 #[test]
 fn killed_writers_leave_a_recoverable_store() {
+    kill_rounds(false);
+}
+
+/// The same in an evicting store whose value sizes drift: kills land in eviction windows,
+/// compaction's moves and the index's growth and shrinking. Entries may be evicted, so the
+/// store must hold a subset of the model, each value the last one written (or the
+/// interrupted one).
+#[test]
+fn killed_evicting_writers_with_drifting_sizes_leave_a_recoverable_store() {
+    kill_rounds(true);
+}
+
+fn kill_rounds(evict: bool) {
     if std::env::var("SKV_CRASH_CHILD").is_ok() {
         return;
     }
@@ -317,11 +344,11 @@ fn killed_writers_leave_a_recoverable_store() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(60);
-    let dir = std::env::temp_dir().join(format!("skv-crash-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("skv-crash-{}-{evict}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let store_path = dir.join("store.kv").to_str().unwrap().to_string();
     let log_path = dir.join("log").to_str().unwrap().to_string();
-    let store = open_store(&store_path);
+    let store = open_store(&store_path, evict);
     let log = Log::open(&log_path, true);
     let w = |i| log.word(i);
     let mut model = Model::default();
@@ -336,7 +363,11 @@ fn killed_writers_leave_a_recoverable_store() {
             .args(["--exact", "child_writer", "--test-threads=1", "--nocapture"])
             .env(
                 "SKV_CRASH_CHILD",
-                format!("{store_path},{log_path},{}", round + 1),
+                format!(
+                    "{store_path},{log_path},{},{}",
+                    round + 1,
+                    if evict { "evict" } else { "throw" }
+                ),
             )
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -378,10 +409,15 @@ fn killed_writers_leave_a_recoverable_store() {
         }
         let (values, counter) = snapshot(&store);
         let n = counter.unwrap_or(0);
-        let as_model = values == model.values && n == model.increments;
-        if !as_model {
-            diff(&values, &model.values);
-        }
+        // Evicting: every entry present holds what the model says (absent ones were evicted).
+        let matches = |values: &HashMap<u64, (u64, u64)>, model: &Model| {
+            if evict {
+                values.iter().all(|(k, v)| model.values.get(k) == Some(v))
+            } else {
+                *values == model.values && n == model.increments
+            }
+        };
+        let as_model = matches(&values, &model);
         if !as_model {
             // Only the interrupted operation may differ, and then it happened wholly.
             assert_eq!(
@@ -391,8 +427,11 @@ fn killed_writers_leave_a_recoverable_store() {
             );
             let op = Op::decode(log.record(done));
             model.apply(op);
+            if !matches(&values, &model) {
+                diff(&values, &model.values);
+            }
             assert!(
-                values == model.values && n == model.increments,
+                matches(&values, &model),
                 "round {round}: after {op:?} was interrupted, the store is neither before nor after it (counter {n}, model {})", model.increments
             );
         }
@@ -419,7 +458,17 @@ fn killed_writers_leave_a_recoverable_store() {
         );
         recoveries = now;
     }
-    eprintln!("{rounds} kills, {recoveries} recoveries of a writer killed holding the lock");
+    let st = store.stats().unwrap();
+    eprintln!(
+        "{rounds} kills, {recoveries} recoveries of a writer killed holding the lock; {} evictions, {} moves",
+        st.evictions, st.moves
+    );
+    if evict {
+        assert!(
+            st.evictions > 0 && st.moves > 0,
+            "nothing evicted or moved: {st:?}"
+        );
+    }
     assert!(
         recoveries > 0,
         "no kill landed inside a write: the test proves nothing"
