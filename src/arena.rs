@@ -507,16 +507,14 @@ impl<'r> Arena<'r> {
         if block >= self.top()? {
             return Ok(());
         }
+        self.write_prev_free(block, on)
+    }
+
+    fn write_prev_free(&self, block: u64, on: bool) -> Result<()> {
         let w = self.r.u32(block + B_WORD0)?;
         let w0 = w.load(Relaxed);
-        w.store(
-            if on {
-                w0 | WORD0_PREV_FREE
-            } else {
-                w0 & !WORD0_PREV_FREE
-            },
-            Relaxed,
-        );
+        let bit = if on { WORD0_PREV_FREE } else { 0 };
+        w.store(w0 & !WORD0_PREV_FREE | bit, Relaxed);
         Ok(())
     }
 
@@ -648,16 +646,7 @@ impl<'r> Arena<'r> {
                     self.link_in(s)?;
                     prev_free = true;
                 }
-                let w = self.r.u32(at + B_WORD0)?;
-                let w0 = w.load(Relaxed);
-                w.store(
-                    if prev_free {
-                        w0 | WORD0_PREV_FREE
-                    } else {
-                        w0 & !WORD0_PREV_FREE
-                    },
-                    Relaxed,
-                );
+                self.write_prev_free(at, prev_free)?;
                 prev_free = false;
                 used += h.size;
                 ttl += (h.kind == KIND_TTL) as u64;
