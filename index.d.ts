@@ -101,6 +101,8 @@ export interface StoreStats {
   indexSlots: number;
   /** Times a writer killed holding the store's lock (SIGKILL, a crash) was taken over and its write recovered. */
   recoveries: number;
+  /** Index slots a recovery found with a tag that is not their key's, and repaired (a backstop: 0 is expected). */
+  repairs: number;
   /** Entries evicted to make room (onFull: 'evict'). */
   evictions: number;
   /** Expired entries reclaimed. */

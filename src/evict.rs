@@ -22,15 +22,14 @@
 //! - Eviction is a delete (a tombstone under the slot's seqlock, then the block freed): readers
 //!   see the old value or none, never a torn one, and `check()` stays true.
 
-use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::sync::atomic::Ordering::Relaxed;
 
 use crate::arena::{data_size, Arena, Header};
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::hash::hash_key;
 use crate::layout::*;
 use crate::store::{count, SetOptions, Store};
-use crate::table::{load_ref, next_seq, Find, Ref, Tables};
+use crate::table::{advance_seq, load_ref, load_slot, Find, Ref, Table, Tables};
 
 /// Live entries the hand looks at past its victim for an expired one to take instead.
 const EXPIRED_SEARCH: u32 = 64;
@@ -115,7 +114,7 @@ impl Store {
                 if !h.in_use() || self.pinned(next, &h)? {
                     break; // an index table, the log or a lock: the window ends here
                 }
-                let Some(slot) = self.slot_of(next, &h)? else {
+                let Some(slot) = self.slot_of(next)? else {
                     return Err(Error::corrupted("a block in use is not in the index"));
                 };
                 free = self.evict(slot, next)?;
@@ -158,11 +157,10 @@ impl Store {
     }
 
     /// The slot that references the data block `block` (writer lock held).
-    fn slot_of(&self, block: u64, h: &Header) -> Result<Option<u64>> {
+    fn slot_of(&self, block: u64) -> Result<Option<u64>> {
         let r = self.region();
-        let mut key = vec![0; h.key_len as usize];
-        r.read(key_offset(block, h.header_len), &mut key)?;
-        let hash = hash_key(self.seed(), &key) as u32;
+        let mut key = Vec::new();
+        let hash = self.key_hash_of(block, &mut key)?;
         Ok(match Tables::load(r)?.find(r, &key, hash)? {
             Find::Found(s) if s.block == block => Some(s.at),
             _ => None,
@@ -209,8 +207,7 @@ impl Store {
                 }
                 continue;
             }
-            let seq = r.u32(at + S_SEQ)?;
-            let s = seq.load(Relaxed);
+            let s = load_slot(r, at, Relaxed)?.0;
             if s & SEQ_VISITED != 0 {
                 // Another chance: one mark bit less. And a new version (the count moves on by
                 // two, staying even), not the one before the mark: a reader that read that one
@@ -220,7 +217,8 @@ impl Store {
                 } else {
                     0
                 };
-                seq.store(next_seq(next_seq(s & !SEQ_VISITED)) | left, Release);
+                let (next, wrapped) = advance_seq(s & !SEQ_VISITED, 2);
+                Table::set_seq(r, at, next | left, wrapped)?;
                 continue;
             }
             victim = Some((at, block));
@@ -252,11 +250,10 @@ impl Store {
             if !tables.holds(slot) {
                 continue; // an older index's slot (it moved since): nothing to mark
             }
-            let seq = r.u32(off)?;
-            let s = seq.load(Relaxed);
-            let live = matches!(load_ref(r, slot)?, Ref::Live { .. });
+            let (s, lo) = load_slot(r, slot, Relaxed)?;
+            let live = matches!(Ref::of(s, lo), Ref::Live { .. });
             if live && s == seen_seq && s & 1 == 0 && s & SEQ_VISITED != SEQ_VISITED {
-                seq.store(s | SEQ_VISITED, Release);
+                Table::set_seq(r, slot, s | SEQ_VISITED, false)?;
             }
         }
         Ok(true)

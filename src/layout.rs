@@ -113,7 +113,15 @@ pub const H_LOG: u64 = 264;
 /// u32: watcher slots in use. Writers append to the log only while it is nonzero.
 pub const H_WATCHERS: u64 = 272;
 
-// (Bytes 280..320 are unused.)
+/// u64: index slots recovery found with a tag that is not their key's, and repaired (a
+/// backstop: every slot changes in one store, so none is expected).
+pub const H_REPAIRS: u64 = 280;
+
+/// u32: nonzero while `clear()` empties a full store's index in place (see clear.rs): its
+/// commit point; recovery finishes a clear cut short after it.
+pub const H_CLEARING: u64 = 288;
+
+// (Bytes 292..320 are unused.)
 
 // ---- the undo record (see undo.rs) ----------------------------------------------------------
 /// The undo record of an in-place rewrite in a process-shared store: while U_SLOT is nonzero,
@@ -268,7 +276,8 @@ pub const fn start_slot(hash: u32, cap: u64) -> u64 {
     (hash as u64 * cap) >> 32
 }
 
-const _: () = assert!(H_WATCHERS + 4 <= U_SLOT);
+const _: () =
+    assert!(H_WATCHERS + 4 <= H_REPAIRS && H_REPAIRS + 8 <= H_CLEARING && H_CLEARING + 4 <= U_SLOT);
 const _: () = assert!(U_EXPIRES + 8 <= H_FREE_MAP && H_FREE_MAP + 32 <= H_FREE_HEADS);
 const _: () = assert!(H_FREE_HEADS + 8 * NUM_LISTS as u64 <= U_BYTES);
 const _: () = assert!(

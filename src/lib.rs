@@ -20,11 +20,13 @@
 //! - [`store`]: get / set / delete
 //! - [`changelog`]: the log of changes that `watch` and `waitFor` read, and waking watchers
 //! - [`check`]: the integrity check of a whole store
+//! - [`clear`]: removing every entry at once, also from a full store
 //! - [`value`], [`codec`]: the value model and its msgpack encoding (shared with the JS codec)
 
 pub mod arena;
 pub mod changelog;
 pub mod check;
+pub mod clear;
 pub mod codec;
 pub mod compact;
 pub mod error;

@@ -33,7 +33,7 @@ use crate::arena::{read_header, Arena};
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::store::Store;
-use crate::table::{load_ref, next_seq, Ref, Table, Tables};
+use crate::table::{load_slot, next_seq, Ref, Table, Tables};
 use crate::undo::undo_in_place_rewrite;
 
 impl Store {
@@ -88,20 +88,22 @@ impl Store {
         }
         // The new table first: an entry both tables reference keeps its new slot.
         let mut counts = [(0u64, 0u64); 2]; // (live, tombstones) of T0 and T1
+        let (mut key, mut repaired) = (Vec::new(), 0u64);
         let order = [(1, tables.t1), (0, Some(tables.t0))];
         for (which, table) in order {
             let Some(table) = table else { continue };
             for i in 0..table.cap {
                 let at = table.off + i * SLOT_SIZE;
-                let seq = r.u32(at + S_SEQ)?;
-                let s = seq.load(Relaxed);
+                let (s, lo) = load_slot(r, at, Relaxed)?;
                 if s & 1 == 1 {
-                    seq.store(next_seq(s), Release); // whatever REF holds now is whole
+                    // A slot changes in one store, so it is whole; only the odd phase of an
+                    // in-place rewrite (undone above, or never begun) is left to end.
+                    Table::set_seq(r, at, next_seq(s), false)?;
                 }
-                match load_ref(r, at)? {
+                match Ref::of(s, lo) {
                     Ref::Empty => {}
                     Ref::Tombstone => counts[which].1 += 1,
-                    Ref::Live { block, .. } => {
+                    Ref::Live { block, tag } => {
                         if !mark(block)? {
                             if which == 1 {
                                 return Err(Error::corrupted(
@@ -115,6 +117,13 @@ impl Store {
                         }
                         if !read_header(r, block)?.in_use() {
                             return Err(Error::corrupted("index references a free block"));
+                        }
+                        // The backstop: a slot whose tag is not its key's is skipped by every
+                        // lookup, a ghost the next growth would bring back.
+                        let want = self.key_hash_of(block, &mut key)? & 7;
+                        if tag != want {
+                            Table::publish(r, at, Ref::Live { block, tag: want })?;
+                            repaired += 1;
                         }
                         counts[which].0 += 1;
                     }
@@ -140,6 +149,10 @@ impl Store {
         // their read caches drop what they held.
         r.u32(H_TABLE_EPOCH)?.fetch_add(2, Release);
         r.u32(H_RECOVERIES)?.fetch_add(1, Relaxed);
+        if repaired > 0 {
+            let w = r.u64(H_REPAIRS)?;
+            w.store(w.load(Relaxed).saturating_add(repaired), Relaxed);
+        }
         self.recover_log()
     }
 }
@@ -148,6 +161,7 @@ impl Store {
 /// words say (see rehash.rs for the orders they are written in), and returns the tables.
 fn settle_descriptor(r: &crate::region::Region) -> Result<Tables> {
     let epoch = r.u32(H_TABLE_EPOCH)?;
+    crate::clear::finish_cut_short(r)?;
     let state = r.u32(H_MIG_STATE)?;
     let (t0, t1) = (r.u64(H_T0)?, r.u64(H_T1)?);
     if t1.load(Relaxed) != 0 && t1.load(Relaxed) == t0.load(Relaxed) {

@@ -29,12 +29,9 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 
 use crate::arena::Arena;
 use crate::error::{Error, Result};
-use crate::hash::hash_key;
 use crate::layout::*;
 use crate::store::Store;
-use crate::table::{
-    advance_seq, begin_descriptor, end_descriptor, load_ref, store_seq, Ref, Table, Tables,
-};
+use crate::table::{begin_descriptor, end_descriptor, load_ref, load_slot, Ref, Table, Tables};
 
 /// The main table is rebuilt smaller when live entries fill less than 1/SHRINK_BELOW of it.
 const SHRINK_BELOW: u64 = 8;
@@ -214,7 +211,6 @@ impl Store {
         let end = start
             .saturating_add(budget.saturating_mul(MIGRATE_SCAN_FACTOR))
             .min(t0.cap);
-        let arena = Arena { r };
         let mut key = Vec::new();
         let mut moved = 0;
         let mut i = start;
@@ -222,18 +218,12 @@ impl Store {
             let at = t0.off + i * SLOT_SIZE;
             if let Ref::Live { block, .. } = load_ref(r, at)? {
                 moved += 1;
-                let h = arena.check_block(block, true)?;
-                key.resize(h.key_len as usize, 0);
-                r.read(key_offset(block, h.header_len), &mut key)?;
-                let hash = hash_key(self.seed(), &key) as u32;
+                let hash = self.key_hash_of(block, &mut key)?;
                 let to = t1.vacant_for(r, hash)?;
                 let reused = load_ref(r, to)? == Ref::Tombstone;
                 // The entry's read marks go with it: a move is not a new version for eviction.
-                let visited = r.u32(at + S_SEQ)?.load(Relaxed) & SEQ_VISITED;
-                let seq = r.u32(to + S_SEQ)?;
-                let (s, wrapped) = advance_seq(seq.load(Relaxed) & !SEQ_VISITED | visited, 2);
-                store_seq(r, seq, s, wrapped)?;
-                Table::publish(r, to, Ref::live(block, hash))?;
+                let visited = load_slot(r, at, Relaxed)?.0 & SEQ_VISITED;
+                Table::publish_marked(r, to, Ref::live(block, hash), visited)?;
                 // Then gone from T0: killed in between, recovery keeps the T1 slot.
                 Table::publish(r, at, Ref::Tombstone)?;
                 add(r, H_T1_LIVE, 1)?;

@@ -14,7 +14,7 @@ use crate::layout::*;
 use crate::lock::{lock, Backoff, LockWords, WriteGuard, WAIT_TIMEOUT};
 use crate::region::Region;
 use crate::rehash::{add, Room};
-use crate::table::{advance_seq, load_ref, store_seq, Find, Read, Ref, Table, Tables};
+use crate::table::{load_ref, load_slot, Find, Read, Ref, Table, Tables};
 use crate::undo::{arm_undo, disarm_undo};
 use std::time::Duration;
 
@@ -148,6 +148,8 @@ pub struct Stats {
     pub moves: u64,
     /// Threads (of any process) watching the store.
     pub watchers: u64,
+    /// Index slots whose tag recovery found wrong and repaired (none expected).
+    pub repairs: u64,
 }
 
 /// Adds one to the u64 counter at `at` (writer lock held).
@@ -360,6 +362,15 @@ impl Store {
     /// The key-hash seed this handle copied at attach time.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// The hash of the key in data block `block` (its header checked), read into `key`.
+    pub(crate) fn key_hash_of(&self, block: u64, key: &mut Vec<u8>) -> Result<u32> {
+        let r = &self.region;
+        let h = Arena { r }.check_block(block, true)?;
+        key.resize(h.key_len as usize, 0);
+        r.read(key_offset(block, h.header_len), key)?;
+        Ok(hash_key(self.seed, key) as u32)
     }
 
     pub fn region(&self) -> &Region {
@@ -584,15 +595,9 @@ impl Store {
     ) -> Result<Option<(u64, u64)>> {
         let r = &self.region;
         self.log_removal(event, block); // while the block still holds the key
-        Table::publish(r, at, Ref::Tombstone)?;
-        // The marks of reads were the removed entry's: a key written into this slot later
-        // starts unmarked (a new version, even).
-        let seq = r.u32(at + S_SEQ)?;
-        let s = seq.load(Relaxed);
-        if s & SEQ_VISITED != 0 {
-            let (next, wrapped) = advance_seq(s & !SEQ_VISITED, 2);
-            store_seq(r, seq, next, wrapped)?;
-        }
+                                        // The marks of reads were the removed entry's: a key written into this slot later
+                                        // starts unmarked.
+        Table::publish_marked(r, at, Ref::Tombstone, 0)?;
         add(r, H_LIVE, -1)?;
         let in_t1 = Tables::load(r)?.t1.is_some_and(|t| t.holds(at));
         if in_t1 {
@@ -733,32 +738,6 @@ impl Store {
         })
     }
 
-    /// Deletes every entry; returns how many there were.
-    pub fn clear(&self) -> Result<u64> {
-        let r = &self.region;
-        let _guard = self.write_lock()?;
-        // The index's growth ends first (bounded by its size, as clear is): one table left.
-        self.rehash_all()?;
-        let tables = Tables::load(r)?;
-        let arena = Arena { r };
-        for slot in tables.live_slots(r, 0, tables.cap()) {
-            arena.check_block(slot?.1, true)?; // corrupted: fail before changing anything
-        }
-        // A new empty index first (NeedGrow here changes nothing); publishing it removes
-        // every entry at once for readers. Then the old entries' blocks are freed.
-        Tables::replace(r, Table::empty(r, INITIAL_TABLE_CAP)?)?;
-        r.u64(H_TOMBSTONES)?.store(0, Relaxed);
-        r.u64(H_LIVE)?.store(0, Relaxed);
-        self.log_store_event(Event::Clear); // the entries are gone for readers from here
-        let mut removed = 0;
-        for slot in tables.live_slots(r, 0, tables.cap()) {
-            arena.free(slot?.1)?;
-            removed += 1;
-        }
-        arena.free(tables.t0.block)?;
-        Ok(removed)
-    }
-
     /// Visits live entries from slot `from` of the index, lock-free, calling `f(key, value)`
     /// for each (up to `max`). Returns the epoch of the table it read and the next slot (None
     /// when done). If the index moved since `epoch`, it starts again from slot 0: callers that
@@ -782,20 +761,18 @@ impl Store {
         let (mut key, mut value, mut seen) = (Vec::new(), Vec::new(), 0);
         while i < table.cap() && seen < max {
             let at = table.slot(i);
-            let seq_word = r.u32(at + S_SEQ)?;
-            let seq = seq_word.load(Acquire);
+            let (seq, lo) = load_slot(r, at, Acquire)?;
             if seq & 1 == 1 {
-                Table::check_writer_at_work(r, seq_word, seq)?;
+                Table::check_writer_at_work(r, at, seq)?;
                 self.unblock_reader(&backoff)?;
                 backoff.snooze()?;
                 continue;
             }
-            let rf = Ref::of(seq, r.u32(at + S_REF)?.load(Relaxed));
-            let read = rf
+            let read = Ref::of(seq, lo)
                 .block()
                 .map(|block| Self::read_entry_at(r, block, now_ms, &mut key, &mut value));
             fence(Acquire);
-            if seq_word.load(Relaxed) != seq || r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
+            if load_slot(r, at, Relaxed)?.0 != seq || r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
                 if r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
                     return Ok((now.wrapping_sub(1), Some(0))); // moved: the caller starts over
                 }
@@ -853,6 +830,7 @@ impl Store {
             expired: r.u64(H_EXPIRED)?.load(Relaxed),
             moves: r.u64(H_MOVES)?.load(Relaxed),
             watchers: r.u32(H_WATCHERS)?.load(Relaxed) as u64,
+            repairs: r.u64(H_REPAIRS)?.load(Relaxed),
         })
     }
 

@@ -87,9 +87,6 @@ impl Ref {
     }
 }
 
-/// The SEQ bits that describe the REF (not the version count, not VISITED).
-const SEQ_REF_BITS: u32 = !(SEQ_COUNT | SEQ_VISITED);
-
 /// A SEQ word `by` versions on: the count moves (wrapping within its bits), the rest is kept.
 /// Also says whether it wrapped.
 pub fn advance_seq(seq: u32, by: u32) -> (u32, bool) {
@@ -102,17 +99,46 @@ pub fn next_seq(seq: u32) -> u32 {
     advance_seq(seq, 1).0
 }
 
-/// Stores `new` as the SEQ at `word`, which held `old`; if the count wrapped, the epoch moves
-/// on first, so a reader that saw `old` a wrap ago cannot take `new` for it.
-pub fn store_seq(r: &Region, word: Word32<'_>, new: u32, wrapped: bool) -> Result<()> {
+const _: () = assert!(S_SEQ == 0 && S_REF == 4 && SLOT_SIZE == 8);
+
+/// A slot's SEQ and REF words as the one u64 the slot is (S_SEQ first, native byte order).
+fn pack(seq: u32, lo: u32) -> u64 {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&seq.to_ne_bytes());
+    b[4..].copy_from_slice(&lo.to_ne_bytes());
+    u64::from_ne_bytes(b)
+}
+
+/// The SEQ and REF words of a slot read as one u64.
+pub fn unpack(w: u64) -> (u32, u32) {
+    let b = w.to_ne_bytes();
+    (
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+    )
+}
+
+/// Every change of a slot is this one 8-byte store: SEQ (count, tag, offset's high bits,
+/// VISITED) and REF land together, so a writer killed at any instruction leaves the slot as
+/// it was or as it was meant to be, never a mix (the tag of one entry over the block of
+/// another). If the count wrapped, the epoch moves on first, so a reader that saw the old
+/// SEQ a wrap ago cannot take the new one for it.
+fn store_slot(r: &Region, at: u64, seq: u32, lo: u32, wrapped: bool) -> Result<()> {
+    let word = r.u64(at)?;
     if wrapped {
         r.u32(H_TABLE_EPOCH)?.fetch_add(2, Release);
         fence(Release);
     }
-    word.store(new, Release);
+    word.store(pack(seq, lo), Release);
     Ok(())
 }
 
+/// A slot's (SEQ, REF) words in one load (`Acquire` for a lock-free reader).
+pub fn load_slot(r: &Region, at: u64, order: std::sync::atomic::Ordering) -> Result<(u32, u32)> {
+    Ok(unpack(r.u64(at)?.load(order)))
+}
+
+/// One table, where the descriptor says it is.
 /// One table, where the descriptor says it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Table {
@@ -147,8 +173,8 @@ pub enum Read {
 
 /// The slot's Ref as the writer-lock holder reads it.
 pub fn load_ref(r: &Region, at: u64) -> Result<Ref> {
-    let seq = r.u32(at + S_SEQ)?.load(Relaxed);
-    Ok(Ref::of(seq, r.u32(at + S_REF)?.load(Relaxed)))
+    let (seq, lo) = load_slot(r, at, Relaxed)?;
+    Ok(Ref::of(seq, lo))
 }
 
 impl Table {
@@ -231,16 +257,16 @@ impl Table {
     ) -> Result<Read> {
         for probe in 0..self.cap {
             let at = self.slot_at(hash, probe);
-            let seq_word = r.u32(at + S_SEQ)?;
-            let seq = seq_word.load(Acquire);
+            let (seq, lo) = load_slot(r, at, Acquire)?;
             if seq & 1 == 1 {
-                Self::check_writer_at_work(r, seq_word, seq)?;
+                Self::check_writer_at_work(r, at, seq)?;
                 return Ok(Read::Retry);
             }
             let mut expires_at = 0;
-            let outcome = Self::read_entry(r, at, seq, key, hash, now_ms, out, &mut expires_at);
+            let outcome =
+                Self::read_entry(r, Ref::of(seq, lo), key, hash, now_ms, out, &mut expires_at);
             fence(Acquire);
-            if seq_word.load(Relaxed) != seq {
+            if load_slot(r, at, Relaxed)?.0 != seq {
                 return Ok(Read::Retry);
             }
             // The slot was stable while we read it, so what we saw is what a writer wrote.
@@ -257,15 +283,14 @@ impl Table {
     #[allow(clippy::too_many_arguments)]
     fn read_entry(
         r: &Region,
-        at: u64,
-        seq: u32,
+        rf: Ref,
         key: &[u8],
         hash: u32,
         now_ms: u64,
         out: &mut Vec<u8>,
         expires_at: &mut u64,
     ) -> Result<Option<bool>> {
-        let block = match Ref::of(seq, r.u32(at + S_REF)?.load(Relaxed)) {
+        let block = match rf {
             Ref::Empty => return Ok(None),
             Ref::Tombstone => return Ok(Some(false)),
             Ref::Live { tag, .. } if tag != hash & 7 => return Ok(Some(false)),
@@ -299,13 +324,13 @@ impl Table {
         Ok(Some(true))
     }
 
-    /// A reader saw `seq`, odd, in `seq_word`: a writer is mid-write, and holds the writer lock
+    /// A reader saw `seq`, odd, in slot `at`: a writer is mid-write, and holds the writer lock
     /// all the while. If the lock is free and SEQ unchanged, no writer is at work: the memory
     /// is corrupted (a forged odd SEQ), which is an error now rather than a wait that times
     /// out. Sound because the odd store is a release after the lock was taken: a reader that
     /// saw it sees the lock taken, or released later, after SEQ became even again.
-    pub fn check_writer_at_work(r: &Region, seq_word: Word32<'_>, seq: u32) -> Result<()> {
-        if r.u32(H_WRITE_LOCK)?.load(Acquire) == 0 && seq_word.load(Acquire) == seq {
+    pub fn check_writer_at_work(r: &Region, at: u64, seq: u32) -> Result<()> {
+        if r.u64(H_WRITE_LOCK)?.load(Acquire) == 0 && load_slot(r, at, Acquire)?.0 == seq {
             return Err(Error::corrupted(
                 "an entry is marked mid-write but no writer is at work",
             ));
@@ -313,37 +338,48 @@ impl Table {
         Ok(())
     }
 
-    /// Begins a seqlock write of the slot at `at`; returns the odd SEQ to pass to `end_write`.
+    /// Begins a seqlock write of the value bytes slot `at` points to (an in-place rewrite; the
+    /// slot's REF does not change); returns the odd SEQ to pass to `end_write`.
     pub fn begin_write(r: &Region, at: u64) -> Result<u32> {
-        let w = r.u32(at + S_SEQ)?;
+        let (s, lo) = load_slot(r, at, Relaxed)?;
         // Even -> odd; an odd (forged) value skips to the next odd so readers keep waiting.
-        let s = w.load(Relaxed);
         let (odd, wrapped) = advance_seq(s, 1 + (s & 1));
         // Release: orders the lock acquisition before it (see `check_writer_at_work`); the
         // fence orders it before the data writes that follow.
-        store_seq(r, w, odd, wrapped)?;
+        store_slot(r, at, odd, lo, wrapped)?;
         fence(Release);
         Ok(odd)
     }
 
-    /// Ends the write `begin_write` began (its odd SEQ `odd`), the slot now holding `rf`.
-    fn end_write_ref(r: &Region, at: u64, odd: u32, rf: Option<Ref>) -> Result<()> {
-        let (mut even, wrapped) = advance_seq(odd, 1);
-        if let Some(rf) = rf {
-            even = (even & !SEQ_REF_BITS) | rf.words().1;
-        }
-        store_seq(r, r.u32(at + S_SEQ)?, even, wrapped)
-    }
-
+    /// Ends the write `begin_write` began (its odd SEQ `odd`): the next, even, version.
     pub fn end_write(r: &Region, at: u64, odd: u32) -> Result<()> {
-        Self::end_write_ref(r, at, odd, None)
+        let lo = load_slot(r, at, Relaxed)?.1;
+        let (even, wrapped) = advance_seq(odd, 1);
+        store_slot(r, at, even, lo, wrapped)
     }
 
-    /// Sets slot `at` to `rf` (seqlocked).
+    /// Gives slot `at` a new SEQ (its REF unchanged): a new version, or other VISITED marks.
+    /// An odd `seq` is a writer at work (see `begin_write`).
+    pub fn set_seq(r: &Region, at: u64, seq: u32, wrapped: bool) -> Result<()> {
+        let lo = load_slot(r, at, Relaxed)?.1;
+        store_slot(r, at, seq, lo, wrapped)
+    }
+
+    /// Sets slot `at` to `rf`, keeping its VISITED marks: see `publish_marked`.
     pub fn publish(r: &Region, at: u64, rf: Ref) -> Result<()> {
-        let odd = Self::begin_write(r, at)?;
-        r.u32(at + S_REF)?.store(rf.words().0, Relaxed);
-        Self::end_write_ref(r, at, odd, Some(rf))
+        let visited = load_slot(r, at, Relaxed)?.0 & SEQ_VISITED;
+        Self::publish_marked(r, at, rf, visited)
+    }
+
+    /// Sets slot `at` to `rf` with the VISITED marks `visited`, in one store: the next even
+    /// version, the REF with its tag and high bits. No odd phase: a reader that read the old
+    /// REF (or bytes of its block) sees SEQ changed when it checks again, and retries.
+    pub fn publish_marked(r: &Region, at: u64, rf: Ref, visited: u32) -> Result<()> {
+        let s = load_slot(r, at, Relaxed)?.0;
+        let (even, wrapped) = advance_seq(s, 2 - (s & 1));
+        let (lo, bits) = rf.words();
+        let seq = (even & SEQ_COUNT) | (visited & SEQ_VISITED) | bits;
+        store_slot(r, at, seq, lo, wrapped)
     }
 
     /// A new, empty, unpublished table with `cap` slots. Fails with `NeedGrow` (changing

@@ -10,7 +10,7 @@ use crate::arena::{read_header, Arena};
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::region::Region;
-use crate::table::{load_ref, next_seq, Tables};
+use crate::table::{load_ref, load_slot, next_seq, Table, Tables};
 
 /// Saves what an in-place rewrite of the value in `block` (slot at `at`) will overwrite, then
 /// arms the undo record. The caller rewrites under the slot's seqlock, then calls `disarm`.
@@ -49,8 +49,7 @@ pub(crate) fn undo_in_place_rewrite(r: &Region, tables: &Tables) -> Result<()> {
     if !tables.holds(at) || load_ref(r, at)?.block() != Some(block) {
         return Err(Error::corrupted("the undo record does not match the index"));
     }
-    let seq = r.u32(at + S_SEQ)?;
-    let s = seq.load(Relaxed);
+    let s = load_slot(r, at, Relaxed)?.0;
     if s & 1 == 1 {
         let len = r.u32(U_LEN)?.load(Relaxed) as u64;
         if len > UNDO_MAX {
@@ -73,7 +72,7 @@ pub(crate) fn undo_in_place_rewrite(r: &Region, tables: &Tables) -> Result<()> {
             value_offset(block, h.header_len, h.key_len),
             len,
         )?;
-        seq.store(next_seq(s), Release);
+        Table::set_seq(r, at, next_seq(s), false)?;
     }
     disarm_undo(r)
 }

@@ -1,14 +1,19 @@
-//! Writers killed with SIGKILL at random instants of random operations on a store file, then
-//! recovery by the survivor: its operations finish within 1 s, `check()` passes, every write
-//! that returned before the kill is there, the interrupted one happened wholly or not at all,
-//! and no value is torn.
+//! Writers killed with SIGKILL inside random operations on a store file, then recovery by the
+//! survivor: its operations finish within 1 s, `check()` passes, every write that returned
+//! before the kill is there, the interrupted one happened wholly or not at all, and no value
+//! is torn.
 //!
 //! The victim is this test binary run again as a child (`SKV_CRASH_CHILD` set: the
 //! `child_writer` test then plays the victim). It logs each operation in a second mapped file
 //! before starting it and after it returns: two atomic stores, no system call, so the kills
-//! land inside the store's code, not in a pipe write.
+//! land inside the store's code, not in a pipe write. A victim's error (anything but a full
+//! store refusing a set, where the model allows it) is written there too, and fails the test.
 //!
-//! `SKV_CRASH_ROUNDS=1000 cargo test --release --no-default-features --test crash` runs longer.
+//! Each round kills its victim once it has begun a number of operations the round's seed
+//! picks (on odd rounds, also only while it holds the writer lock), never after a time: what
+//! a round does is the same on a fast machine and a slow one.
+//!
+//! `SKV_CRASH_ROUNDS=20000 cargo test --release --no-default-features --test crash` runs longer.
 #![cfg(all(unix, not(loom)))]
 mod common;
 
@@ -23,7 +28,12 @@ use shared_kv_store::{Region, SetOptions, Store, Value};
 const STORE_BYTES: u64 = 16 << 20;
 const KEYS: u64 = 4000;
 const BIG_KEYS: u64 = 16;
-const LOG_WORDS: usize = 2 + 2 * 4_000_000;
+const LOG_WORDS: usize = 2 + 2 * 4_000_000 + ERR_WORDS;
+/// The victim's error, at the log's end: its length in bytes, then its text.
+const ERR_WORDS: usize = 64;
+const ERR_AT: usize = LOG_WORDS - ERR_WORDS;
+/// A victim is killed after beginning 1 to this many operations.
+const MAX_OPS: u64 = 400;
 /// Value sizes of the evicting victim's phases.
 const DRIFT: [u64; 6] = [100, 3000, 40_000, 700, 200_000, 10_000];
 
@@ -242,17 +252,49 @@ fn child_writer() {
         };
         match ok {
             Ok(()) => {}
-            // A full store refuses the write and changes nothing: log it as not done.
-            Err(shared_kv_store::Error::Full { .. }) => {
+            // An evicting store refuses a set only if no eviction can serve it, and then
+            // changes nothing: log it as not done.
+            Err(shared_kv_store::Error::Full { .. })
+                if evict && matches!(op, Op::Set { .. } | Op::Expiring { .. }) =>
+            {
                 w(2 + 2 * i).store(0, Ordering::Relaxed);
                 w(3 + 2 * i).store(0, Ordering::Relaxed);
             }
-            Err(e) => panic!("victim: {e}"),
+            Err(e) => {
+                // Told through the log (a panic could be cut short by the kill), then wait
+                // to be killed.
+                let text = format!("victim, {op:?}: {e}");
+                let bytes = &text.as_bytes()[..text.len().min((ERR_WORDS - 1) * 8)];
+                log.region.write((ERR_AT as u64 + 1) * 8, bytes).unwrap();
+                w(ERR_AT).store(bytes.len() as u64, Ordering::Release);
+                std::thread::sleep(Duration::from_secs(60));
+            }
         }
         i += 1;
         w(1).store(i as u64, Ordering::Release); // done
-        if i + 1 >= (LOG_WORDS - 2) / 2 {
+        if i + 1 >= (ERR_AT - 2) / 2 {
             std::thread::sleep(Duration::from_secs(60)); // log full: wait to be killed
+        }
+    }
+}
+
+/// Fills an evicting store past maxBytes with drifting value sizes (what the victims write),
+/// so that every round's writes evict, and fragments are there for compaction to merge.
+fn prefill(store: &Store, model: &mut Model) {
+    let mut seq = u64::MAX / 2; // apart from every victim's
+    let max = STORE_BYTES / 4;
+    for size in DRIFT {
+        let mut written = 0;
+        let mut key = 0;
+        while written < max {
+            seq += 1;
+            let len = size + (seq % 1009 * 7919) % (size / 4);
+            store
+                .set(&key_name(key), &value(key, seq, len), false)
+                .unwrap();
+            model.apply(Op::Set { key, seq, len });
+            written += len;
+            key = (key + 1) % KEYS;
         }
     }
 }
@@ -358,6 +400,12 @@ fn kill_rounds(evict: bool) {
     // readable, with an overflow record wherever a killed writer's record may be missing.
     let mut cursor = store.watch_register().unwrap().cursor;
     let mut buf = Vec::new();
+    let mut evictions = 0;
+    if evict {
+        prefill(&store, &mut model);
+        evictions = store.stats().unwrap().evictions;
+        assert!(evictions > 0, "the prefill evicted nothing");
+    }
     for round in 0..rounds {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "child_writer", "--test-threads=1", "--nocapture"])
@@ -372,14 +420,27 @@ fn kill_rounds(evict: bool) {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Let it start and write for a random while, then kill it wherever it is. (Each
-        // victim logs from record 0: the log is reset after every round.)
+        // Kill it once it has begun `ops` operations (on odd rounds, once it also holds the
+        // writer lock, so that most kills land inside a write). Each victim logs from record
+        // 0: the log is reset after every round.
         let start = 0;
-        while w(0).load(Ordering::Acquire) <= start {
+        let ops = 1 + rng.below(MAX_OPS);
+        let lock = store
+            .region()
+            .u64(shared_kv_store::layout::H_WRITE_LOCK)
+            .unwrap();
+        loop {
+            let begun = w(0).load(Ordering::Acquire);
+            if begun >= ops && (round % 2 == 0 || lock.load(Ordering::Relaxed) != 0) {
+                break;
+            }
+            // Past `ops` the lock may be missed: only so far (it is taken every operation).
+            if begun >= ops + 1000 || w(ERR_AT).load(Ordering::Acquire) != 0 {
+                break;
+            }
             assert!(child.try_wait().unwrap().is_none(), "victim exited early");
-            std::thread::yield_now();
+            std::hint::spin_loop();
         }
-        std::thread::sleep(Duration::from_micros(rng.below(20_000)));
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
@@ -388,6 +449,12 @@ fn kill_rounds(evict: bool) {
             Some(libc::SIGKILL),
             "round {round}: the victim failed"
         );
+        let err_len = w(ERR_AT).load(Ordering::Acquire) as usize;
+        if err_len != 0 {
+            let mut text = vec![0; err_len];
+            log.region.read((ERR_AT as u64 + 1) * 8, &mut text).unwrap();
+            panic!("round {round}: {}", String::from_utf8_lossy(&text));
+        }
 
         // The survivor: on odd rounds it reads first (a reader that finds an entry left
         // mid-write takes the dead writer's lock over), then a write must get through.
@@ -460,13 +527,14 @@ fn kill_rounds(evict: bool) {
     }
     let st = store.stats().unwrap();
     eprintln!(
-        "{rounds} kills, {recoveries} recoveries of a writer killed holding the lock; {} evictions, {} moves",
-        st.evictions, st.moves
+        "{rounds} kills, {recoveries} recoveries of a writer killed holding the lock; {} evictions ({} by victims), {} moves, {} repairs",
+        st.evictions, st.evictions - evictions, st.moves, st.repairs
     );
+    assert_eq!(st.repairs, 0, "recovery found slots with a wrong tag");
     if evict {
         assert!(
-            st.evictions > 0 && st.moves > 0,
-            "nothing evicted or moved: {st:?}"
+            st.evictions > evictions && st.moves > 0,
+            "nothing evicted by the victims, or nothing moved: {st:?}"
         );
     }
     assert!(

@@ -445,6 +445,7 @@ pub fn layout(env: Env) -> Result<Raw> {
     use crate::layout::*;
     let fields = [
         ("tableEpoch", H_TABLE_EPOCH),
+        ("writeLock", H_WRITE_LOCK),
         ("t0", H_T0),
         ("t1", H_T1),
         ("tableCap", T_CAP),

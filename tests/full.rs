@@ -1,0 +1,139 @@
+//! A store filled to maxBytes: every operation that frees space or changes nothing in size
+//! still succeeds, on stores that refuse writes when full and on stores that evict, in a
+//! thread's memory and in a process-shared one (with its undo record).
+#![cfg(not(loom))]
+mod common;
+
+use common::{Mem, Rng};
+use shared_kv_store::layout::{STORE_PROCESS_SHARED, UNDO_MAX};
+use shared_kv_store::{Error, Limits, Store};
+
+const MAX: usize = 4 << 20;
+const SIZES: [usize; 5] = [100, 3000, 40_000, 700, 10_000];
+
+fn key(i: u64) -> Vec<u8> {
+    format!("key:{i}").into_bytes()
+}
+
+/// A store of MAX bytes, filled with drifting value sizes until a write is refused (or, when
+/// it evicts, until it has evicted). Returns the keys it holds.
+fn full(mem: &Mem, evict: bool, flags: u32) -> (Store, Vec<u64>) {
+    let limits = Limits {
+        evict,
+        max_entries: 0,
+        max_bytes: MAX as u64,
+    };
+    let s = Store::create_with(mem.region(MAX), 3, flags, limits).unwrap();
+    let mut rng = Rng(9);
+    let mut i = 0u64;
+    'fill: for size in SIZES {
+        for _ in 0..MAX / size / 2 {
+            let len = size + rng.below(size as u64 / 4) as usize;
+            match s.set(&key(i), &vec![i as u8; len], false) {
+                Ok(()) => i += 1,
+                Err(Error::Full { .. }) if !evict => break 'fill,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    if evict {
+        // Past maxBytes many times over: every later write evicts.
+        for _ in 0..200 {
+            s.set(&key(i), &vec![1; 20_000], false).unwrap();
+            i += 1;
+        }
+        assert!(s.stats().unwrap().evictions > 0);
+    } else {
+        assert!(s.set(b"one more", &[0; 50_000], false).is_err(), "not full");
+    }
+    let mut out = Vec::new();
+    let held = (0..i)
+        .filter(|&k| s.get(&key(k), &mut out).unwrap().is_some())
+        .collect();
+    s.check().unwrap();
+    (s, held)
+}
+
+fn every_kind(f: impl Fn(bool, u32)) {
+    for evict in [false, true] {
+        for flags in [0, STORE_PROCESS_SHARED] {
+            f(evict, flags);
+        }
+    }
+}
+
+#[test]
+fn clear_empties_a_full_store_and_it_fills_again() {
+    every_kind(|evict, flags| {
+        let mem = Mem::new(MAX);
+        let (s, held) = full(&mem, evict, flags);
+        assert_eq!(
+            s.clear().unwrap(),
+            held.len() as u64,
+            "evict {evict} flags {flags}"
+        );
+        let c = s.check().unwrap();
+        assert_eq!(c.entries, 0);
+        let mut out = Vec::new();
+        assert!(held
+            .iter()
+            .all(|&k| s.get(&key(k), &mut out).unwrap().is_none()));
+        // All of it is usable again.
+        for i in 0..100 {
+            s.set(&key(i), &[7; 30_000], false).unwrap();
+        }
+        assert_eq!(s.check().unwrap().entries, 100);
+    });
+}
+
+#[test]
+fn deletes_reads_and_rewrites_that_keep_the_size_succeed_on_a_full_store() {
+    every_kind(|evict, flags| {
+        let mem = Mem::new(MAX);
+        let (s, held) = full(&mem, evict, flags);
+        let what = format!("evict {evict} flags {flags}");
+        let mut out = Vec::new();
+        let evictions = s.stats().unwrap().evictions;
+        // Rewrites in place: the same length, and a shorter one (values up to the undo
+        // record's size in a process-shared store; any size elsewhere).
+        let mut rewritten = 0;
+        for &k in &held {
+            s.get(&key(k), &mut out).unwrap().unwrap();
+            if out.len() as u64 > UNDO_MAX && flags != 0 {
+                continue;
+            }
+            let len = out.len();
+            s.set(&key(k), &vec![0xAB; len], false)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            s.set(&key(k), &vec![0xCD; len / 2], false)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            s.get(&key(k), &mut out).unwrap().unwrap();
+            assert_eq!(out, vec![0xCD; len / 2]);
+            rewritten += 1;
+        }
+        assert!(rewritten > 10, "{what}: {rewritten} rewritten");
+        assert_eq!(
+            s.stats().unwrap().evictions,
+            evictions,
+            "{what}: a rewrite evicted"
+        );
+        // Scans, stats and check read.
+        let mut seen = 0;
+        let (mut epoch, mut from) = (0, Some(0));
+        while let Some(f) = from {
+            (epoch, from) = s.scan(epoch, f, 1000, |_, _| seen += 1).unwrap();
+        }
+        assert!(seen >= held.len());
+        s.stats().unwrap();
+        // Deletes.
+        for &k in held.iter().step_by(2) {
+            assert!(s.delete(&key(k)).unwrap(), "{what}");
+        }
+        let c = s.check().unwrap();
+        assert_eq!(
+            c.entries,
+            (held.len() - held.len().div_ceil(2)) as u64,
+            "{what}"
+        );
+    });
+}
