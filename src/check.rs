@@ -14,7 +14,7 @@ use crate::arena::Arena;
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::store::Store;
-use crate::table::{load_ref, Ref, Table, Tables};
+use crate::table::{load_slot, Find, Ref, Table, Tables};
 
 /// What a successful check counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -148,22 +148,51 @@ impl Store {
 
         // 3. Each live slot points to its own block in use; each block in use is pointed to
         //    by exactly one slot. While entries move, the main table's slots before the cursor
-        //    hold none.
+        //    hold none. Each live slot's tag is its key's, and a lookup of its key (in T0,
+        //    then T1, as readers look) finds this slot: not unreachable past an empty slot,
+        //    not shadowed by the same key live elsewhere.
         let cursor = r.u64(H_MIG_CURSOR)?.load(Relaxed);
+        if r.u32(H_CLEARING)?.load(Relaxed) != 0 {
+            return Err(bad("a clear was left mid-way".into()));
+        }
         let mut counts = [(0u64, 0u64); 2];
+        let mut key = Vec::new();
         for (which, table) in [(0, Some(tables.t0)), (1, tables.t1)] {
             let Some(table) = table else { continue };
             for i in 0..table.cap {
                 let slot = table.off + i * SLOT_SIZE;
-                if r.u32(slot + S_SEQ)?.load(Relaxed) & 1 == 1 {
+                let (seq, lo) = load_slot(r, slot, Relaxed)?;
+                if seq & 1 == 1 {
                     return Err(bad(format!("slot {i} was left mid-write")));
                 }
-                match load_ref(r, slot)? {
+                match Ref::of(seq, lo) {
                     Ref::Empty => {}
                     Ref::Tombstone => counts[which].1 += 1,
-                    Ref::Live { block, .. } => {
+                    Ref::Live { block, tag } => {
                         if !in_use.remove(&block) {
                             return Err(bad(format!("slot {i} points to no block of its own")));
+                        }
+                        let hash = self.key_hash_of(block, &mut key)?;
+                        let name = String::from_utf8_lossy(&key);
+                        if tag != hash & 7 {
+                            return Err(bad(format!(
+                                "slot {i} of table {which} has the tag {tag}, but its key {name:?} has {}",
+                                hash & 7
+                            )));
+                        }
+                        match tables.find(r, &key, hash)? {
+                            Find::Found(s) if s.at == slot => {}
+                            Find::Found(s) => {
+                                return Err(bad(format!(
+                                    "the key {name:?} is live twice (slot {i} of table {which}, and at offset {})",
+                                    s.at
+                                )))
+                            }
+                            Find::Vacant(_) => {
+                                return Err(bad(format!(
+                                    "the key {name:?} in slot {i} of table {which} is unreachable from its probe start"
+                                )))
+                            }
                         }
                         if which == 0 && tables.t1.is_some() && i < cursor {
                             return Err(bad(format!(
