@@ -643,13 +643,16 @@ for (const kind of KINDS) {
     `, { workerData: { h, stop: stop.buffer } });
     await inbox(writer)('the writer to start');
     try {
-      // Its watcher always has events to read (a slow listener, a fast writer); once its timer
-      // is done, nothing ref'd is left.
+      // Its watcher always has events to read (a slow listener, a fast writer); once it was
+      // told of one, the interval that kept the thread alive is cleared: nothing ref'd is left.
       const quits = worker(`
         const s = kv.createStore(workerData.h);
         let told = 0;
-        s.watch(() => { told++; const t = Date.now(); while (Date.now() - t < 1); }).unref();
-        setTimeout(() => { if (told === 0) process.exit(7); }, 300);
+        const keep = setInterval(() => {}, 1000);
+        s.watch(() => {
+          if (++told === 1) clearInterval(keep);
+          const t = Date.now(); while (Date.now() - t < 1);
+        }).unref();
       `, { workerData: { h } });
       assert.equal(await within(exited(quits), 'the watching worker to exit'), 0);
     } finally {
