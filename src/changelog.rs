@@ -35,7 +35,7 @@ use crate::arena::{read_header, Arena};
 use crate::error::{Error, Result};
 use crate::holder::{self, Liveness};
 use crate::layout::*;
-use crate::region::{Region, Word32};
+use crate::region::{Region, Word32, Word64};
 use crate::store::Store;
 use crate::sync::fence;
 
@@ -81,7 +81,7 @@ impl Log {
         Ok(Some(Log { off, cap }))
     }
 
-    fn head<'r>(&self, r: &'r Region) -> Result<&'r crate::sync::AtomicU64> {
+    fn head<'r>(&self, r: &'r Region) -> Result<Word64<'r>> {
         r.u64(self.off + L_HEAD)
     }
 
@@ -89,7 +89,7 @@ impl Log {
         r.u32(self.off + L_SIGNAL)
     }
 
-    fn slot<'r>(&self, r: &'r Region, i: u64) -> Result<&'r crate::sync::AtomicU64> {
+    fn slot<'r>(&self, r: &'r Region, i: u64) -> Result<Word64<'r>> {
         r.u64(self.off + L_SLOTS + 8 * i)
     }
 

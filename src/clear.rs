@@ -60,10 +60,15 @@ impl Store {
         begin_descriptor(epoch);
         r.u32(H_CLEARING)?.store(1, Release); // the commit point
         self.log_store_event(Event::Clear);
-        let removed = empty_table(r, t0)?;
+        let removed = empty_table(r, t0);
+        if removed.is_err() {
+            // Corrupted memory: still leave no reader waiting on the epoch. Every slot is
+            // emptied (the blocks left in use are for check() to report).
+            finish_cut_short(r)?;
+        }
         r.u32(H_CLEARING)?.store(0, Release);
         end_descriptor(epoch);
-        Ok(removed)
+        removed
     }
 }
 

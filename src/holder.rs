@@ -19,7 +19,8 @@
 //! time: dead). Where pids say nothing (processes in different pid namespaces, or a system
 //! without `/proc`), the answer is `Unknown`, and the lock's lease decides.
 
-use std::sync::OnceLock;
+use std::sync::atomic::AtomicPtr;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
 /// Set in the lock word while a waiter sleeps (see `lock.rs`).
 pub const PARKED: u64 = 1 << 63;
@@ -47,20 +48,49 @@ pub struct Process {
     pub pid_ns: u64,
 }
 
+/// This process, once known (a leaked Box, never freed); null again in a child `fork()` made,
+/// which is a process of its own: were it to lock as its parent, a dead child's lock would
+/// look held by the live parent (the crash-point tests fork writers).
+static ME: AtomicPtr<Process> = AtomicPtr::new(std::ptr::null_mut());
+
 pub fn this_process() -> &'static Process {
-    static ME: OnceLock<Process> = OnceLock::new();
-    ME.get_or_init(|| {
-        let pid = std::process::id();
-        let start = proc_stat(pid)
-            .map(|(_, ticks)| ticks)
-            .unwrap_or_else(random_bits)
-            & START_MASK;
-        Process {
-            pid,
-            start,
-            pid_ns: pid_namespace(),
+    let p = ME.load(Acquire);
+    if !p.is_null() {
+        // SAFETY: a non-null ME is a leaked Box, valid for the rest of the process.
+        return unsafe { &*p };
+    }
+    #[cfg(all(unix, not(loom)))]
+    {
+        extern "C" fn forked() {
+            ME.store(std::ptr::null_mut(), Relaxed);
         }
-    })
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        // SAFETY: registers a handler that only stores to an atomic, in the child after fork.
+        HOOK.call_once(|| unsafe {
+            libc::pthread_atfork(None, None, Some(forked));
+        });
+    }
+    let pid = std::process::id();
+    let start = proc_stat(pid)
+        .map(|(_, ticks)| ticks)
+        .unwrap_or_else(random_bits)
+        & START_MASK;
+    let fresh: &'static Process = Box::leak(Box::new(Process {
+        pid,
+        start,
+        pid_ns: pid_namespace(),
+    }));
+    match ME.compare_exchange(
+        std::ptr::null_mut(),
+        fresh as *const Process as *mut Process,
+        AcqRel,
+        Acquire,
+    ) {
+        Ok(_) => fresh,
+        // Another thread was first (ours leaks: a few bytes, once).
+        // SAFETY: as above.
+        Err(first) => unsafe { &*first },
+    }
 }
 
 fn random_bits() -> u64 {

@@ -20,6 +20,7 @@
 //! - [`store`]: get / set / delete
 //! - [`changelog`]: the log of changes that `watch` and `waitFor` read, and waking watchers
 //! - [`check`]: the integrity check of a whole store
+//! - [`crashpoint`]: counting stores to stop a writer dead after any one of them (tests)
 //! - [`clear`]: removing every entry at once, also from a full store
 //! - [`value`], [`codec`]: the value model and its msgpack encoding (shared with the JS codec)
 
@@ -29,6 +30,7 @@ pub mod check;
 pub mod clear;
 pub mod codec;
 pub mod compact;
+pub mod crashpoint;
 pub mod error;
 pub mod event;
 pub mod evict;

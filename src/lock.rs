@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::holder::{self, Liveness, PARKED};
-use crate::region::Word32;
+use crate::region::{Word32, Word64};
 use crate::sync::spin_loop;
-use crate::sync::AtomicU64;
 
 /// How long a wait in the store may last, by default, before it reports an error.
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,11 +73,21 @@ impl Backoff {
 }
 
 /// A waiter re-checks the lock at least this often, even if nobody wakes it.
-const MAX_SLEEP: Duration = Duration::from_millis(10);
+/// (With the `crashpoints` feature, at once: the crash-point tests take a dead writer's lock
+/// over thousands of times.)
+const MAX_SLEEP: Duration = if cfg!(feature = "crashpoints") {
+    Duration::from_micros(50)
+} else {
+    Duration::from_millis(10)
+};
 
 /// A waiter first asks whether the holder is alive after waiting this long (a live holder
 /// releases within microseconds), then after every sleep.
-const JUDGE_AFTER: Duration = Duration::from_millis(2);
+const JUDGE_AFTER: Duration = if cfg!(feature = "crashpoints") {
+    Duration::ZERO
+} else {
+    Duration::from_millis(2)
+};
 
 /// Where liveness cannot be known: a holder that kept the lock this long, with no other
 /// acquisition in between, is taken to be dead. Longer than any operation holds the lock.
@@ -92,7 +101,7 @@ const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
 #[derive(Clone, Copy)]
 pub struct LockWords<'a> {
     /// The lock: 0 or the holder, with PARKED.
-    pub word: &'a AtomicU64,
+    pub word: Word64<'a>,
     /// Bumped by a release that saw PARKED; sleepers wait for it to change.
     pub wake: Word32<'a>,
     /// Bumped by every acquisition (the lease's witness of progress).
@@ -104,7 +113,7 @@ pub struct LockWords<'a> {
 }
 
 /// Sets PARKED in a held lock word; false if the word is free (nothing to wait for).
-fn mark_parked(word: &AtomicU64) -> bool {
+fn mark_parked(word: Word64<'_>) -> bool {
     let cur = word.load(Ordering::Relaxed);
     cur != 0
         && (cur & PARKED != 0
@@ -361,10 +370,10 @@ impl Drop for WriteGuard<'_> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(loom), not(feature = "crashpoints")))]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::{AtomicU32, AtomicU64};
     use std::sync::Arc;
 
     /// The lock's header words, on the heap.

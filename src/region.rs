@@ -13,19 +13,48 @@ use crate::sync::{sub::Sub, AtomicU64};
 use crate::sync::{AtomicU16, AtomicU32, AtomicU64, AtomicU8};
 
 /// Handles on the region's words, as the `u16`/`u32`/`u64` accessors return them (under loom,
-/// a view of part of a modelled word; see `sync`).
-#[cfg(not(loom))]
+/// a view of part of a modelled word, see `sync`; with the `crashpoints` feature, one whose
+/// stores are counted, see `crashpoint`).
+#[cfg(all(not(loom), not(feature = "crashpoints")))]
 pub type Word16<'a> = &'a AtomicU16;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), not(feature = "crashpoints")))]
 pub type Word32<'a> = &'a AtomicU32;
+#[cfg(all(not(loom), not(feature = "crashpoints")))]
+pub type Word64<'a> = &'a AtomicU64;
+#[cfg(all(not(loom), not(feature = "crashpoints")))]
+type Word8<'a> = &'a AtomicU8;
 #[cfg(loom)]
 pub type Word16<'a> = Sub<'a, u16>;
 #[cfg(loom)]
 pub type Word32<'a> = Sub<'a, u32>;
-#[cfg(not(loom))]
-type Word8<'a> = &'a AtomicU8;
+#[cfg(loom)]
+pub type Word64<'a> = &'a AtomicU64;
 #[cfg(loom)]
 type Word8<'a> = Sub<'a, u8>;
+#[cfg(all(not(loom), feature = "crashpoints"))]
+pub type Word16<'a> = Counted<'a, AtomicU16>;
+#[cfg(all(not(loom), feature = "crashpoints"))]
+pub type Word32<'a> = Counted<'a, AtomicU32>;
+#[cfg(all(not(loom), feature = "crashpoints"))]
+pub type Word64<'a> = Counted<'a, AtomicU64>;
+#[cfg(all(not(loom), feature = "crashpoints"))]
+type Word8<'a> = Counted<'a, AtomicU8>;
+#[cfg(all(not(loom), feature = "crashpoints"))]
+use crate::crashpoint::Counted;
+
+/// Wraps a raw atomic as the word type (counting its stores with `crashpoints`).
+#[cfg(all(not(loom), feature = "crashpoints"))]
+macro_rules! word {
+    ($e:expr) => {
+        Counted($e)
+    };
+}
+#[cfg(not(all(not(loom), feature = "crashpoints")))]
+macro_rules! word {
+    ($e:expr) => {
+        $e
+    };
+}
 
 /// A view of `len` bytes at `base`.
 #[derive(Debug)]
@@ -106,7 +135,9 @@ impl Region {
         let o = self.aligned(off, 2, "u16")?;
         #[cfg(not(loom))]
         // SAFETY: in bounds and 2-aligned (base is 8-aligned); valid for &self's lifetime.
-        return Ok(unsafe { AtomicU16::from_ptr(self.base.add(o).cast()) });
+        return Ok(word!(unsafe {
+            AtomicU16::from_ptr(self.base.add(o).cast())
+        }));
         #[cfg(loom)]
         return Ok(self.sub(o));
     }
@@ -116,15 +147,17 @@ impl Region {
         let o = self.aligned(off, 4, "u32")?;
         #[cfg(not(loom))]
         // SAFETY: in bounds and 4-aligned (base is 8-aligned); valid for &self's lifetime.
-        return Ok(unsafe { AtomicU32::from_ptr(self.base.add(o).cast()) });
+        return Ok(word!(unsafe {
+            AtomicU32::from_ptr(self.base.add(o).cast())
+        }));
         #[cfg(loom)]
         return Ok(self.sub(o));
     }
 
     #[inline]
-    pub fn u64(&self, off: u64) -> Result<&AtomicU64> {
+    pub fn u64(&self, off: u64) -> Result<Word64<'_>> {
         let o = self.aligned(off, 8, "u64")?;
-        Ok(self.word(o))
+        Ok(word!(self.word(o)))
     }
 
     #[cfg(loom)]
@@ -140,7 +173,7 @@ impl Region {
     fn byte(&self, o: usize) -> Word8<'_> {
         #[cfg(not(loom))]
         // SAFETY: callers pass an index already checked to be < len.
-        return unsafe { AtomicU8::from_ptr(self.base.add(o)) };
+        return word!(unsafe { AtomicU8::from_ptr(self.base.add(o)) });
         #[cfg(loom)]
         return self.sub(o);
     }
@@ -188,6 +221,7 @@ impl Region {
         while data.len() - i >= 8 {
             let w = u64::from_ne_bytes(data[i..i + 8].try_into().unwrap());
             self.word(o).store(w, Relaxed);
+            crate::crashpoint::hit();
             i += 8;
             o += 8;
         }
@@ -207,6 +241,7 @@ impl Region {
         }
         for w in (o..o + size as usize).step_by(8) {
             self.word(w).store(0, Relaxed);
+            crate::crashpoint::hit();
         }
         Ok(())
     }

@@ -130,6 +130,10 @@ fn store_slot(r: &Region, at: u64, seq: u32, lo: u32, wrapped: bool) -> Result<(
         fence(Release);
     }
     word.store(pack(seq, lo), Release);
+    // And before every store after it: a writer frees or reuses the old block next, and a
+    // reader that sees those bytes must see the slot changed when it checks SEQ again (a
+    // release store orders only what came before it; this matters on ARM, not x86).
+    fence(Release);
     Ok(())
 }
 

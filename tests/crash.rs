@@ -18,7 +18,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::Rng;
@@ -121,7 +121,7 @@ struct Log {
 }
 
 impl Log {
-    fn word(&self, i: usize) -> &AtomicU64 {
+    fn word(&self, i: usize) -> shared_kv_store::region::Word64<'_> {
         self.region.u64(8 * i as u64).unwrap()
     }
     fn record(&self, i: u64) -> [u64; 2] {
