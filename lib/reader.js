@@ -147,7 +147,11 @@ class Reader {
 
   /** The u64 at word `w` (a block offset: below 2^53). */
   u64At(w) {
-    return (Atomics.load(this.i32, w) >>> 0) + (Atomics.load(this.i32, w + 1) >>> 0) * TWO_32;
+    const lo = Atomics.load(this.i32, w) >>> 0;
+    const hi = Atomics.load(this.i32, w + 1) >>> 0;
+    // Below 4 GiB without a multiplication by 2^32: V8 would make every offset derived from
+    // it a double, and the probe and the decoder's indexing slower (cold gets 1.2-1.3x).
+    return hi === 0 ? lo : lo + hi * TWO_32;
   }
 
   /** One table's probe: HIT, MISS (the table has no such key), RETRY or FALLBACK. */
@@ -175,7 +179,7 @@ class Reader {
       const hi = (seq >>> this.hiShift) & this.hiMask;
       const empty = hi === 0 && ref === this.refEmpty;
       if (!empty && !(hi === 0 && ref === this.refTombstone) && ((seq >>> this.tagShift) & 7) === tag) {
-        const block = (hi * TWO_32 + ref) * 8;
+        const block = hi === 0 ? ref * 8 : (hi * TWO_32 + ref) * 8; // (as u64At: stays an integer)
         // Every data block is at least TTL_HEADER (16) bytes; a big TTL header is checked below.
         if (block + this.ttlHeader > this.len) {
           if (Atomics.load(i32, w + this.seqWord) !== seq || Atomics.load(i32, epochIndex) !== epoch) return RETRY;
