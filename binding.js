@@ -851,6 +851,7 @@ module.exports.get = nativeBinding.get
 module.exports.getValue = nativeBinding.getValue
 module.exports.hashKey = nativeBinding.hashKey
 module.exports.hashSeed = nativeBinding.hashSeed
+module.exports.helpGrowth = nativeBinding.helpGrowth
 module.exports.increment = nativeBinding.increment
 module.exports.layout = nativeBinding.layout
 module.exports.limits = nativeBinding.limits

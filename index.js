@@ -165,6 +165,7 @@ class SharedKVStore {
   #ready;
   #cache;
   #reader;
+  #growthReads = 0;
   #closed = false;
 
   #name;
@@ -289,6 +290,9 @@ class SharedKVStore {
     if (!this.#jsCodec) return native.getValue(id, key); // marks its hits itself
     const reader = this.#reader;
     const found = reader.read(key);
+    // A growth of the index that writes left half done is moved on by reads too (see
+    // Store::read_during_growth): one in LAYOUT.helpEvery.
+    if (reader.growing && ++this.#growthReads % LAYOUT.helpEvery === 0) native.helpGrowth(id);
     if (found === HIT) {
       const value = reader.value;
       reader.value = undefined;

@@ -107,20 +107,23 @@ test('iteration under concurrent writes: each key at most once, stable keys all 
     }
   `, { workerData: { kv: manager.handle, stop } });
   await new Promise((r) => setTimeout(r, 50));
-  for (let round = 0; round < 20; round++) {
-    const keys = new Set();
-    let stable = 0;
-    for (const [key, value] of store) {
-      assert.ok(!keys.has(key), `${key} yielded twice`);
-      keys.add(key);
-      if (key.startsWith('stable:')) {
-        stable++;
-        assert.equal(value.pad, 'p'.repeat(value.i % 100), `torn value for ${key}`);
+  try {
+    for (let round = 0; round < 20; round++) {
+      const keys = new Set();
+      let stable = 0;
+      for (const [key, value] of store) {
+        assert.ok(!keys.has(key), `${key} yielded twice`);
+        keys.add(key);
+        if (key.startsWith('stable:')) {
+          stable++;
+          assert.equal(value.pad, 'p'.repeat(value.i % 100), `torn value for ${key}`);
+        }
       }
+      assert.equal(stable, 500, 'every stable key present');
     }
-    assert.equal(stable, 500, 'every stable key present');
+  } finally {
+    Atomics.store(stop, 0, 1); // a failure must not leave the writer running (the file would hang)
   }
-  Atomics.store(stop, 0, 1);
   await exited(w);
 });
 

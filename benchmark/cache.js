@@ -75,6 +75,21 @@ function nsPerOp(n, fn) {
   return Number(process.hrtime.bigint() - t) / n;
 }
 
+/**
+ * Medians of `rounds` alternating runs of each function (n calls each), the order flipped every
+ * round: a ratio of two such medians compares like with like, where two long runs one after
+ * the other swung from 0.86x to 1.71x with the machine's load.
+ */
+function alternating(rounds, n, fns) {
+  const names = Object.keys(fns);
+  const samples = Object.fromEntries(names.map((k) => [k, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const k of r % 2 ? [...names].reverse() : names) samples[k].push(nsPerOp(n, fns[k]));
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  return Object.fromEntries(names.map((k) => [k, median(samples[k])]));
+}
+
 /** get of 10,000 keys read in turn, in a store that evicts (with room to spare) and one that does not. */
 function evictGet() {
   const on = createStore(`bench-evict-get-on`, { onFull: 'evict', maxEntries: 20_000 });
@@ -83,14 +98,13 @@ function evictGet() {
     on.set(`k${i}`, { id: i, name: `user${i}`, tags: ['a', 'b'] });
     off.set(`k${i}`, { id: i, name: `user${i}`, tags: ['a', 'b'] });
   }
-  const N = 2_000_000;
-  return {
-    on: nsPerOp(N, (i) => on.get(`k${i % 10_000}`)),
-    off: nsPerOp(N, (i) => off.get(`k${i % 10_000}`)),
+  return alternating(15, 300_000, {
+    on: (i) => on.get(`k${i % 10_000}`),
+    off: (i) => off.get(`k${i % 10_000}`),
     // 100 keys: every get from the read cache.
-    hotOn: nsPerOp(N, (i) => on.get(`k${i % 100}`)),
-    hotOff: nsPerOp(N, (i) => off.get(`k${i % 100}`)),
-  };
+    hotOn: (i) => on.get(`k${i % 100}`),
+    hotOff: (i) => off.get(`k${i % 100}`),
+  });
 }
 
 /** set of new keys into a full evicting store (every set evicts one) vs into a store with room. */

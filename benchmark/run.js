@@ -34,6 +34,7 @@ const CHECKS = {
     ['cold get, 64 KiB value', m.store / m.mapUnpack, 1.2, 'max', `${fmt(m.store)} vs ${fmt(m.mapUnpack)} ns`],
     ['cold get 64 KiB vs lmdb-js', m.store / m.lmdb, null, 'report', `${fmt(m.lmdb)} ns`],
   ],
+  'cold-set-get': (m) => [['set then get of one key (cold), vs Map+msgpackr', m.store / m.mapPack, 1.2, 'max', `${fmt(m.store)} vs ${fmt(m.mapPack)} ns`]],
   'set-small': (m) => [['set, seed-like value', m.store / m.mapPack, 1.3, 'max', `${fmt(m.store)} vs ${fmt(m.mapPack)} ns`]],
   'set-1k': (m) => [['set, 1 KiB value', m.store / m.mapPack, 1.3, 'max', `${fmt(m.store)} vs ${fmt(m.mapPack)} ns`]],
   'two-readers': (m) => [['2 readers vs 1 (throughput)', m.twoThreadsOpsPerSec / m.oneThreadOpsPerSec, 1.8, 'min', `${fmtOps(m.twoThreadsOpsPerSec)} vs ${fmtOps(m.oneThreadOpsPerSec)}`]],

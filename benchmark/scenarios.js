@@ -131,6 +131,16 @@ const scenarios = {
   'cold-get-small': () => coldGet(seedLike, 200_000),
   'cold-get-1k': () => coldGet(kib, 50_000),
   'cold-get-64k': () => coldGet(big, 1_000, true),
+  'cold-set-get': () => {
+    // set then get of one key, 64 values in turn: every get is the first read of a new version.
+    const { store } = createManager({ maxBytes: 64 * MIB });
+    const map = new Map();
+    const values = Array.from({ length: 64 }, (_, i) => seedLike(i));
+    return {
+      store: nsPerOp(500_000, (i) => { store.set('k', values[i & 63]); return store.get('k'); }),
+      mapPack: nsPerOp(500_000, (i) => { map.set('k', pack(values[i & 63])); return unpack(map.get('k')); }),
+    };
+  },
   'set-small': () => setBench(seedLike),
   'set-1k': () => setBench(kib),
   'two-readers': () => scaling('sink = store.get("k" + (i % 1000));'),

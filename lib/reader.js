@@ -96,6 +96,7 @@ class Reader {
     this.longHeader = layout.longHeader;
     /** After a HIT: the value, its encoded size, and its version [seq offset, seq, epoch]. */
     this.value = undefined;
+    this.growing = false;
     this.size = 0;
     this.version = new Uint32Array(5); // [seq offset, seq, epoch, expiry low, expiry high]
     this.remap();
@@ -139,6 +140,7 @@ class Reader {
     if (epoch & 1) return RETRY; // the tables are being changed
     const t0 = this.u64At(this.t0Word);
     const t1 = this.u64At(this.t1Word);
+    this.growing = t1 !== 0; // the caller helps the growth on now and then (native.helpGrowth)
     let r = this.probe(key, h, epoch, t0);
     if (r === MISS && t1 !== 0) r = this.probe(key, h, epoch, t1);
     if (r === MISS) return Atomics.load(i32, epochIndex) === epoch ? MISS : RETRY;

@@ -54,6 +54,12 @@ impl Header {
         self.expires_at != 0 && self.expires_at <= now_ms
     }
 
+    /// `expired`, asking `clock` only for an entry that expires at all: a read of an entry
+    /// without a TTL then costs no clock_gettime (a tenth of a get).
+    pub fn expired_by(&self, clock: fn() -> u64) -> bool {
+        self.expires_at != 0 && self.expires_at <= clock()
+    }
+
     /// A data block: an entry's key and value.
     pub fn in_use(&self) -> bool {
         matches!(self.kind, KIND_SHORT | KIND_LONG | KIND_TTL)

@@ -259,7 +259,8 @@ impl Judge {
 
 pub fn lock(w: LockWords<'_>, timeout: Duration) -> Result<WriteGuard<'_>> {
     let me = holder::me();
-    let start = Instant::now();
+    // The clock is read once the lock is found held: a free lock costs no clock_gettime.
+    let mut started: Option<Instant> = None;
     // Once this thread has slept, others may be asleep too: it keeps the PARKED bit when it
     // takes the lock, so that its release wakes them.
     let mut mark = 0;
@@ -297,6 +298,7 @@ pub fn lock(w: LockWords<'_>, timeout: Duration) -> Result<WriteGuard<'_>> {
                 "write lock claims to be held by this thread",
             ));
         }
+        let start = *started.get_or_insert_with(Instant::now);
         if spins < SPINS {
             spins += 1;
             spin_loop();

@@ -35,6 +35,9 @@ use crate::table::{begin_descriptor, end_descriptor, load_ref, load_slot, Ref, T
 
 /// The main table is rebuilt smaller when live entries fill less than 1/SHRINK_BELOW of it.
 const SHRINK_BELOW: u64 = 8;
+/// One read in HELP_EVERY that finds the index growing helps it on, by HELP_SLOTS entries.
+pub const HELP_EVERY: u32 = 32;
+const HELP_SLOTS: u64 = 128;
 
 /// Whether a new key may go into the vacant slot the index offers.
 pub(crate) enum Room {
@@ -132,6 +135,31 @@ impl Store {
         r.u64(H_PREP)?.store(t.block, Release);
         r.u32(H_MIG_STATE)?.store(MIG_PREPARING, Release);
         Ok(())
+    }
+
+    /// Called by reads that found two tables. Writes move the growth on, so a growth that the
+    /// last writes left half done would stay so while only reads come, and every read of a
+    /// key already moved would probe both tables (cold gets 1.2-1.3x slower after a bulk
+    /// load). So one such read in HELP_EVERY takes the writer lock if it is free at once (as
+    /// marking reads does) and moves HELP_SLOTS entries: a few microseconds, and the growth
+    /// ends within a few thousand reads. Never waits, never allocates.
+    pub fn read_during_growth(&self) -> Result<()> {
+        let n = self.growth_reads.fetch_add(1, Relaxed);
+        if n % HELP_EVERY != 0 {
+            return Ok(());
+        }
+        self.help_growth()
+    }
+
+    /// The help itself (the JS reader counts its reads on its side, see index.js).
+    pub fn help_growth(&self) -> Result<()> {
+        let Some(_guard) = self.try_write_lock()? else {
+            return Ok(()); // a writer is at work: it moves the growth on itself
+        };
+        match self.region().u32(H_MIG_STATE)?.load(Relaxed) {
+            MIG_MOVING => self.move_step(HELP_SLOTS),
+            _ => Ok(()),
+        }
     }
 
     /// One bounded step of the growth under way (writer lock held): every write does one.

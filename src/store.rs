@@ -34,6 +34,8 @@ pub struct Store {
     /// SLEEP_* bits of watchers a write of this handle must wake (see changelog.rs): futex
     /// sleepers are woken when the writer lock is released, JS ones by the binding.
     wake: std::sync::atomic::AtomicU32,
+    /// Reads this handle made while the index grew (see `rehash::read_during_growth`).
+    pub(crate) growth_reads: std::sync::atomic::AtomicU32,
 }
 
 /// The writer lock, held by one of this store's operations: releasing it wakes the watchers
@@ -228,6 +230,7 @@ impl Store {
                 ..limits
             },
             wake: Default::default(),
+            growth_reads: Default::default(),
         })
     }
 
@@ -270,6 +273,7 @@ impl Store {
             process_shared,
             limits,
             wake: Default::default(),
+            growth_reads: Default::default(),
         })
     }
 
@@ -413,9 +417,16 @@ impl Store {
                 backoff.snooze()?;
                 continue;
             }
-            let attempt = Tables::load(r).and_then(|t| t.read(r, key, hash, (self.clock)(), out));
+            let mut growing = false;
+            let attempt = Tables::load(r).and_then(|t| {
+                growing = t.t1.is_some();
+                t.read(r, key, hash, self.clock, out)
+            });
             fence(Acquire);
             let moved = epoch_word.load(Relaxed) != epoch;
+            if growing && !moved {
+                self.read_during_growth()?;
+            }
             match attempt {
                 // The index may have moved (and its old block been reused) while we read it.
                 _ if moved => {}
@@ -763,7 +774,16 @@ impl Store {
             let at = table.slot(i);
             let (seq, lo) = load_slot(r, at, Acquire)?;
             if seq & 1 == 1 {
-                Table::check_writer_at_work(r, at, seq)?;
+                // A table freed since (the index moved) may hold any bytes now: an odd SEQ
+                // with no writer at work is corruption only if the index did not move (the
+                // lock's release that made it free also made the epoch's move visible).
+                if let Err(e) = Table::check_writer_at_work(r, at, seq) {
+                    fence(Acquire);
+                    if r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
+                        return Ok((now.wrapping_sub(1), Some(0))); // moved: start over
+                    }
+                    return Err(e);
+                }
                 self.unblock_reader(&backoff)?;
                 backoff.snooze()?;
                 continue;

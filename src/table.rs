@@ -250,13 +250,13 @@ impl Table {
     }
 
     /// One lock-free lookup attempt: on a hit, `out` holds the value bytes.
-    /// Entries that expired by `now_ms` count as absent.
+    /// Entries that expired by `clock()` count as absent.
     pub fn read(
         &self,
         r: &Region,
         key: &[u8],
         hash: u32,
-        now_ms: u64,
+        clock: fn() -> u64,
         out: &mut Vec<u8>,
     ) -> Result<Read> {
         for probe in 0..self.cap {
@@ -268,7 +268,7 @@ impl Table {
             }
             let mut expires_at = 0;
             let outcome =
-                Self::read_entry(r, Ref::of(seq, lo), key, hash, now_ms, out, &mut expires_at);
+                Self::read_entry(r, Ref::of(seq, lo), key, hash, clock, out, &mut expires_at);
             fence(Acquire);
             if load_slot(r, at, Relaxed)?.0 != seq {
                 return Ok(Read::Retry);
@@ -290,7 +290,7 @@ impl Table {
         rf: Ref,
         key: &[u8],
         hash: u32,
-        now_ms: u64,
+        clock: fn() -> u64,
         out: &mut Vec<u8>,
         expires_at: &mut u64,
     ) -> Result<Option<bool>> {
@@ -309,7 +309,7 @@ impl Table {
         if h.key_len != key.len() as u64 || !r.eq(key_offset(block, h.header_len), key)? {
             return Ok(Some(false));
         }
-        if h.expired(now_ms) {
+        if h.expired_by(clock) {
             return Ok(None); // keys are unique: an expired one is absent
         }
         let val = value_offset(block, h.header_len, h.key_len);
@@ -470,11 +470,11 @@ impl Tables {
         r: &Region,
         key: &[u8],
         hash: u32,
-        now_ms: u64,
+        clock: fn() -> u64,
         out: &mut Vec<u8>,
     ) -> Result<Read> {
-        match (self.t0.read(r, key, hash, now_ms, out)?, self.t1) {
-            (Read::Miss, Some(t1)) => t1.read(r, key, hash, now_ms, out),
+        match (self.t0.read(r, key, hash, clock, out)?, self.t1) {
+            (Read::Miss, Some(t1)) => t1.read(r, key, hash, clock, out),
             (outcome, _) => Ok(outcome),
         }
     }

@@ -581,3 +581,49 @@ fn a_slot_marked_mid_write_with_no_writer_is_corruption_not_a_wait() {
     s.set(b"a", b"2", false).unwrap();
     assert_eq!(get(&s, "a"), Some(b"2".to_vec()));
 }
+
+/// A growth of the index that the last writes left half done is finished by reads alone: one
+/// read in HELP_EVERY that finds two tables moves entries (as a write would), so a read-only
+/// phase after a bulk load stops probing both tables.
+#[test]
+fn reads_alone_finish_a_growth_the_writes_left_half_done() {
+    let mem = Mem::new(16 * MIB);
+    let s = mem.create(16 * MIB);
+    let state = |s: &Store| {
+        s.region()
+            .u32(layout::H_MIG_STATE)
+            .unwrap()
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let mut n = 0;
+    while state(&s) != layout::MIG_MOVING {
+        s.set(format!("k{n}").as_bytes(), &[n as u8; 16], false)
+            .unwrap();
+        n += 1;
+    }
+    let slots = s.stats().unwrap().index_slots;
+    let mut out = Vec::new();
+    let mut reads = 0;
+    while state(&s) != layout::MIG_NONE {
+        let k = reads % n;
+        assert!(s
+            .get(format!("k{k}").as_bytes(), &mut out)
+            .unwrap()
+            .is_some());
+        reads += 1;
+        assert!(reads < 100_000, "reads never finished the growth");
+    }
+    // Bounded help: 128 entries per 32 reads, so about a read per entry moved / 4.
+    assert!(
+        reads <= n / 4 + 2 * shared_kv_store::rehash::HELP_EVERY as u64,
+        "{reads} reads for {n} entries"
+    );
+    assert!(s.stats().unwrap().index_slots < slots, "one table left");
+    assert_eq!(s.check().unwrap().entries, n);
+    for k in 0..n {
+        assert!(s
+            .get(format!("k{k}").as_bytes(), &mut out)
+            .unwrap()
+            .is_some());
+    }
+}

@@ -470,6 +470,7 @@ pub fn layout(env: Env) -> Result<Raw> {
         ("blockExpires", B_EXPIRES),
         ("blockExpiresBig", B_EXPIRES_BIG),
         ("layoutVersion", LAYOUT_VERSION as u64),
+        ("helpEvery", crate::rehash::HELP_EVERY as u64),
     ];
     let map = fields
         .iter()
@@ -936,6 +937,14 @@ pub fn mark_visited(env: Env, id: u32, pairs: Raw, n: u32) -> Result<bool> {
     with(env, id, |att| {
         att.run(env, |store, _| store.mark_visited(&seen))
     })
+}
+
+/// One read in `helpEvery` of `lib/reader.js` that found the index growing helps it on:
+/// see `Store::read_during_growth`.
+#[napi(js_name = "helpGrowth")]
+pub fn help_growth(env: Env, id: u32) -> Result<()> {
+    let env = env.raw();
+    with(env, id, |att| att.run(env, |store, _| store.help_growth()))
 }
 
 /// The store's eviction settings: `{ evict, maxEntries, maxBytes }`.
