@@ -684,6 +684,8 @@ function namedStore(name, options = {}) {
   if (store === undefined || store.closed) {
     const maxBytes = options.maxBytes ?? DEFAULTS.maxBytes;
     if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) throw new RangeError(`maxBytes must be a positive integer, got ${maxBytes}`);
+    // As for store files: the memory is one external ArrayBuffer, at most 4 GiB on Node 20.
+    if (maxBytes > 2 ** 32) throw new RangeError(`createStore: maxBytes is at most 4 GiB (${2 ** 32}) for a named store, got ${maxBytes}`);
     const { onFull, maxEntries } = evictionOptions(options, 'createStore');
     store = new SharedKVStore(native.namedBuffer(name, maxBytes, onFull, maxEntries), codec, name);
     namedStores.set(name, store);

@@ -107,9 +107,10 @@ class Reader {
     const len = this.sab.byteLength;
     this.len = len;
     this.u8 = Buffer.from(this.sab, 0, len);
-    this.i32 = new Int32Array(this.sab, 0, len >>> 2);
-    this.u32 = new Uint32Array(this.sab, 0, len >>> 2);
-    this.u16 = new Uint16Array(this.sab, 0, len >>> 1);
+    // (Divisions, not shifts: a 4 GiB buffer has 2^32 bytes, which `>>>` would wrap to 0.)
+    this.i32 = new Int32Array(this.sab, 0, Math.floor(len / 4));
+    this.u32 = new Uint32Array(this.sab, 0, Math.floor(len / 4));
+    this.u16 = new Uint16Array(this.sab, 0, Math.floor(len / 2));
     this.view = new DataView(this.sab, 0, len);
   }
 

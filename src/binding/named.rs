@@ -23,6 +23,9 @@ use super::raw::{check, throw, Raw};
 use crate::memory::{FileOptions, Memory};
 use crate::store::Store;
 
+/// The largest external ArrayBuffer every supported Node makes (Node 20: Buffer's 4 GiB).
+const MAX_EXTERNAL_BYTES: u64 = 1 << 32;
+
 static REGISTRY: Mutex<Option<HashMap<String, Arc<Memory>>>> = parking_lot::const_mutex(None);
 /// Store files this process has mapped, by (device, inode): every thread, and every path that
 /// names the same file, shares one mapping.
@@ -45,6 +48,12 @@ pub fn named_buffer(
         match map.get(&name) {
             Some(m) => m.clone(),
             None => {
+                if max_bytes > MAX_EXTERNAL_BYTES as f64 {
+                    return Err(Error::new(
+                        Status::InvalidArg,
+                        format!("maxBytes is at most {MAX_EXTERNAL_BYTES} (4 GiB) for a named store, got {max_bytes}"),
+                    ));
+                }
                 let len = (max_bytes as usize).max(crate::store::MIN_REGION_BYTES as usize);
                 let memory = Memory::anonymous(len).map_err(|e| throw(env, &e))?;
                 let seed = std::hash::BuildHasher::hash_one(
@@ -110,40 +119,26 @@ pub fn file_buffer(
     Ok(Raw(out))
 }
 
-/// An external ArrayBuffer over `memory`, which it keeps alive until collected.
+/// An external ArrayBuffer over `memory`. No finalizer: the registry (REGISTRY or FILES)
+/// keeps every store's memory for the rest of the process, so there is nothing to release, and
+/// nothing a failed creation could release twice (Node-API may run the finalizer of a buffer
+/// it failed to make, and a hint freed on that path too was a double free: SIGABRT for a
+/// named store above 4 GiB).
 fn external_buffer(env: sys::napi_env, memory: Arc<Memory>) -> Result<Raw> {
     let mut buf = ptr::null_mut();
     let (base, len) = (memory.base(), memory.len());
-    let hint = Box::into_raw(Box::new(memory));
-    // SAFETY: the memory outlives the ArrayBuffer (never unmapped, and the Arc leaked into
-    // `hint` keeps it referenced); the finalizer gets the Arc back and drops it.
+    // SAFETY: the memory outlives the ArrayBuffer: it is never unmapped, and the registry
+    // holds it (`memory` is one of its Arcs).
     let status = unsafe {
         sys::napi_create_external_arraybuffer(
             env,
             base.cast(),
             len,
-            Some(drop_hint),
-            hint.cast(),
+            None,
+            ptr::null_mut(),
             &mut buf,
         )
     };
-    if status != sys::Status::napi_ok {
-        // SAFETY: the ArrayBuffer was not made, so the finalizer will not run: reclaim `hint`.
-        drop(unsafe { Box::from_raw(hint) });
-        check(env, status)?;
-    }
+    check(env, status)?;
     Ok(Raw(buf))
-}
-
-/// Finalizer of a named store's ArrayBuffer.
-///
-/// # Safety
-/// Called once by Node-API with the `hint` given in `named_buffer`.
-unsafe extern "C" fn drop_hint(
-    _env: sys::napi_env,
-    _data: *mut std::ffi::c_void,
-    hint: *mut std::ffi::c_void,
-) {
-    // SAFETY: `hint` is the Box<Arc<Memory>> leaked in named_buffer, finalized exactly once.
-    drop(unsafe { Box::from_raw(hint.cast::<Arc<Memory>>()) });
 }
