@@ -2,7 +2,10 @@
 // listKeys / delete patterns (as the JS package documents them) and advisory locks.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { createManager, createStore } = require('..');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { createManager, createStore, openStore } = require('..');
 const { worker, exited } = require('./helpers');
 
 test('glob and /regex/ patterns in listKeys and delete, with special characters in keys', () => {
@@ -121,4 +124,30 @@ test('patterns, setMany/getMany, TTL and clear work across main and two workers'
   assert.ok(after.count >= 5);
   assert.equal(store.size, 0, 'clear in a worker empties it for main');
   assert.deepEqual(store.listKeys(), []);
+});
+
+test('clear() deletes keys, not locks: a held lock stays held, getOrSet runs one loader, and it counts only keys', async () => {
+  for (const kind of ['manager', 'named', 'file']) {
+    const store = kind === 'manager' ? createManager().store
+      : kind === 'named' ? createStore(`clear-locks-${process.pid}`)
+        : openStore(path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'skv-clear-')), 's.kv'));
+    store.set('k', 1);
+    assert.equal(store.lock('job', 0), true);
+    assert.equal(store.clear(), 1, `${kind}: one key, the lock not counted`);
+    assert.equal(store.get('k'), undefined);
+    assert.equal(store.lock('job', 0), false, `${kind}: still held after clear()`);
+    assert.equal(store.release('job'), true, `${kind}: its holder releases it`);
+    // A clear() while a loader runs: a second getOrSet waits for it, never loads again.
+    let loads = 0;
+    let finish;
+    const first = store.getOrSet('g', () => { loads++; return new Promise((r) => { finish = r; }); });
+    await new Promise((r) => setImmediate(r));
+    store.clear();
+    const second = store.getOrSet('g', () => { loads++; return 'second'; }, { timeout: 5000 });
+    finish('first');
+    assert.equal(await first, 'first');
+    assert.equal(await second, 'first');
+    assert.equal(loads, 1, `${kind}: one loader`);
+    assert.equal(store.check().entries, 1);
+  }
 });

@@ -88,7 +88,7 @@ class KeyvSharedKVStore extends EventEmitter {
 
   /**
    * Deletes this adapter's namespace (or, with none, every key of the store), never the
-   * store's lock() leases (which `store.clear()` would take too).
+   * store's lock() leases.
    */
   clear() {
     return this.#run(() => {

@@ -246,6 +246,38 @@ fn families(deep: bool) -> Vec<Family> {
         })],
         Box::new(|_, _, a| assert!(a.is_empty())),
     );
+    let lease = |s: &Store| {
+        s.compare_and_change(b"\0lock\0held", None, Some(b"owner"), Some(u64::MAX / 4))
+            .unwrap();
+    };
+    add(
+        "clear with a lock's lease kept",
+        plain,
+        Box::new(move |s| {
+            shape(s);
+            lease(s);
+        }),
+        vec![Box::new(|s| {
+            s.clear().unwrap();
+        })],
+        Box::new(|_, _, a| assert_eq!(a.len(), 1, "only the lease")),
+    );
+    add(
+        "clear of a full store with a lock's lease kept (in place)",
+        limits(false, 64 << 10),
+        Box::new(move |s| {
+            lease(s);
+            for i in 0.. {
+                if s.set(&key(i), &val(i, 900), false).is_err() {
+                    break;
+                }
+            }
+        }),
+        vec![Box::new(|s| {
+            s.clear().unwrap();
+        })],
+        Box::new(|_, _, a| assert_eq!(a.len(), 1, "only the lease")),
+    );
     add(
         "increment",
         plain,

@@ -62,6 +62,70 @@ fn every_kind(f: impl Fn(bool, u32)) {
     }
 }
 
+/// Locks' leases are not keys: clear() keeps them (a held lock must not get a second holder)
+/// and counts only the keys, whether it builds a new index or, on a full store, empties the
+/// old one in place.
+#[test]
+fn clear_keeps_locks_leases_and_counts_only_keys() {
+    every_kind(|evict, flags| {
+        for full_store in [false, true] {
+            let mem = Mem::new(MAX);
+            let limits = Limits {
+                evict,
+                max_entries: 0,
+                max_bytes: MAX as u64,
+            };
+            let s = Store::create_with(mem.region(MAX), 3, flags, limits).unwrap();
+            let lease = b"\0lock\0job";
+            assert!(s
+                .compare_and_change(lease, None, Some(b"me"), Some(u64::MAX / 4))
+                .unwrap());
+            let mut n = 0;
+            if full_store {
+                while n < 100_000 {
+                    match s.set(&key(n), &vec![1; 3000], false) {
+                        Ok(()) => n += 1,
+                        Err(Error::Full { .. }) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                    if evict && s.stats().unwrap().evictions > 0 {
+                        break;
+                    }
+                }
+            } else {
+                for i in 0..10 {
+                    s.set(&key(i), b"v", false).unwrap();
+                }
+                n = 10;
+            }
+            let keys = s.stats().unwrap().entries - 1;
+            assert!(keys > 0 && keys <= n);
+            assert_eq!(
+                s.clear().unwrap(),
+                keys,
+                "evict {evict} flags {flags} full {full_store}"
+            );
+            let mut out = Vec::new();
+            assert!(
+                s.get(lease, &mut out).unwrap().is_some(),
+                "the lease survives"
+            );
+            assert_eq!(out, b"me");
+            assert!(
+                !s.compare_and_change(lease, None, Some(b"other"), Some(u64::MAX / 4))
+                    .unwrap(),
+                "still held"
+            );
+            assert!(
+                s.compare_and_change(lease, Some(b"me"), None, None)
+                    .unwrap(),
+                "released by its holder"
+            );
+            assert_eq!(s.check().unwrap().entries, 0);
+        }
+    });
+}
+
 #[test]
 fn clear_empties_a_full_store_and_it_fills_again() {
     every_kind(|evict, flags| {
