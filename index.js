@@ -81,14 +81,22 @@ const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 
 const GLOB_SPECIAL = /[.+^${}()|[\]\\/]/;
 
+const REGEX_FORM = /^\/([\s\S]+)\/([dgimsuvy]*)$/;
+
 /**
- * A RegExp for a pattern string, or undefined if it is a plain key: `/source/flags` is a
- * regex; a string with an unescaped `*` or `?` is a glob (`\\` escapes the next char).
- * `always`: treat any string as a glob (listKeys). An invalid regex is a SyntaxError.
+ * A RegExp for a pattern string, or undefined if it is a plain key. As the README says, only
+ * these make a pattern: `/source/flags` is a regex; a string containing `*` or `?` is a glob,
+ * in which a backslash escapes the next character (`a\\*b` matches the key `a*b`). Any other
+ * string is one key, backslashes included (`C:\\temp` is the key `C:\temp`, never a glob).
+ * (Any key is matched alone by the regex `/^…$/` of it.) `always`: a plain key gets a RegExp
+ * matching exactly it (listKeys, watch). An invalid regex is a SyntaxError.
  */
 function compilePattern(pattern, always = false) {
   if (typeof pattern !== 'string') throw new TypeError('a pattern must be a string or a RegExp');
-  const m = /^\/([\s\S]+)\/([dgimsuvy]*)$/.exec(pattern);
+  if (!/[*?]/.test(pattern) && !REGEX_FORM.test(pattern)) {
+    return always ? new RegExp(`^${escapeRegExp(pattern)}$`, 'u') : undefined;
+  }
+  const m = REGEX_FORM.exec(pattern);
   if (m) {
     try {
       return new RegExp(m[1], m[2]);
@@ -97,7 +105,6 @@ function compilePattern(pattern, always = false) {
     }
   }
   let source = '';
-  let wild = false;
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i];
     if (c === '\\' && i + 1 < pattern.length) {
@@ -105,14 +112,15 @@ function compilePattern(pattern, always = false) {
       source += GLOB_SPECIAL.test(next) || next === '*' || next === '?' ? '\\' + next : next;
     } else if (c === '*') {
       source += '[\\s\\S]*';
-      wild = true;
     } else if (c === '?') {
       source += '[\\s\\S]';
-      wild = true;
     } else source += GLOB_SPECIAL.test(c) ? '\\' + c : c;
   }
-  if (!wild && !always && !pattern.includes('\\')) return undefined;
   return new RegExp(`^${source}$`, 'u');
+}
+
+function escapeRegExp(s) {
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 
 /** Parses set()'s options object into what the binding takes. */

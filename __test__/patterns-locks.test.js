@@ -21,7 +21,7 @@ test('glob and /regex/ patterns in listKeys and delete, with special characters 
   assert.deepEqual(list('/test_.+/'), ['test_abc']);
   assert.deepEqual(list('a?b'), ['a*b', 'a+b', 'a.b', 'a?b', 'axb'], '? matches one character');
   assert.deepEqual(list('a\\*b'), ['a*b'], 'a backslash escapes * and ?');
-  for (const special of ['a.b', 'a+b', '(x)', '[y]', '^z$', 'p|q', '{r}', 'back\\\\slash']) {
+  for (const special of ['a.b', 'a+b', '(x)', '[y]', '^z$', 'p|q', '{r}', 'back\\slash']) {
     assert.equal(store.listKeys(special).length, 1, `${special} matches only itself`);
   }
   assert.deepEqual(list('ü*'), ['ünï']);
@@ -150,4 +150,95 @@ test('clear() deletes keys, not locks: a held lock stays held, getOrSet runs one
     assert.equal(loads, 1, `${kind}: one loader`);
     assert.equal(store.check().entries, 1);
   }
+});
+
+/**
+ * The documented rules, written independently of index.js: which keys of `keys` a pattern
+ * string matches. `/…/flags`: a regex. Containing `*` or `?`: a glob (`*` any run, `?` one
+ * character, a backslash takes the next character literally). Otherwise one key, backslashes
+ * included.
+ */
+function modelMatches(pattern, keys) {
+  const regexForm = /^\/([\s\S]+)\/([dgimsuvy]*)$/;
+  if (!/[*?]/.test(pattern) && !regexForm.test(pattern)) return keys.filter((k) => k === pattern);
+  const m = regexForm.exec(pattern);
+  if (m) {
+    let re;
+    try { re = new RegExp(m[1], m[2]); } catch { return null; } // a SyntaxError expected
+    return keys.filter((k) => { re.lastIndex = 0; return re.test(k); });
+  }
+  const tokens = [];
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === '\\' && i + 1 < pattern.length) tokens.push({ lit: pattern[++i] });
+    else if (c === '*') tokens.push({ any: true });
+    else if (c === '?') tokens.push({ one: true });
+    else tokens.push({ lit: c });
+  }
+  const match = (k, t = 0, i = 0) => {
+    if (t === tokens.length) return i === k.length;
+    const tok = tokens[t];
+    if (tok.any) {
+      for (let j = i; j <= k.length; j++) if (match(k, t + 1, j)) return true;
+      return false;
+    }
+    if (i >= k.length) return false;
+    return (tok.one || tok.lit === k[i]) && match(k, t + 1, i + 1);
+  };
+  return keys.filter((k) => match(k));
+}
+
+test('patterns follow the documented rules: keys with \\ * ? [ / . used as literal keys and as patterns (listKeys, delete, watch) against a model', async () => {
+  const { rng } = require('./helpers');
+  const random = rng(2026);
+  const alphabet = ['a', 'b', '\\', '*', '?', '[', '/', '.'];
+  const word = (max) => Array.from({ length: Math.floor(random() * (max + 1)) }, () => alphabet[Math.floor(random() * alphabet.length)]).join('');
+  const { store } = createManager();
+  for (let round = 0; round < 300; round++) {
+    // The documented ways to name one key: itself, where it is no pattern; a glob's escapes
+    // where it holds * or ? (and does not look like a regex); else an anchored regex.
+    const regexForm = /^\/[\s\S]+\/[dgimsuvy]*$/;
+    const escape = (k) => {
+      if (!/[*?]/.test(k) && !regexForm.test(k)) return k;
+      const glob = k.replace(/[\\*?]/g, '\\$&');
+      if (!regexForm.test(glob)) return glob;
+      return `/^${k.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$/`;
+    };
+    for (const k of store.listKeys()) store.delete(escape(k));
+    assert.equal(store.size, 0, `round ${round}: every key deleted through its escape: ${JSON.stringify(store.listKeys())}`);
+    const keys = [...new Set(Array.from({ length: 8 }, () => word(4)).filter((k) => k.length > 0))];
+    for (const k of keys) store.set(k, k);
+    // Patterns: random words, and the keys themselves used as patterns.
+    for (const pattern of [...Array.from({ length: 6 }, () => word(5)).filter((p) => p.length > 0), ...keys]) {
+      const want = modelMatches(pattern, keys);
+      if (want === null) {
+        assert.throws(() => store.listKeys(pattern), SyntaxError, pattern);
+        continue;
+      }
+      assert.deepEqual(store.listKeys(pattern).sort(), want.sort(), `listKeys(${JSON.stringify(pattern)}) over ${JSON.stringify(keys)}`);
+    }
+    // delete of one key written as itself: exactly that key goes, when it is not a pattern.
+    const plain = keys.find((k) => !/[*?]/.test(k) && !regexForm.test(k));
+    if (plain !== undefined) {
+      assert.equal(store.delete(plain), true, `delete(${JSON.stringify(plain)})`);
+      assert.deepEqual(store.listKeys().sort(), keys.filter((k) => k !== plain).sort(), `delete(${JSON.stringify(plain)}) deleted only it`);
+    }
+  }
+  // The reported cases.
+  store.set('C:\\temp', 1);
+  store.set('C:temp', 2);
+  assert.equal(store.delete('C:\\temp'), true);
+  assert.equal(store.get('C:\\temp'), undefined);
+  assert.equal(store.get('C:temp'), 2, 'the other key untouched');
+  store.set('a\\b', 3);
+  assert.deepEqual(store.listKeys('a\\b'), ['a\\b']);
+  assert.equal(store.delete('a\\b'), true);
+  const told = [];
+  const w = store.watch('a\\b', (key) => told.push(key));
+  store.set('ab', 1);
+  store.set('a\\b', 2);
+  await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 100 && told.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  w.close();
+  assert.deepEqual(told, ['a\\b'], 'watch of a key with a backslash: that key only');
 });
