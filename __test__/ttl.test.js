@@ -80,3 +80,43 @@ test('set options are checked, and minBufferSize / immutable / resizeBuffer do t
   assert.ok(store.stats().bytesUsed < big - 40_000);
   assert.equal(store.get('fit'), 'small');
 });
+
+test('expired entries never keep a write out of a full store (bytes and maxEntries), in every kind of store', async () => {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const { openStore } = require('..');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'skv-ttl-full-'));
+  const kinds = {
+    manager: (o) => createManager({ initialBytes: o.maxBytes, ...o }).store,
+    named: (o) => createStore(`ttl-full-${process.pid}-${Math.random()}`, o),
+    file: (o) => openStore(path.join(dir, `${Math.random()}.kv`), o),
+  };
+  try {
+    for (const [kind, open] of Object.entries(kinds)) {
+      for (const size of [3000, 5000, 20000]) {
+        const store = open({ maxBytes: 256 * 1024 });
+        let n = 0;
+        try {
+          for (;;) { store.set(`old${n}`, Buffer.alloc(size, 1), { ttl: 0.05 }); n++; }
+        } catch (e) {
+          assert.equal(e.code, 'ERR_KV_FULL');
+        }
+        assert.ok(n > 5, `${kind}: ${n} entries fitted`);
+        // Until every one has expired (a condition, not a time).
+        while (Array.from({ length: n }, (_, i) => store.has(`old${i}`)).some(Boolean)) await sleep(20);
+        for (let i = 0; i < n; i++) store.set(`new${i}`, Buffer.alloc(size, 2)); // as many as fitted
+        assert.equal(store.check().entries, n, `${kind} ${size}`);
+      }
+      const store = open({ maxBytes: 1024 * 1024, maxEntries: 2 });
+      store.set('a', 1, { ttl: 0.05 });
+      store.set('b', 2, { ttl: 0.05 });
+      assert.throws(() => store.set('c', 3), { code: 'ERR_KV_FULL' });
+      while (store.has('a') || store.has('b')) await sleep(20);
+      store.set('c', 3);
+      assert.equal(store.get('c'), 3);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

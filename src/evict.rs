@@ -55,10 +55,24 @@ impl Store {
     ) -> Result<()> {
         let wanted = (key.len() + value.len().max(opts.reserve as usize)) as u64;
         let size = data_size(wanted, opts.expires_at != 0)?;
+        // A store that refuses writes when full first reclaims its expired entries, once: they
+        // are absent, and must not keep a live write out. (An evicting store's hand takes
+        // expired entries before live ones as it goes.)
+        let mut expired_reclaimed = self.limits.evict;
+        let mut reclaim = || -> Result<bool> {
+            if expired_reclaimed {
+                return Ok(false);
+            }
+            expired_reclaimed = true;
+            Ok(self.reclaim_expired()? > 0)
+        };
         loop {
             match self.set_locked(key, hash, value, opts) {
                 // Past maxBytes: the region cannot grow, so room must come from entries.
                 Err(Error::NeedGrow { needed }) if needed > self.limits.max_bytes => {
+                    if reclaim()? {
+                        continue;
+                    }
                     let full = Error::Full {
                         needed,
                         max: self.limits.max_bytes,
@@ -74,6 +88,9 @@ impl Store {
                 }
                 // The index must grow and its new table does not fit below maxBytes.
                 Err(Error::IndexNeedsRoom { needed }) => {
+                    if reclaim()? {
+                        continue;
+                    }
                     if !self.limits.evict || !self.make_room(needed)? {
                         return Err(Error::Full {
                             needed,
@@ -82,6 +99,9 @@ impl Store {
                     }
                 }
                 Err(Error::AtCapacity { max_entries }) => {
+                    if reclaim()? {
+                        continue;
+                    }
                     if !self.limits.evict || self.evict_one()?.is_none() {
                         return Err(Error::AtCapacity { max_entries });
                     }

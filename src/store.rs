@@ -628,24 +628,39 @@ impl Store {
     /// Reclaims expired entries among the next SWEEP_SLOTS slots (writer lock held): bounded
     /// work per write, so expired space comes back without any timer.
     fn sweep(&self) -> Result<()> {
+        self.expire_slots(SWEEP_SLOTS).map(drop)
+    }
+
+    /// Reclaims every expired entry (writer lock held): what a write that found no room does
+    /// before it gives up, since an expired entry is absent and must not keep a live one out.
+    /// Bounded by the index's size; nothing at all while no entry has a TTL. Returns how many.
+    pub(crate) fn reclaim_expired(&self) -> Result<u64> {
+        let cap = Tables::load(&self.region)?.cap();
+        self.expire_slots(cap)
+    }
+
+    /// Reclaims expired entries among `slots` slots from the sweep cursor on; returns how many.
+    fn expire_slots(&self, slots: u64) -> Result<u64> {
         let r = &self.region;
         if r.u64(H_TTL_BLOCKS)?.load(Relaxed) == 0 {
-            return Ok(()); // nothing can expire: keep plain writes free of this work
+            return Ok(0); // nothing can expire: keep plain writes free of this work
         }
         let table = Tables::load(r)?;
         let cursor = r.u64(H_SWEEP_CURSOR)?;
         let start = cursor.load(Relaxed) % table.cap();
         let now = (self.clock)();
         let arena = Arena { r };
-        for slot in table.live_slots(r, start, SWEEP_SLOTS) {
+        let mut reclaimed = 0;
+        for slot in table.live_slots(r, start, slots) {
             let (at, block) = slot?;
             if arena.check_block(block, true)?.expired(now) {
                 self.remove_locked(at, block, Event::Expire)?;
                 count(r, H_EXPIRED)?;
+                reclaimed += 1;
             }
         }
-        cursor.store((start + SWEEP_SLOTS) % table.cap(), Relaxed);
-        Ok(())
+        cursor.store((start + slots.min(table.cap())) % table.cap(), Relaxed);
+        Ok(reclaimed)
     }
 
     /// Reads the current value of `key` (None if absent or expired) and, if `f` returns bytes,

@@ -201,3 +201,75 @@ fn deletes_reads_and_rewrites_that_keep_the_size_succeed_on_a_full_store() {
         );
     });
 }
+
+static NOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000);
+fn fake_now() -> u64 {
+    NOW.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Expired entries are absent: a store that refuses writes when full reclaims them before it
+/// refuses one (bytes and maxEntries alike), in a thread's memory and a process-shared one.
+#[test]
+fn expired_entries_never_keep_a_write_out_of_a_full_store() {
+    use shared_kv_store::SetOptions;
+    for flags in [0, STORE_PROCESS_SHARED] {
+        for size in [3000, 5000, 20_000] {
+            let len = 256 << 10;
+            let mem = Mem::new(len);
+            let limits = Limits {
+                evict: false,
+                max_entries: 0,
+                max_bytes: len as u64,
+            };
+            let mut s = Store::create_with(mem.region(len), 3, flags, limits).unwrap();
+            s.clock = fake_now;
+            let ttl = SetOptions {
+                expires_at: fake_now() + 1000,
+                ..SetOptions::default()
+            };
+            let mut n = 0;
+            while s.set_with(&key(n), &vec![7; size], &ttl).is_ok() {
+                n += 1;
+            }
+            assert!(n > 5);
+            // Every entry expires; none has been swept yet.
+            let mut s2 = Store::attach(mem.region(len)).unwrap();
+            s2.clock = || fake_now() + 2000;
+            let mut out = Vec::new();
+            assert!((0..n).all(|i| s2.get(&key(i), &mut out).unwrap().is_none()));
+            // As many as fitted before (the issue: 34 of 50 threw ERR_KV_FULL).
+            for i in 0..n {
+                s2.set(&key(10_000 + i), &vec![8; size], false)
+                    .unwrap_or_else(|e| {
+                        panic!("flags {flags} size {size}: set {i} after expiry: {e}")
+                    });
+            }
+            assert!(s2.stats().unwrap().expired > 0);
+            s2.check().unwrap();
+            drop(s);
+        }
+    }
+    // maxEntries: two expired keys leave room for a third.
+    let len = 1 << 20;
+    let mem = Mem::new(len);
+    let limits = Limits {
+        evict: false,
+        max_entries: 2,
+        max_bytes: len as u64,
+    };
+    let mut s = Store::create_with(mem.region(len), 3, 0, limits).unwrap();
+    s.clock = fake_now;
+    let ttl = SetOptions {
+        expires_at: fake_now() + 10,
+        ..SetOptions::default()
+    };
+    s.set_with(b"a", b"1", &ttl).unwrap();
+    s.set_with(b"b", b"2", &ttl).unwrap();
+    assert!(matches!(
+        s.set(b"c", b"3", false),
+        Err(Error::AtCapacity { .. })
+    ));
+    s.clock = || fake_now() + 20;
+    s.set(b"c", b"3", false).unwrap();
+    assert_eq!(s.stats().unwrap().entries, 1);
+}
