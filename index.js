@@ -535,24 +535,29 @@ class SharedKVStore {
    * not appear.
    */
   *entries() {
+    yield* this.#scan(true);
+  }
+
+  /** Keys only: no value is copied or decoded (listKeys, delete(pattern) and size go here). */
+  *keys() {
+    for (const [key] of this.#scan(false)) yield key;
+  }
+
+  *#scan(values) {
     const id = this.#id();
     const seen = new Set();
     let epoch = 0;
     let from = 0;
     while (from >= 0) {
-      const batch = native.scan(id, epoch, from, 256);
+      const batch = native.scan(id, epoch, from, 256, values);
       ({ epoch, next: from } = batch);
       for (let i = 0; i < batch.keys.length; i++) {
         const key = batch.keys[i];
         if (seen.has(key) || key.startsWith(LOCK_PREFIX)) continue; // repeat after a move, or a lock
         seen.add(key);
-        yield [key, decode(batch.values[i])];
+        yield [key, values ? decode(batch.values[i]) : undefined];
       }
     }
-  }
-
-  *keys() {
-    for (const [key] of this.entries()) yield key;
   }
 
   *values() {

@@ -153,3 +153,29 @@ test('close() is idempotent, later calls throw ERR_KV_CLOSED, other threads carr
   assert.throws(() => store.get('k'), { code: 'ERR_KV_CLOSED' });
   assert.equal(globalThis.SharedKVStore.instance, undefined, 'the closed instance is no longer the global one');
 });
+
+test('listKeys, keys() and delete(pattern) read keys only: no value is copied or decoded', () => {
+  const native = require('../binding.js');
+  const { store } = createManager({ maxBytes: 256 * 1024 * 1024 });
+  for (let i = 0; i < 12; i++) store.set(`user:${i}`, Buffer.alloc(8 * 1024 * 1024, i));
+  store.set('other', 1);
+  const scan = native.scan;
+  const asked = [];
+  native.scan = (...args) => {
+    const batch = scan(...args);
+    asked.push({ values: args[4], copied: batch.values.length });
+    return batch;
+  };
+  try {
+    assert.equal(store.listKeys('user:*').length, 12);
+    assert.equal([...store.keys()].length, 13);
+    assert.equal(store.delete('user:1*'), true); // user:1, user:10, user:11
+    assert.ok(asked.length > 0);
+    assert.deepEqual(asked.filter((a) => a.values !== false || a.copied !== 0), [], 'a value was copied');
+    asked.length = 0;
+    assert.equal([...store.entries()].length, 10, 'entries() still reads values');
+    assert.ok(asked.every((a) => a.copied > 0 || a.values === true));
+  } finally {
+    native.scan = scan;
+  }
+});

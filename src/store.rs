@@ -773,6 +773,19 @@ impl Store {
         epoch: u32,
         from: u64,
         max: usize,
+        f: impl FnMut(&[u8], &[u8]),
+    ) -> Result<(u32, Option<u64>)> {
+        self.scan_with(epoch, from, max, true, f)
+    }
+
+    /// `scan`, copying each value only if `values` (else `f` gets an empty one): listing keys
+    /// must not copy every value (100 values of 8 MiB took 8 s and 1.6 GiB for a key list).
+    pub fn scan_with(
+        &self,
+        epoch: u32,
+        from: u64,
+        max: usize,
+        values: bool,
         mut f: impl FnMut(&[u8], &[u8]),
     ) -> Result<(u32, Option<u64>)> {
         let r = &self.region;
@@ -803,9 +816,9 @@ impl Store {
                 backoff.snooze()?;
                 continue;
             }
-            let read = Ref::of(seq, lo)
-                .block()
-                .map(|block| Self::read_entry_at(r, block, now_ms, &mut key, &mut value));
+            let read = Ref::of(seq, lo).block().map(|block| {
+                Self::read_entry_at(r, block, now_ms, &mut key, values.then_some(&mut value))
+            });
             fence(Acquire);
             if load_slot(r, at, Relaxed)?.0 != seq || r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
                 if r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
@@ -830,7 +843,7 @@ impl Store {
         block: u64,
         now_ms: u64,
         key: &mut Vec<u8>,
-        value: &mut Vec<u8>,
+        value: Option<&mut Vec<u8>>,
     ) -> Result<bool> {
         let h = crate::arena::read_header(r, block)?;
         if h.expired(now_ms) {
@@ -847,8 +860,10 @@ impl Store {
         }
         key.resize(h.key_len as usize, 0);
         r.read(key_offset(block, h.header_len), key)?;
-        value.resize(h.val_len as usize, 0);
-        r.read(value_offset(block, h.header_len, h.key_len), value)?;
+        if let Some(value) = value {
+            value.resize(h.val_len as usize, 0);
+            r.read(value_offset(block, h.header_len, h.key_len), value)?;
+        }
         Ok(true)
     }
 

@@ -698,21 +698,31 @@ pub fn count(env: Env, id: u32) -> Result<f64> {
 }
 
 /// One batch of iteration: `{ epoch, next, keys, values }` with up to `max` entries from slot
-/// `from` (values as Buffers of encoded bytes); `next` is -1 when done. If the index moved
-/// since `epoch`, the batch starts over at slot 0 (the caller drops repeated keys).
+/// `from` (values as Buffers of encoded bytes; without `with_values`, `values` is empty and no
+/// value is copied); `next` is -1 when done. If the index moved since `epoch`, the batch starts
+/// over at slot 0 (the caller drops repeated keys).
 #[napi]
-pub fn scan(env: Env, id: u32, epoch: u32, from: f64, max: u32) -> Result<Raw> {
+pub fn scan(
+    env: Env,
+    id: u32,
+    epoch: u32,
+    from: f64,
+    max: u32,
+    with_values: Option<bool>,
+) -> Result<Raw> {
     let env = env.raw();
+    let with_values = with_values.unwrap_or(true);
     let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let (epoch, next) = with(env, id, |att| {
         entries.clear();
         att.run(env, |store, _| {
             entries.clear();
-            store.scan(epoch, from as u64, max as usize, |k, v| {
+            store.scan_with(epoch, from as u64, max as usize, with_values, |k, v| {
                 entries.push((k.to_vec(), v.to_vec()))
             })
         })
     })?;
+    let values_len = if with_values { entries.len() } else { 0 };
     let (mut keys, mut values, mut out) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
     // SAFETY: plain Node-API object/array/buffer creation on this env.
     unsafe {
@@ -722,17 +732,25 @@ pub fn scan(env: Env, id: u32, epoch: u32, from: f64, max: u32) -> Result<Raw> {
         )?;
         check(
             env,
-            sys::napi_create_array_with_length(env, entries.len(), &mut values),
+            sys::napi_create_array_with_length(env, values_len, &mut values),
         )?;
         for (i, (k, v)) in entries.iter().enumerate() {
-            let (mut vb, mut data) = (ptr::null_mut(), ptr::null_mut());
             let ks = raw::string(env, k)?;
-            check(
-                env,
-                sys::napi_create_buffer_copy(env, v.len(), v.as_ptr().cast(), &mut data, &mut vb),
-            )?;
             check(env, sys::napi_set_element(env, keys, i as u32, ks))?;
-            check(env, sys::napi_set_element(env, values, i as u32, vb))?;
+            if with_values {
+                let (mut vb, mut data) = (ptr::null_mut(), ptr::null_mut());
+                check(
+                    env,
+                    sys::napi_create_buffer_copy(
+                        env,
+                        v.len(),
+                        v.as_ptr().cast(),
+                        &mut data,
+                        &mut vb,
+                    ),
+                )?;
+                check(env, sys::napi_set_element(env, values, i as u32, vb))?;
+            }
         }
         check(env, sys::napi_create_object(env, &mut out))?;
         check(
