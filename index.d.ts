@@ -43,6 +43,13 @@ export interface StoreOptions {
    * Rust codec. Both write identical bytes, so threads may differ.
    */
   codec?: 'js' | 'native';
+  /**
+   * `createStore(parentPort)` only: how long to wait for the handle `registerFork` sends, in
+   * milliseconds (default 10,000). Then `ready` rejects with `ERR_KV_NO_HANDLE`, every use
+   * throws it, and nothing of the store keeps the thread alive. Before that, use throws
+   * `ERR_KV_NOT_READY`.
+   */
+  handleTimeout?: number;
 }
 
 /** What a full store does; fixed when the store is created (kept in its memory, so every thread and process agrees). */

@@ -152,6 +152,15 @@ function closedError() {
   return err;
 }
 
+function codedError(code, message) {
+  const err = new Error(`shared-kv-store: ${message}`);
+  err.code = code;
+  return err;
+}
+
+/** How long `createStore(parentPort)` waits for its handle by default (option handleTimeout). */
+const HANDLE_TIMEOUT = 10_000;
+
 /** `value` encoded, as its own Buffer (the encoder's buffer is reused by the next encode). */
 function encodedCopy(value) {
   const n = encoder.encode(value);
@@ -174,6 +183,7 @@ class SharedKVStore {
   #cache;
   #reader;
   #growthReads = 0;
+  #failure;
   #closed = false;
 
   #name;
@@ -191,7 +201,14 @@ class SharedKVStore {
     this.#jsCodec = checkCodec(codec) === 'js';
     this.#name = name;
     this.#path = file;
-    this.#ready = new Promise((resolve) => {
+    this.#ready = new Promise((resolve, reject) => {
+      /** @internal No handle will come: `ready` rejects with `err` (see attachFromPort). */
+      this._fail = (err) => {
+        if (this.#att !== undefined) return;
+        this.#failure = err;
+        delete this._attach;
+        reject(err);
+      };
       this._attach = (sab, name, file) => {
         if (this.#closed) return; // closed before its handle arrived
         this.#buffer = sab;
@@ -205,9 +222,12 @@ class SharedKVStore {
           this.#reader = new Reader(sab, LAYOUT, native.hashSeed(this.#att.id));
         }
         delete this._attach;
+        delete this._fail;
         resolve(this);
       };
     });
+    // A rejection nobody awaited must not take the thread down; `ready` still rejects.
+    this.#ready.catch(() => {});
     if (buffer) this._attach(buffer);
   }
 
@@ -233,7 +253,8 @@ class SharedKVStore {
   #id() {
     if (this.#att === undefined) {
       if (this.#closed) throw closedError();
-      throw new Error('shared-kv-store: this store has not received its handle yet; await store.ready');
+      if (this.#failure !== undefined) throw this.#failure;
+      throw codedError('ERR_KV_NOT_READY', 'this store has not received its handle yet; await store.ready');
     }
     return this.#att.id;
   }
@@ -732,8 +753,12 @@ function createStore(source, options = {}) {
   } else if (isHandle(source)) {
     store = new SharedKVStore(source.buffer, codec);
   } else if (source && typeof source.postMessage === 'function' && typeof source.on === 'function') {
+    const { handleTimeout = HANDLE_TIMEOUT } = options;
+    if (!(typeof handleTimeout === 'number' && handleTimeout >= 0 && handleTimeout <= 2 ** 31 - 1)) {
+      throw new RangeError(`createStore: handleTimeout must be a number of milliseconds, got ${String(handleTimeout)}`);
+    }
     store = new SharedKVStore(undefined, codec);
-    attachFromPort(store, source);
+    attachFromPort(store, source, handleTimeout);
   } else if (source == null) {
     // The manager's store in this thread if there is one, else the default named store.
     return SharedKVStore.instance && !SharedKVStore.instance.closed ? SharedKVStore.instance : namedStore('default', options);
@@ -747,7 +772,7 @@ function createStore(source, options = {}) {
   return store;
 }
 
-function attachFromPort(store, port) {
+function attachFromPort(store, port, handleTimeout) {
   // Messages queued before the handle belong to the user: hand them back in order, once
   // the user has a listener (their listener is usually added right after createStore).
   const early = [];
@@ -760,9 +785,18 @@ function attachFromPort(store, port) {
   }
   if (early.length) redeliver(port, early);
   if (store.attached) return;
-  // Not sent yet: listen until it comes, then stop listening so the thread can exit.
+  // Not sent yet: listen until it comes, then stop listening so the thread can exit. The
+  // listener keeps the thread alive (a port listener does), so it waits handleTimeout at most:
+  // then `ready` rejects with ERR_KV_NO_HANDLE and nothing of the store holds the thread.
+  const timer = setTimeout(() => {
+    port.off('message', onMessage);
+    store._fail?.(codedError('ERR_KV_NO_HANDLE', `no store handle arrived on the port within ${handleTimeout} ms: ` +
+      'call manager.registerFork(worker) in the thread that made the worker, or pass manager.handle in workerData'));
+  }, handleTimeout);
+  timer.unref();
   const onMessage = (message) => {
     if (!isHandle(message)) return;
+    clearTimeout(timer);
     port.off('message', onMessage);
     attachHandle(store, message);
   };

@@ -221,3 +221,20 @@ test('a process using the store exits on its own when its code is done', () => {
   assert.match(run.stdout, /Hello from Main!/);
   assert.match(run.stdout, /Hello from Worker!/);
 });
+
+test('a worker whose createStore(parentPort) never gets a handle exits: ready rejects with ERR_KV_NO_HANDLE after handleTimeout, and use before it is ERR_KV_NOT_READY', async () => {
+  const { Worker } = require('node:worker_threads');
+  const w = new Worker(`
+    const { parentPort } = require('node:worker_threads');
+    const kv = require(${JSON.stringify(require('node:path').join(__dirname, '..'))});
+    const store = kv.createStore(parentPort, { handleTimeout: 200 });
+    let early;
+    try { store.get('k'); } catch (e) { early = e.code; }
+    store.ready.catch((e) => parentPort.postMessage([early, e.code, (() => { try { store.get('k'); } catch (e2) { return e2.code; } })()]));
+  `, { eval: true });
+  const [message] = await once(w, 'message');
+  assert.deepEqual(message, ['ERR_KV_NOT_READY', 'ERR_KV_NO_HANDLE', 'ERR_KV_NO_HANDLE']);
+  // Nothing of the store keeps the thread: it ends on its own (no terminate()).
+  const [code] = await once(w, 'exit');
+  assert.equal(code, 0);
+});
