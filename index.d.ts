@@ -96,8 +96,10 @@ export interface NamedStoreOptions extends StoreOptions, EvictionOptions {
 }
 
 export interface StoreStats {
-  /** Live keys. */
+  /** Live keys (what `size` says; locks are counted apart, in `locks`). */
   entries: number;
+  /** Locks held (`lock()`) and `getOrSet` loads under way: not keys, and not limited by `maxEntries`. */
+  locks: number;
   /** Bytes in allocated blocks (index included). */
   bytesUsed: number;
   /** Bytes carved from the buffer so far (in use, free for reuse, and the header). */
@@ -165,8 +167,10 @@ export interface WaitForOptions {
 
 /** What `check()` counted in a consistent store. */
 export interface StoreCheck {
-  /** Live keys (expired ones not yet reclaimed included). */
+  /** Live keys (expired ones not yet reclaimed included; locks apart, in `locks`). */
   entries: number;
+  /** Locks held and `getOrSet` loads under way. */
+  locks: number;
   /** Bytes of blocks in use, index included (equals `stats().bytesUsed`). */
   bytesUsed: number;
   /** Bytes of the index block: all that stays in use once every key is deleted (with the log). */
@@ -177,6 +181,8 @@ export interface StoreCheck {
   bytesFree: number;
   /** Blocks carved from the buffer, in use or free. */
   blocks: number;
+  /** The largest free block: the biggest entry that fits without growing or evicting. */
+  largestFree: number;
 }
 
 export declare class SharedKVStore<V = any> {

@@ -278,7 +278,7 @@ class SharedKVStore {
     this.#att = this.#cache = this.#reader = this.#buffer = this.#visits = undefined;
     if (SharedKVStore.instance === this) SharedKVStore.instance = undefined;
     if (this.#name !== undefined && namedStores.get(this.#name) === this) namedStores.delete(this.#name);
-    if (this.#path !== undefined && fileStores.get(this.#path) === this) fileStores.delete(this.#path);
+    if (this.#path !== undefined && fileStores.get(this.#path)?.store === this) fileStores.delete(this.#path);
   }
 
   get closed() {
@@ -698,13 +698,24 @@ function openStore(path, options = {}) {
   const { file, maxBytes, mode, create } = fileOptions(path, options, DEFAULTS.maxBytes);
   const { onFull, maxEntries } = evictionOptions(options, 'openStore');
   const codec = checkCodec(options.codec ?? DEFAULTS.codec);
-  let store = fileStores.get(file);
-  if (store === undefined || store.closed) {
-    const { buffer } = native.fileBuffer(file, maxBytes, mode, create, onFull, maxEntries);
-    store = new SharedKVStore(buffer, codec, undefined, file);
-    fileStores.set(file, store);
-  }
+  const cached = fileStores.get(file);
+  // Reused only while the path still names the file it mapped: a file deleted (or replaced)
+  // by another process is another store now, and this process must not go on in the old one.
+  if (cached !== undefined && !cached.store.closed && fileIdOf(file) === cached.fileId) return cached.store;
+  const { buffer, fileId } = native.fileBuffer(file, maxBytes, mode, create, onFull, maxEntries);
+  const store = new SharedKVStore(buffer, codec, undefined, file);
+  fileStores.set(file, { store, fileId });
   return store;
+}
+
+/** "device:inode" of the file at `file` now, or undefined if there is none. */
+function fileIdOf(file) {
+  try {
+    const st = require('node:fs').statSync(file, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /** This thread's store for each name: createStore(name) returns the same object each time. */

@@ -242,3 +242,31 @@ test('patterns follow the documented rules: keys with \\ * ? [ / . used as liter
   w.close();
   assert.deepEqual(told, ['a\\b'], 'watch of a key with a backslash: that key only');
 });
+
+test('locks are not entries: size and stats().entries count keys, maxEntries neither counts nor refuses locks', async () => {
+  const { store } = createManager();
+  assert.equal(store.lock('L', 0), true);
+  let finish;
+  const loading = store.getOrSet('g', () => new Promise((r) => { finish = r; }));
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual([store.size, store.stats().entries, store.stats().locks, [...store.keys()].length], [0, 0, 2, 0]);
+  finish('v');
+  assert.equal(await loading, 'v');
+  assert.deepEqual([store.size, store.stats().locks, store.check().entries, store.check().locks], [1, 1, 1, 1]);
+  store.release('L');
+  for (const onFull of ['evict', 'throw']) {
+    const s = createManager({ onFull, maxEntries: 3 }).store;
+    for (const k of ['a', 'b', 'c']) assert.equal(s.lock(k, 0), true);
+    s.set('x', 1); // three locks leave room for three keys
+    assert.equal(s.lock('d', 0), true, `${onFull}: a lock is never refused for maxEntries`);
+    s.set('y', 2);
+    s.set('z', 3);
+    assert.equal(s.size, 3);
+    if (onFull === 'throw') assert.throws(() => s.set('w', 4), { code: 'ERR_KV_FULL' });
+    else s.set('w', 4);
+    assert.equal(s.size, 3);
+    assert.equal(s.stats().locks, 4);
+    const one = createManager({ onFull, maxEntries: 1 }).store;
+    assert.equal(await one.getOrSet('new', () => 'loaded'), 'loaded', `${onFull}: getOrSet with maxEntries 1`);
+  }
+});

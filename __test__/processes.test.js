@@ -236,3 +236,24 @@ test('a lock held by a killed process or by a terminated worker thread is free a
   await w.terminate();
   assert.equal(mem.lock('job', 0), true);
 });
+
+test('openStore(path) after another process deleted and re-created the file opens the new store, never the deleted one', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'skv-deleted-'));
+  const file = path.join(dir, 'store.kv');
+  try {
+    const old = openStore(file);
+    old.set('a', 1);
+    assert.equal(openStore(file), old, 'the same file: the same object');
+    fs.unlinkSync(file);
+    assert.throws(() => openStore(file, { create: false }), { code: 'ENOENT' });
+    const run = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(__dirname, '..'))}).openStore(${JSON.stringify(file)}).set('b', 2)`], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    const now = openStore(file, { create: false });
+    assert.notEqual(now, old);
+    assert.equal(now.get('b'), 2, 'the new store, as the other process made it');
+    assert.equal(now.get('a'), undefined);
+    assert.equal(old.get('a'), 1, 'the old object still works on its (deleted) file');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

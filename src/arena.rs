@@ -44,6 +44,14 @@ pub struct Header {
     pub expires_at: u64,
 }
 
+/// Whether the entry in `block` (header `h`) is a lock's lease or a getOrSet turn (its key is
+/// under PINNED_KEY_PREFIX): never evicted, and not a key (`clear()`, key listings, `size` and
+/// `maxEntries` leave it out).
+pub(crate) fn is_pinned(r: &Region, block: u64, h: &Header) -> Result<bool> {
+    Ok(h.key_len >= PINNED_KEY_PREFIX.len() as u64
+        && r.eq(key_offset(block, h.header_len), PINNED_KEY_PREFIX)?)
+}
+
 impl Header {
     /// Bytes this block holds after its header.
     pub fn capacity(&self) -> u64 {

@@ -20,8 +20,10 @@ use crate::table::{load_slot, Find, Ref, Table, Tables};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Check {
-    /// Live entries (expired ones not yet swept included).
+    /// Live keys (expired ones not yet swept included; locks' leases apart, in `locks`).
     pub entries: u64,
+    /// Locks' leases and getOrSet's turns.
+    pub locks: u64,
     /// Bytes of blocks in use, index included: equal to `stats().bytesUsed`.
     pub bytes_used: u64,
     /// Bytes of the index's blocks (all that is in use once every key is deleted, with the
@@ -157,6 +159,7 @@ impl Store {
         }
         let mut counts = [(0u64, 0u64); 2];
         let mut key = Vec::new();
+        let mut locks = 0;
         for (which, table) in [(0, Some(tables.t0)), (1, tables.t1)] {
             let Some(table) = table else { continue };
             for i in 0..table.cap {
@@ -173,6 +176,7 @@ impl Store {
                             return Err(bad(format!("slot {i} points to no block of its own")));
                         }
                         let hash = self.key_hash_of(block, &mut key)?;
+                        locks += key.starts_with(PINNED_KEY_PREFIX) as u64;
                         let name = String::from_utf8_lossy(&key);
                         if tag != hash & 7 {
                             return Err(bad(format!(
@@ -214,6 +218,9 @@ impl Store {
         if r.u64(H_LIVE)?.load(Relaxed) != entries {
             return Err(bad("entry count".into()));
         }
+        if r.u64(H_LOCKS)?.load(Relaxed) != locks {
+            return Err(bad("lock count".into()));
+        }
         if r.u64(H_TOMBSTONES)?.load(Relaxed) != counts[0].1 {
             return Err(bad("tombstone count".into()));
         }
@@ -223,7 +230,8 @@ impl Store {
             return Err(bad("the new table's counts".into()));
         }
         Ok(Check {
-            entries,
+            entries: entries - locks,
+            locks,
             bytes_used: used,
             index_bytes,
             log_bytes,

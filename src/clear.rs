@@ -17,10 +17,9 @@
 
 use std::sync::atomic::Ordering::{Relaxed, Release};
 
-use crate::arena::Arena;
+use crate::arena::{is_pinned, Arena};
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::evict::is_pinned;
 use crate::layout::*;
 use crate::region::Region;
 use crate::store::Store;
@@ -66,6 +65,7 @@ impl Store {
         Tables::replace(r, fresh)?;
         r.u64(H_TOMBSTONES)?.store(0, Relaxed);
         r.u64(H_LIVE)?.store(leases.len() as u64, Relaxed);
+        r.u64(H_LOCKS)?.store(leases.len() as u64, Relaxed);
         self.log_store_event(Event::Clear); // the keys are gone for readers from here
         let mut removed = 0;
         for slot in tables.live_slots(r, 0, tables.cap()) {
@@ -132,6 +132,7 @@ fn empty_table(r: &Region, t0: Table, mode: u32, free: bool) -> Result<u64> {
     }
     r.u64(H_TOMBSTONES)?.store(tombstones, Relaxed);
     r.u64(H_LIVE)?.store(live, Relaxed);
+    r.u64(H_LOCKS)?.store(live, Relaxed); // what stays are leases
     Ok(removed)
 }
 

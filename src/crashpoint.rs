@@ -112,6 +112,7 @@ macro_rules! counted {
                 }
                 r
             }
+            /// The strong exchange (a weak one may always succeed where a strong one would).
             pub fn compare_exchange_weak(
                 &self,
                 current: $t,
@@ -119,11 +120,7 @@ macro_rules! counted {
                 success: std::sync::atomic::Ordering,
                 failure: std::sync::atomic::Ordering,
             ) -> Result<$t, $t> {
-                let r = self.0.compare_exchange_weak(current, new, success, failure);
-                if r.is_ok() {
-                    hit();
-                }
-                r
+                self.compare_exchange(current, new, success, failure)
             }
         }
     };

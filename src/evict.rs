@@ -24,23 +24,15 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::arena::{data_size, Arena, Header};
+use crate::arena::{data_size, is_pinned, Arena, Header};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::layout::*;
-use crate::region::Region;
 use crate::store::{count, SetOptions, Store};
 use crate::table::{advance_seq, load_ref, load_slot, Find, Ref, Table, Tables};
 
 /// Live entries the hand looks at past its victim for an expired one to take instead.
 const EXPIRED_SEARCH: u32 = 64;
-/// Whether the entry in `block` (header `h`) is a lock's lease or a getOrSet turn: never
-/// evicted, and not a key (`clear()` and key listings leave it alone).
-pub(crate) fn is_pinned(r: &Region, block: u64, h: &Header) -> Result<bool> {
-    Ok(h.key_len >= PINNED_KEY_PREFIX.len() as u64
-        && r.eq(key_offset(block, h.header_len), PINNED_KEY_PREFIX)?)
-}
-
 /// Windows one write may open that end at a block they may not evict, before it gives up.
 const MAX_WINDOWS: u32 = 1024;
 

@@ -121,7 +121,11 @@ pub const H_REPAIRS: u64 = 280;
 /// commit point; recovery finishes a clear cut short after it.
 pub const H_CLEARING: u64 = 288;
 
-// (Bytes 292..320 are unused.)
+/// u64: live entries that are locks' leases or getOrSet's turns (keys under
+/// PINNED_KEY_PREFIX): they are not keys, so `stats().entries` and `maxEntries` leave them out.
+pub const H_LOCKS: u64 = 296;
+
+// (Bytes 292..296 and 304..320 are unused.)
 
 // ---- the undo record (see undo.rs) ----------------------------------------------------------
 /// The undo record of an in-place rewrite in a process-shared store: while U_SLOT is nonzero,
@@ -276,8 +280,12 @@ pub const fn start_slot(hash: u32, cap: u64) -> u64 {
     (hash as u64 * cap) >> 32
 }
 
-const _: () =
-    assert!(H_WATCHERS + 4 <= H_REPAIRS && H_REPAIRS + 8 <= H_CLEARING && H_CLEARING + 4 <= U_SLOT);
+const _: () = assert!(
+    H_WATCHERS + 4 <= H_REPAIRS
+        && H_REPAIRS + 8 <= H_CLEARING
+        && H_CLEARING + 4 <= H_LOCKS
+        && H_LOCKS + 8 <= U_SLOT
+);
 const _: () = assert!(U_EXPIRES + 8 <= H_FREE_MAP && H_FREE_MAP + 32 <= H_FREE_HEADS);
 const _: () = assert!(H_FREE_HEADS + 8 * NUM_LISTS as u64 <= U_BYTES);
 const _: () = assert!(

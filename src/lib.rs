@@ -18,6 +18,7 @@
 //! - [`table`]: the hash index and its seqlock protocol
 //! - [`rehash`]: growing the index incrementally (two tables while entries move)
 //! - [`store`]: get / set / delete
+//! - [`scan`]: lock-free iteration over every entry (keys only, or keys and values)
 //! - [`changelog`]: the log of changes that `watch` and `waitFor` read, and waking watchers
 //! - [`check`]: the integrity check of a whole store
 //! - [`crashpoint`]: counting stores to stop a writer dead after any one of them (tests)
@@ -45,6 +46,7 @@ pub mod memory;
 pub mod recover;
 pub mod region;
 pub mod rehash;
+pub mod scan;
 pub mod store;
 pub mod sync;
 pub mod table;

@@ -88,7 +88,7 @@ impl Store {
         }
         // The new table first: an entry both tables reference keeps its new slot.
         let mut counts = [(0u64, 0u64); 2]; // (live, tombstones) of T0 and T1
-        let (mut key, mut repaired) = (Vec::new(), 0u64);
+        let (mut key, mut repaired, mut locks) = (Vec::new(), 0u64, 0u64);
         let order = [(1, tables.t1), (0, Some(tables.t0))];
         for (which, table) in order {
             let Some(table) = table else { continue };
@@ -121,6 +121,7 @@ impl Store {
                         // The backstop: a slot whose tag is not its key's is skipped by every
                         // lookup, a ghost the next growth would bring back.
                         let want = self.key_hash_of(block, &mut key)? & 7;
+                        locks += key.starts_with(PINNED_KEY_PREFIX) as u64;
                         if tag != want {
                             Table::publish(r, at, Ref::Live { block, tag: want })?;
                             repaired += 1;
@@ -142,6 +143,7 @@ impl Store {
             return Err(Error::corrupted("index references the middle of a block"));
         }
         r.u64(H_LIVE)?.store(counts[0].0 + counts[1].0, Relaxed);
+        r.u64(H_LOCKS)?.store(locks, Relaxed);
         r.u64(H_TOMBSTONES)?.store(counts[0].1, Relaxed);
         r.u64(H_T1_LIVE)?.store(counts[1].0, Relaxed);
         r.u64(H_T1_TOMBSTONES)?.store(counts[1].1, Relaxed);

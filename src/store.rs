@@ -14,7 +14,7 @@ use crate::layout::*;
 use crate::lock::{lock, Backoff, LockWords, WriteGuard, WAIT_TIMEOUT};
 use crate::region::Region;
 use crate::rehash::{add, Room};
-use crate::table::{load_ref, load_slot, Find, Read, Ref, Table, Tables};
+use crate::table::{load_ref, Find, Read, Ref, Table, Tables};
 use crate::undo::{arm_undo, disarm_undo};
 use std::time::Duration;
 
@@ -133,7 +133,10 @@ pub fn system_now_ms() -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
+    /// Keys (locks' leases and getOrSet's turns are counted apart, in `locks`).
     pub entries: u64,
+    /// Locks held (`lock()` leases) and getOrSet loads under way.
+    pub locks: u64,
     /// Bytes in allocated blocks (index included).
     pub bytes_used: u64,
     /// Bytes carved from the region so far (used + free blocks + header).
@@ -351,7 +354,7 @@ impl Store {
 
     /// A reader that keeps finding an entry mid-write: if the writer died, take its lock over
     /// (recovering its write); if it lives, this waits until it is done.
-    fn unblock_reader(&self, backoff: &Backoff) -> Result<()> {
+    pub(crate) fn unblock_reader(&self, backoff: &Backoff) -> Result<()> {
         if backoff.is_long() {
             drop(self.write_lock()?);
         }
@@ -526,8 +529,13 @@ impl Store {
                 }
                 Find::Vacant(v) => v,
             };
-            let live = r.u64(H_LIVE)?.load(Relaxed);
-            if self.limits.max_entries != 0 && live >= self.limits.max_entries {
+            // Locks' leases are not entries: maxEntries neither counts nor refuses them.
+            let lease = key.starts_with(PINNED_KEY_PREFIX);
+            let keys = r
+                .u64(H_LIVE)?
+                .load(Relaxed)
+                .saturating_sub(r.u64(H_LOCKS)?.load(Relaxed));
+            if self.limits.max_entries != 0 && !lease && keys >= self.limits.max_entries {
                 return Err(Error::AtCapacity {
                     max_entries: self.limits.max_entries,
                 });
@@ -542,6 +550,9 @@ impl Store {
             let was_tombstone = load_ref(r, at)? == Ref::Tombstone;
             Table::publish(r, at, Ref::live(block, hash))?;
             add(r, H_LIVE, 1)?;
+            if lease {
+                add(r, H_LOCKS, 1)?;
+            }
             let in_t1 = tables.t1.is_some_and(|t| t.holds(at));
             if in_t1 {
                 add(r, H_T1_LIVE, 1)?;
@@ -605,11 +616,15 @@ impl Store {
         event: Event,
     ) -> Result<Option<(u64, u64)>> {
         let r = &self.region;
+        let lease = crate::arena::is_pinned(r, block, &Arena { r }.check_block(block, true)?)?;
         self.log_removal(event, block); // while the block still holds the key
                                         // The marks of reads were the removed entry's: a key written into this slot later
                                         // starts unmarked.
         Table::publish_marked(r, at, Ref::Tombstone, 0)?;
         add(r, H_LIVE, -1)?;
+        if lease {
+            add(r, H_LOCKS, -1)?;
+        }
         let in_t1 = Tables::load(r)?.t1.is_some_and(|t| t.holds(at));
         if in_t1 {
             add(r, H_T1_LIVE, -1)?;
@@ -764,113 +779,14 @@ impl Store {
         })
     }
 
-    /// Visits live entries from slot `from` of the index, lock-free, calling `f(key, value)`
-    /// for each (up to `max`). Returns the epoch of the table it read and the next slot (None
-    /// when done). If the index moved since `epoch`, it starts again from slot 0: callers that
-    /// need each key once drop repeats.
-    pub fn scan(
-        &self,
-        epoch: u32,
-        from: u64,
-        max: usize,
-        f: impl FnMut(&[u8], &[u8]),
-    ) -> Result<(u32, Option<u64>)> {
-        self.scan_with(epoch, from, max, true, f)
-    }
-
-    /// `scan`, copying each value only if `values` (else `f` gets an empty one): listing keys
-    /// must not copy every value (100 values of 8 MiB took 8 s and 1.6 GiB for a key list).
-    pub fn scan_with(
-        &self,
-        epoch: u32,
-        from: u64,
-        max: usize,
-        values: bool,
-        mut f: impl FnMut(&[u8], &[u8]),
-    ) -> Result<(u32, Option<u64>)> {
-        let r = &self.region;
-        let mut backoff = Backoff::new("entry being written", self.wait_timeout);
-        let now = r.u32(H_TABLE_EPOCH)?.load(Acquire);
-        let now_ms = (self.clock)();
-        if now & 1 == 1 {
-            return Ok((now.wrapping_sub(1), Some(0))); // the tables are moving: start over
-        }
-        let table = Tables::load(r)?;
-        let mut i = if now == epoch { from } else { 0 };
-        let (mut key, mut value, mut seen) = (Vec::new(), Vec::new(), 0);
-        while i < table.cap() && seen < max {
-            let at = table.slot(i);
-            let (seq, lo) = load_slot(r, at, Acquire)?;
-            if seq & 1 == 1 {
-                // A table freed since (the index moved) may hold any bytes now: an odd SEQ
-                // with no writer at work is corruption only if the index did not move (the
-                // lock's release that made it free also made the epoch's move visible).
-                if let Err(e) = Table::check_writer_at_work(r, at, seq) {
-                    fence(Acquire);
-                    if r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
-                        return Ok((now.wrapping_sub(1), Some(0))); // moved: start over
-                    }
-                    return Err(e);
-                }
-                self.unblock_reader(&backoff)?;
-                backoff.snooze()?;
-                continue;
-            }
-            let read = Ref::of(seq, lo).block().map(|block| {
-                Self::read_entry_at(r, block, now_ms, &mut key, values.then_some(&mut value))
-            });
-            fence(Acquire);
-            if load_slot(r, at, Relaxed)?.0 != seq || r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
-                if r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
-                    return Ok((now.wrapping_sub(1), Some(0))); // moved: the caller starts over
-                }
-                backoff.snooze()?;
-                continue;
-            }
-            // Stable, yet unreadable: corrupted, or past this thread's view of a grown region.
-            if read.transpose()? == Some(true) {
-                f(&key, &value);
-                seen += 1;
-            }
-            i += 1;
-        }
-        Ok((now, (i < table.cap()).then_some(i)))
-    }
-
-    /// Reads an entry's key and value; Ok(false) if it has expired.
-    fn read_entry_at(
-        r: &Region,
-        block: u64,
-        now_ms: u64,
-        key: &mut Vec<u8>,
-        value: Option<&mut Vec<u8>>,
-    ) -> Result<bool> {
-        let h = crate::arena::read_header(r, block)?;
-        if h.expired(now_ms) {
-            return Ok(false);
-        }
-        let end = block
-            .checked_add(h.header_len + h.key_len + h.val_len)
-            .ok_or(Error::corrupted("entry length"))?;
-        if end > r.len() {
-            return Err(Error::OutOfBounds {
-                off: block,
-                size: end - block,
-            });
-        }
-        key.resize(h.key_len as usize, 0);
-        r.read(key_offset(block, h.header_len), key)?;
-        if let Some(value) = value {
-            value.resize(h.val_len as usize, 0);
-            r.read(value_offset(block, h.header_len, h.key_len), value)?;
-        }
-        Ok(true)
-    }
-
     pub fn stats(&self) -> Result<Stats> {
         let r = &self.region;
         Ok(Stats {
-            entries: r.u64(H_LIVE)?.load(Relaxed),
+            entries: r
+                .u64(H_LIVE)?
+                .load(Relaxed)
+                .saturating_sub(r.u64(H_LOCKS)?.load(Relaxed)),
+            locks: r.u64(H_LOCKS)?.load(Relaxed),
             bytes_used: r.u64(H_BYTES_IN_USE)?.load(Relaxed),
             bytes_reserved: r.u64(H_ARENA_TOP)?.load(Relaxed),
             buffer_bytes: r.len(),

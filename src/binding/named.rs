@@ -19,7 +19,7 @@ use napi::sys;
 use napi_derive::napi;
 use parking_lot::Mutex;
 
-use super::raw::{check, throw, Raw};
+use super::raw::{self, check, throw, Raw};
 use crate::memory::{FileOptions, Memory};
 use crate::store::Store;
 
@@ -72,7 +72,7 @@ pub fn named_buffer(
 }
 
 /// An ArrayBuffer over the store file at `path`, opening (or, with `create`, creating and
-/// formatting) it: `{ buffer, created }`.
+/// formatting) it: `{ buffer, created, fileId }` (`fileId`: "device:inode" of the file mapped).
 #[napi(js_name = "fileBuffer")]
 #[allow(clippy::too_many_arguments)]
 pub fn file_buffer(
@@ -93,6 +93,7 @@ pub fn file_buffer(
         max_entries: max_entries.max(0.0) as u64,
     };
     let (memory, created) = Memory::open_file(&path, opts).map_err(|e| throw(env, &e))?;
+    let (dev, ino) = memory.file_id.expect("a file mapping has a file id");
     let memory = {
         let mut files = FILES.lock();
         let files = files.get_or_insert_with(HashMap::new);
@@ -114,6 +115,11 @@ pub fn file_buffer(
         check(
             env,
             sys::napi_set_named_property(env, out, c"created".as_ptr(), flag),
+        )?;
+        let id = raw::string(env, format!("{dev}:{ino}").as_bytes())?;
+        check(
+            env,
+            sys::napi_set_named_property(env, out, c"fileId".as_ptr(), id),
         )?;
     }
     Ok(Raw(out))
