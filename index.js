@@ -152,6 +152,13 @@ function closedError() {
   return err;
 }
 
+/** An iterable that is not a string (a string would iterate its characters as keys). */
+function checkIterable(v, method, what) {
+  if (v === null || typeof v !== 'object' || typeof v[Symbol.iterator] !== 'function') {
+    throw new TypeError(`${method}: ${what} must be an array or another iterable (not a string), got ${typeof v}`);
+  }
+}
+
 function codedError(code, message) {
   const err = new Error(`shared-kv-store: ${message}`);
   err.code = code;
@@ -402,8 +409,10 @@ class SharedKVStore {
    * exited or was terminated), it expires after `lease` ms. Only the holder can release it.
    * Locks do not block get/set: they coordinate threads that take them.
    */
-  lock(key, timeout = 1000, { lease = DEFAULT_LEASE_MS } = {}) {
+  lock(key, timeout = 1000, options = {}) {
     checkKey(key);
+    if (options === null || typeof options !== 'object') throw new TypeError(`lock: options must be an object, got ${options === null ? 'null' : typeof options}`);
+    const { lease = DEFAULT_LEASE_MS } = options;
     if (typeof timeout !== 'number' || !(timeout >= 0)) throw new RangeError(`lock: timeout must be a number of ms >= 0, got ${String(timeout)}`);
     if (!(lease > 0) || !Number.isFinite(lease)) throw new RangeError(`lock: lease must be a positive number of ms, got ${String(lease)}`);
     const id = this.#id();
@@ -591,13 +600,21 @@ class SharedKVStore {
 
   /** get() for each key, in order. */
   getMany(keys) {
+    checkIterable(keys, 'getMany', 'keys');
     return Array.from(keys, (key) => this.get(key));
   }
 
   /** set() for each [key, value]; returns how many were stored (undefined values are not). */
   setMany(entries) {
+    checkIterable(entries, 'setMany', 'entries');
     let stored = 0;
-    for (const [key, value] of entries) if (this.set(key, value)) stored++;
+    for (const entry of entries) {
+      if (entry === null || typeof entry !== 'object' || typeof entry[Symbol.iterator] !== 'function') {
+        throw new TypeError(`setMany: each entry must be a [key, value] pair, got ${typeof entry === 'string' ? JSON.stringify(entry) : typeof entry}`);
+      }
+      const [key, value] = entry;
+      if (this.set(key, value)) stored++;
+    }
     return stored;
   }
 

@@ -233,3 +233,30 @@ test('a closed store object being collected does not release the attachment that
   const run = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(run.status, 0, run.stderr);
 });
+
+test('bad input is a TypeError or RangeError, and the store is unchanged: boxed primitives (both codecs), getMany/setMany/lock arguments, a 2^32-1-long array', { timeout: 60_000 }, () => {
+  const manager = createManager();
+  for (const store of [manager.store, createStore(manager.handle, { codec: 'native' })]) {
+    for (const boxed of [new Number(5), new Boolean(false), new String('xy')]) {
+      assert.throws(() => store.set('boxed', boxed), { name: 'TypeError', code: 'ERR_KV_UNSUPPORTED_VALUE', message: /boxed .* primitive/ });
+      assert.throws(() => store.set('boxed', { inside: [boxed] }), { name: 'TypeError', code: 'ERR_KV_UNSUPPORTED_VALUE' });
+    }
+    assert.equal(store.has('boxed'), false);
+  }
+  const { store } = manager;
+  store.set('a', 1);
+  assert.throws(() => store.getMany(5), TypeError);
+  assert.throws(() => store.getMany('ab'), TypeError);
+  assert.throws(() => store.setMany(['ab']), TypeError);
+  assert.throws(() => store.setMany(5), TypeError);
+  assert.equal(store.get('b'), undefined, 'setMany stored nothing of a bad entry');
+  assert.throws(() => store.lock('k', 0, null), { name: 'TypeError', message: /options must be an object/ });
+  // Refused from its length, before walking 2^32 holes (that took over 40 s).
+  const huge = [];
+  huge.length = 2 ** 32 - 1;
+  assert.throws(() => store.set('huge', huge), { name: 'RangeError', code: 'ERR_KV_VALUE_TOO_LARGE' });
+  assert.throws(() => createStore(manager.handle, { codec: 'native' }).set('huge', huge), { name: 'RangeError', code: 'ERR_KV_VALUE_TOO_LARGE' });
+  assert.equal(store.has('huge'), false);
+  assert.deepEqual(store.getMany(['a', 'b']), [1, undefined]);
+  assert.equal(store.setMany([['b', 2], ['c', 3]]), 2);
+});

@@ -58,7 +58,14 @@ const UNSUPPORTED = [
   [WeakSet, 'WeakSet values cannot be stored'],
   [SharedArrayBuffer, 'SharedArrayBuffer values cannot be stored'],
   [WeakRef, 'WeakRef values cannot be stored'],
+  // Boxed primitives: as objects they would lose their value ({} and {0:'x',1:'y'}).
+  [Number, 'boxed Number objects cannot be stored: store the primitive (valueOf())'],
+  [Boolean, 'boxed Boolean objects cannot be stored: store the primitive (valueOf())'],
+  [String, 'boxed String objects cannot be stored: store the primitive (valueOf())'],
 ];
+
+/** The longest encoded value the store takes (layout: a u32 length). */
+const MAX_ENCODED_BYTES = 2 ** 32 - 1;
 
 class Encoder {
   constructor(size = 8192) {
@@ -292,6 +299,11 @@ class Encoder {
   }
 
   writeItems(items, n) {
+    // Every item takes a byte at least: an array longer than a value may be fails at once,
+    // not after walking 2^32 holes (over 40 s).
+    if (this.pos + 5 + n > MAX_ENCODED_BYTES) {
+      throw this.fail(RangeError, 'ERR_KV_VALUE_TOO_LARGE', `an array of ${n} items is larger than the largest value (${MAX_ENCODED_BYTES} bytes)`);
+    }
     this.writeCount(0x90, 0xdc, n);
     let i = 0;
     try {

@@ -46,7 +46,7 @@ struct Walker {
     classes: Option<Classes>,
 }
 
-const CLASS_NAMES: [&str; 9] = [
+const CLASS_NAMES: [&str; 12] = [
     "Object",
     "Map",
     "Set",
@@ -56,19 +56,23 @@ const CLASS_NAMES: [&str; 9] = [
     "WeakSet",
     "SharedArrayBuffer",
     "WeakRef",
+    // Boxed primitives: as objects they would lose their value ({} and {0:'x',1:'y'}).
+    "Number",
+    "Boolean",
+    "String",
 ];
 
 thread_local! {
-    static CLASS_REFS: std::cell::Cell<Option<[sys::napi_ref; 9]>> = const { std::cell::Cell::new(None) };
+    static CLASS_REFS: std::cell::Cell<Option<[sys::napi_ref; CLASS_NAMES.len()]>> = const { std::cell::Cell::new(None) };
 }
 
 /// References to this thread's global constructors, made on first use. Looking them up by name
 /// on every encode dominated its cost (measured with callgrind: ~9 lookups per call).
-fn class_refs(env: sys::napi_env) -> Result<[sys::napi_ref; 9]> {
+fn class_refs(env: sys::napi_env) -> Result<[sys::napi_ref; CLASS_NAMES.len()]> {
     if let Some(refs) = CLASS_REFS.with(|c| c.get()) {
         return Ok(refs);
     }
-    let mut refs = [ptr::null_mut(); 9];
+    let mut refs = [ptr::null_mut(); CLASS_NAMES.len()];
     for (r, name) in refs.iter_mut().zip(CLASS_NAMES) {
         // SAFETY: a strong reference to a live global of this env (one env per thread); it
         // lives as long as the thread.
@@ -85,7 +89,7 @@ struct Classes {
     object_proto: V,
     map: V,
     set: V,
-    unsupported: [(V, &'static str); 6],
+    unsupported: [(V, &'static str); CLASS_NAMES.len() - 3],
 }
 
 fn type_of(env: sys::napi_env, v: V) -> Result<sys::napi_valuetype> {
@@ -159,6 +163,17 @@ fn array_items(env: sys::napi_env, arr: V) -> Result<Vec<V>> {
     let mut n = 0;
     // SAFETY: valid env and array.
     check(env, unsafe { sys::napi_get_array_length(env, arr, &mut n) })?;
+    // Every item takes a byte at least: an array longer than a value may be fails at once,
+    // not after reading 2^32 holes into a vector.
+    if n as u64 + 5 > crate::layout::MAX_VALUE_BYTES as u64 {
+        return Err(throw(
+            env,
+            &crate::error::Error::ValueTooLarge {
+                len: n as usize,
+                max: crate::layout::MAX_VALUE_BYTES,
+            },
+        ));
+    }
     (0..n)
         .map(|i| {
             let mut item = ptr::null_mut();
@@ -346,6 +361,11 @@ impl Walker {
         }
         for (ctor, class) in classes.unsupported {
             if instance_of(env, v, ctor)? {
+                if matches!(class, "Number" | "Boolean" | "String") {
+                    return Err(self.fail(&format!(
+                        "boxed {class} objects cannot be stored: store the primitive (valueOf())"
+                    )));
+                }
                 return Err(self.fail(&format!("{class} values cannot be stored")));
             }
         }
@@ -385,7 +405,7 @@ impl Walker {
         for (v, r) in values.iter_mut().zip(refs) {
             *v = raw::deref(env, r)?;
         }
-        let mut unsupported = [(ptr::null_mut(), ""); 6];
+        let mut unsupported = [(ptr::null_mut(), ""); CLASS_NAMES.len() - 3];
         for (i, slot) in unsupported.iter_mut().enumerate() {
             *slot = (values[3 + i], CLASS_NAMES[3 + i]);
         }
