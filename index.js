@@ -6,7 +6,7 @@ const { receiveMessageOnPort, isMainThread } = require('node:worker_threads');
 const { Encoder, decode } = require('./lib/codec');
 const { ReadCache, cloneAny } = require('./lib/cache');
 const { Reader, HIT, MISS } = require('./lib/reader');
-const { fileOptions } = require('./lib/file');
+const { fileOptions, MIN_MAX_BYTES } = require('./lib/file');
 const { getOrSet } = require('./lib/loader');
 const { evictionOptions, Visits } = require('./lib/evict');
 const { Hub, waitFor } = require('./lib/watch');
@@ -645,6 +645,9 @@ class Manager {
       const v = opts[name];
       if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${v}`);
     }
+    if (opts.maxBytes < MIN_MAX_BYTES) {
+      throw new RangeError(`maxBytes is at least ${MIN_MAX_BYTES} (64 KiB: the header and the first index take 16 KiB), got ${opts.maxBytes}`);
+    }
     if (opts.maxBytes < opts.initialBytes) {
       throw new RangeError(`maxBytes (${opts.maxBytes}) must be at least initialBytes (${opts.initialBytes})`);
     }
@@ -748,6 +751,7 @@ function namedStore(name, options = {}) {
     if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) throw new RangeError(`maxBytes must be a positive integer, got ${maxBytes}`);
     // As for store files: the memory is one external ArrayBuffer, at most 4 GiB on Node 20.
     if (maxBytes > 2 ** 32) throw new RangeError(`createStore: maxBytes is at most 4 GiB (${2 ** 32}) for a named store, got ${maxBytes}`);
+    if (maxBytes < MIN_MAX_BYTES) throw new RangeError(`createStore: maxBytes is at least ${MIN_MAX_BYTES} (64 KiB: the header and the first index take 16 KiB), got ${maxBytes}`);
     const { onFull, maxEntries } = evictionOptions(options, 'createStore');
     store = new SharedKVStore(native.namedBuffer(name, maxBytes, onFull, maxEntries), codec, name);
     namedStores.set(name, store);

@@ -1,7 +1,7 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { createManager, createStore, SharedKVStore } = require('..');
+const { createManager, createStore, openStore, SharedKVStore } = require('..');
 const { fromTagged } = require('./tagged');
 const vectors = require('./vectors.json');
 
@@ -259,4 +259,23 @@ test('bad input is a TypeError or RangeError, and the store is unchanged: boxed 
   assert.equal(store.has('huge'), false);
   assert.deepEqual(store.getMany(['a', 'b']), [1, undefined]);
   assert.equal(store.setMany([['b', 2], ['c', 3]]), 2);
+});
+
+test('a maxBytes too small to hold anything is a RangeError naming the minimum (64 KiB), in every kind of store', () => {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'skv-min-')), 's.kv');
+  for (const make of [
+    () => createManager({ initialBytes: 16400, maxBytes: 16400 }),
+    () => createStore(`tiny-${process.pid}`, { maxBytes: 16 * 1024 }),
+    () => openStore(file, { maxBytes: 16 * 1024 }),
+  ]) {
+    assert.throws(make, { name: 'RangeError', message: /at least 65536/ });
+  }
+  assert.equal(fs.existsSync(file), false, 'no file made');
+  // The minimum itself holds entries.
+  const s = createStore(`min-${process.pid}`, { maxBytes: 64 * 1024 });
+  for (let i = 0; i < 20; i++) s.set(`k${i}`, 'x'.repeat(100));
+  assert.equal(s.size, 20);
 });

@@ -79,7 +79,7 @@ impl fmt::Display for Error {
             Error::NeedGrow { needed } => write!(f, "the store needs {needed} bytes"),
             Error::Full { needed, max } => write!(
                 f,
-                "store is full: it needs {needed} bytes but maxBytes is {max}; delete keys or create the manager with a larger maxBytes"
+                "store is full: it needs {needed} bytes but maxBytes is {max}; delete keys or use a larger maxBytes"
             ),
             Error::Corrupted(what) => write!(f, "store memory is corrupted: {what}"),
             Error::Timeout(what) => write!(
