@@ -45,25 +45,32 @@ test('keys a worker reads (from its own read cache too) survive while another th
   const name = 'evict:hot';
   const store = createStore(name, { onFull: 'evict', maxEntries: 300 });
   for (let i = 0; i < 20; i++) store.set(`hot${i}`, { hot: i });
-  const stop = new Int32Array(new SharedArrayBuffer(4));
+  // [stop, passes]: the worker counts its passes over the hot keys.
+  const shared = new Int32Array(new SharedArrayBuffer(8));
   const w = worker(`
     const store = kv.createStore(${JSON.stringify(name)});
-    const stop = new Int32Array(workerData);
+    const shared = new Int32Array(workerData);
     let reads = 0, missing = 0;
     parentPort.postMessage('reading');
-    while (Atomics.load(stop, 0) === 0) {
+    while (Atomics.load(shared, 0) === 0) {
       for (let i = 0; i < 20; i++, reads++) if (store.get('hot' + i) === undefined) missing++;
+      Atomics.add(shared, 1, 1);
     }
     parentPort.postMessage({ reads, missing, cacheHits: store.stats().hits });
-  `, { workerData: stop.buffer });
+  `, { workerData: shared.buffer });
   await once(w, 'message');
-  // 13 times the capacity in cold keys, over half a second or more: the cache's contents turn
-  // over every few tens of milliseconds (the reader hands its reads over every 512 reads).
+  // 13 times the capacity in cold keys. After every 20 (every 20 evictions) the writer waits
+  // until the worker has made 30 more passes (600 reads: it hands its reads over every 512, with
+  // the writer lock free), so the hot keys are marked between any two passes of the hand
+  // whatever the machine's load: counted, not timed (a timed pause failed under load).
   for (let i = 0; i < 4000; i++) {
     store.set(`cold${i}`, value(i));
-    if (i % 20 === 19) await new Promise((r) => setTimeout(r, 2));
+    if (i % 20 === 19) {
+      const target = Atomics.load(shared, 1) + 30;
+      while (Atomics.load(shared, 1) < target) await new Promise((r) => setTimeout(r, 1));
+    }
   }
-  Atomics.store(stop, 0, 1);
+  Atomics.store(shared, 0, 1);
   const [{ reads, missing, cacheHits }] = await once(w, 'message');
   assert.ok(store.stats().evictions >= 3700, JSON.stringify(store.stats()));
   assert.ok(cacheHits > reads / 2, `most reads came from the worker's read cache: ${cacheHits} of ${reads}`);
