@@ -157,6 +157,13 @@ pub struct Stats {
     pub repairs: u64,
 }
 
+/// Live entries that are keys: all of them but locks' leases and getOrSet's turns.
+fn key_count(r: &Region) -> Result<u64> {
+    Ok(r.u64(H_LIVE)?
+        .load(Relaxed)
+        .saturating_sub(r.u64(H_LOCKS)?.load(Relaxed)))
+}
+
 /// Adds one to the u64 counter at `at` (writer lock held).
 pub(crate) fn count(r: &Region, at: u64) -> Result<()> {
     let w = r.u64(at)?;
@@ -531,10 +538,7 @@ impl Store {
             };
             // Locks' leases are not entries: maxEntries neither counts nor refuses them.
             let lease = key.starts_with(PINNED_KEY_PREFIX);
-            let keys = r
-                .u64(H_LIVE)?
-                .load(Relaxed)
-                .saturating_sub(r.u64(H_LOCKS)?.load(Relaxed));
+            let keys = key_count(r)?;
             if self.limits.max_entries != 0 && !lease && keys >= self.limits.max_entries {
                 return Err(Error::AtCapacity {
                     max_entries: self.limits.max_entries,
@@ -617,9 +621,10 @@ impl Store {
     ) -> Result<Option<(u64, u64)>> {
         let r = &self.region;
         let lease = crate::arena::is_pinned(r, block, &Arena { r }.check_block(block, true)?)?;
-        self.log_removal(event, block); // while the block still holds the key
-                                        // The marks of reads were the removed entry's: a key written into this slot later
-                                        // starts unmarked.
+        // Logged while the block still holds the key.
+        self.log_removal(event, block);
+        // The marks of reads were the removed entry's: a key written into this slot later
+        // starts unmarked.
         Table::publish_marked(r, at, Ref::Tombstone, 0)?;
         add(r, H_LIVE, -1)?;
         if lease {
@@ -782,10 +787,7 @@ impl Store {
     pub fn stats(&self) -> Result<Stats> {
         let r = &self.region;
         Ok(Stats {
-            entries: r
-                .u64(H_LIVE)?
-                .load(Relaxed)
-                .saturating_sub(r.u64(H_LOCKS)?.load(Relaxed)),
+            entries: key_count(r)?,
             locks: r.u64(H_LOCKS)?.load(Relaxed),
             bytes_used: r.u64(H_BYTES_IN_USE)?.load(Relaxed),
             bytes_reserved: r.u64(H_ARENA_TOP)?.load(Relaxed),
