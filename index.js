@@ -2,7 +2,7 @@
 // The JS facade: argument checks, the value codec, and handing the buffer to workers.
 // Everything about the memory (layout, hashing, locking, allocation, growth) is in Rust.
 
-const { receiveMessageOnPort, isMainThread } = require('node:worker_threads');
+const { isMainThread } = require('node:worker_threads');
 const { Encoder, decode } = require('./lib/codec');
 const { ReadCache, cloneAny } = require('./lib/cache');
 const { Reader, HIT, MISS } = require('./lib/reader');
@@ -10,6 +10,7 @@ const { fileOptions, MIN_MAX_BYTES } = require('./lib/file');
 const { getOrSet } = require('./lib/loader');
 const { evictionOptions, Visits } = require('./lib/evict');
 const { Hub, waitFor } = require('./lib/watch');
+const { HANDLE, isHandle, receiveHandle } = require('./lib/port');
 
 let native;
 try {
@@ -30,8 +31,6 @@ try {
 
 const MIB = 1024 * 1024;
 const DEFAULTS = { initialBytes: 1 * MIB, maxBytes: 1024 * MIB, codec: 'js' };
-/** Marks the handle object, so it is recognised among other messages on a port. */
-const HANDLE = '__sharedKVStore';
 
 // One encoder and one read buffer per thread: calls are synchronous, so they never overlap.
 const encoder = new Encoder();
@@ -209,7 +208,7 @@ class SharedKVStore {
     this.#name = name;
     this.#path = file;
     this.#ready = new Promise((resolve, reject) => {
-      /** @internal No handle will come: `ready` rejects with `err` (see attachFromPort). */
+      /** @internal No handle will come: `ready` rejects with `err` (see createStore and lib/port.js). */
       this._fail = (err) => {
         if (this.#att !== undefined) return;
         this.#failure = err;
@@ -701,11 +700,6 @@ function createManager(options) {
   return manager;
 }
 
-function isHandle(x) {
-  return x !== null && typeof x === 'object' && x[HANDLE] === 1 &&
-    (x.buffer instanceof SharedArrayBuffer || typeof x.name === 'string' || typeof x.path === 'string');
-}
-
 /** This thread's store for each store file path: openStore(path) returns the same object. */
 const fileStores = new Map();
 
@@ -790,7 +784,10 @@ function createStore(source, options = {}) {
       throw new RangeError(`createStore: handleTimeout must be a number of milliseconds, got ${String(handleTimeout)}`);
     }
     store = new SharedKVStore(undefined, codec);
-    attachFromPort(store, source, handleTimeout);
+    const handle = receiveHandle(source, handleTimeout, (h) => attachHandle(store, h), () =>
+      store._fail?.(codedError('ERR_KV_NO_HANDLE', `no store handle arrived on the port within ${handleTimeout} ms: ` +
+        'call manager.registerFork(worker) in the thread that made the worker, or pass manager.handle in workerData')));
+    if (handle !== undefined) attachHandle(store, handle);
   } else if (source == null) {
     // The manager's store in this thread if there is one, else the default named store.
     return SharedKVStore.instance && !SharedKVStore.instance.closed ? SharedKVStore.instance : namedStore('default', options);
@@ -802,57 +799,6 @@ function createStore(source, options = {}) {
     globalThis.SharedKVStore = SharedKVStore;
   }
   return store;
-}
-
-function attachFromPort(store, port, handleTimeout) {
-  // Messages queued before the handle belong to the user: hand them back in order, once
-  // the user has a listener (their listener is usually added right after createStore).
-  const early = [];
-  for (let m; (m = receiveMessageOnPort(port)) !== undefined;) {
-    if (isHandle(m.message)) {
-      attachHandle(store, m.message);
-      break;
-    }
-    early.push(m.message);
-  }
-  if (early.length) redeliver(port, early);
-  if (store.attached) return;
-  // Not sent yet: listen until it comes, then stop listening so the thread can exit. The
-  // listener keeps the thread alive (a port listener does), so it waits handleTimeout at most:
-  // then `ready` rejects with ERR_KV_NO_HANDLE and nothing of the store holds the thread.
-  const timer = setTimeout(() => {
-    port.off('message', onMessage);
-    store._fail?.(codedError('ERR_KV_NO_HANDLE', `no store handle arrived on the port within ${handleTimeout} ms: ` +
-      'call manager.registerFork(worker) in the thread that made the worker, or pass manager.handle in workerData'));
-  }, handleTimeout);
-  timer.unref();
-  const onMessage = (message) => {
-    if (!isHandle(message)) return;
-    clearTimeout(timer);
-    port.off('message', onMessage);
-    attachHandle(store, message);
-  };
-  port.on('message', onMessage);
-}
-
-function redeliver(port, messages) {
-  // A microtask runs before the port dispatches anything still queued (that needs an event
-  // loop turn), so the user sees these first, in order.
-  const emitAll = () => queueMicrotask(() => messages.forEach((m) => port.emit('message', m)));
-  if (port.listenerCount('message') > 0) return emitAll();
-  // MessagePort emits no 'newListener' for user listeners: wait for the first one by
-  // wrapping this port's own methods, removed again as soon as it is added.
-  const methods = ['on', 'addListener', 'once', 'prependListener'];
-  for (const name of methods) {
-    port[name] = function (event, listener) {
-      const result = Object.getPrototypeOf(port)[name].call(port, event, listener);
-      if (event === 'message') {
-        for (const m of methods) delete port[m];
-        emitAll();
-      }
-      return result;
-    };
-  }
 }
 
 module.exports = {

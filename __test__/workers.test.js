@@ -56,6 +56,68 @@ test('registerFork later: the store attaches when the handle arrives, user messa
   assert.deepEqual(seen.filter((m) => typeof m === 'string'), ['first', 'second', 'last']);
 });
 
+test('no user listener ever sees a handle: listeners before or after createStore, registerFork late, and again after unregisterFork', async () => {
+  const manager = createManager();
+  manager.store.set('k', 'v');
+  // Every kind of listener, one added before createStore (and before the handle), the others
+  // after; the worker says when they are all in place, so registerFork surely comes after them.
+  const w = worker(`
+    const seen = [];
+    const record = (how) => (m) => {
+      seen.push([how, m]);
+      if (m === 'end' && how === 'on') parentPort.postMessage({ seen, attached: store.attached, got: store.get('k') });
+      if (m === 'close' && how === 'on') parentPort.close();
+    };
+    parentPort.on('message', record('on'));
+    const store = kv.createStore(parentPort);
+    parentPort.addEventListener('message', (e) => record('event')(e.data));
+    parentPort.onmessage = (e) => record('onmessage')(e.data);
+    parentPort.once('message', record('once'));
+    parentPort.postMessage('listening');
+    store.ready.then(() => parentPort.postMessage('attached'));
+  `);
+  const messages = [];
+  const next = () => once(w, 'message').then(([m]) => { messages.push(m); return m; });
+  assert.equal(await next(), 'listening');
+  manager.registerFork(w);
+  assert.equal(await next(), 'attached');
+  manager.unregisterFork(w);
+  manager.registerFork(w); // a second handle: the store is attached already, it must go nowhere
+  w.postMessage('user');
+  w.postMessage('end');
+  const report = await next();
+  w.postMessage('close');
+  assert.equal(await exited(w), 0);
+  assert.equal(report.attached, true);
+  assert.equal(report.got, 'v');
+  // The report goes out from the first listener's 'end', before the others see it.
+  assert.deepEqual(report.seen.map(([how, m]) => `${how}:${m}`).sort(),
+    ['event:user', 'on:end', 'on:user', 'once:user', 'onmessage:user'], 'once() is spent on the first user message, not on a handle');
+});
+
+test('a handle that arrives before createStore(parentPort) is called is kept for it, not shown to the user', async () => {
+  const manager = createManager();
+  manager.store.set('k', 'early');
+  const w = worker(`
+    const seen = [];
+    parentPort.on('message', (m) => {
+      seen.push(m);
+      if (m === 'now') {
+        const store = kv.createStore(parentPort); // the handle was dispatched before this call
+        parentPort.postMessage({ seen, attached: store.attached, got: store.attached && store.get('k') });
+        parentPort.close();
+      }
+    });
+    parentPort.postMessage('listening');
+  `);
+  assert.deepEqual(await once(w, 'message'), ['listening']);
+  manager.registerFork(w);
+  w.postMessage('now');
+  const [report] = await once(w, 'message');
+  assert.equal(await exited(w), 0);
+  assert.deepEqual(report, { seen: ['now'], attached: true, got: 'early' });
+});
+
 test('user messages sent before registerFork in the same tick reach the user, in order', async () => {
   const manager = createManager();
   const w = worker(`

@@ -1,0 +1,118 @@
+'use strict';
+// The hand-over of a store's handle on a MessagePort: `manager.registerFork(worker)` posts it,
+// `createStore(parentPort)` in the worker receives it. Handles are internal messages: no
+// listener of the user's ('message', `onmessage`, addEventListener) may ever see one, however
+// the user's listener, registerFork and createStore are ordered, and however often the handle
+// is sent (registerFork again after unregisterFork).
+
+const { receiveMessageOnPort, isMainThread, parentPort } = require('node:worker_threads');
+
+/** Marks the handle object, so it is recognised among other messages on a port. */
+const HANDLE = '__sharedKVStore';
+
+function isHandle(x) {
+  return x !== null && typeof x === 'object' && x[HANDLE] === 1 &&
+    (x.buffer instanceof SharedArrayBuffer || typeof x.name === 'string' || typeof x.path === 'string');
+}
+
+// Node (20 and 24) hands every message a port receives to this method of the port
+// (lib/internal/per_context/messageport.js), which dispatches it to every kind of listener.
+// A registered symbol, so an own property of the port shadows it: handles are taken out
+// before any listener runs. A runtime without it (not Node) falls back to a listener of ours,
+// and there a user listener also sees the handle (README, "Worker threads").
+const kHybridDispatch = Symbol.for('nodejs.internal.kHybridDispatch');
+
+/** Per port: the last handle it carried, and who waits for the next one. */
+const guards = new WeakMap();
+
+function guard(port) {
+  let g = guards.get(port);
+  if (g !== undefined) return g;
+  g = { latest: undefined, waiters: new Set() };
+  guards.set(port, g);
+  const dispatch = port[kHybridDispatch];
+  if (typeof dispatch === 'function') {
+    Object.defineProperty(port, kHybridDispatch, {
+      configurable: true,
+      writable: true,
+      value(data, type, event) {
+        if (type === 'message' && isHandle(data)) return take(g, data);
+        return dispatch.call(this, data, type, event);
+      },
+    });
+  }
+  return g;
+}
+
+function take(g, handle) {
+  g.latest = handle;
+  const waiters = [...g.waiters];
+  g.waiters.clear();
+  for (const w of waiters) w(handle);
+}
+
+/**
+ * The store handle `port` carries: returned at once if one is queued (registerFork in the same
+ * tick as `new Worker`) or already came; otherwise undefined, and `onHandle(handle)` runs when
+ * it arrives, or `onTimeout()` after `timeout` ms. Messages of the user's taken out of the queue
+ * on the way are handed back to the user's listener, in order.
+ */
+function receiveHandle(port, timeout, onHandle, onTimeout) {
+  const g = guard(port);
+  const early = [];
+  for (let m; (m = receiveMessageOnPort(port)) !== undefined;) {
+    if (isHandle(m.message)) {
+      g.latest = m.message;
+      break;
+    }
+    early.push(m.message);
+  }
+  if (early.length) redeliver(port, early);
+  if (g.latest !== undefined) return g.latest;
+  // Not sent yet: listen until it comes (a listener starts the port's delivery and keeps the
+  // thread alive), then stop listening so the thread can exit; after `timeout` at most.
+  const listener = (message) => {
+    if (isHandle(message)) take(g, message); // only where the dispatch is not shadowed
+  };
+  const timer = setTimeout(() => {
+    g.waiters.delete(waiter);
+    port.off('message', listener);
+    onTimeout();
+  }, timeout);
+  timer.unref();
+  const waiter = (handle) => {
+    clearTimeout(timer);
+    port.off('message', listener);
+    onHandle(handle);
+  };
+  g.waiters.add(waiter);
+  // The prototype's `on`: ours must not count as the user's first listener (see redeliver).
+  Object.getPrototypeOf(port).on.call(port, 'message', listener);
+  return undefined;
+}
+
+function redeliver(port, messages) {
+  // A microtask runs before the port dispatches anything still queued (that needs an event
+  // loop turn), so the user sees these first, in order.
+  const emitAll = () => queueMicrotask(() => messages.forEach((m) => port.emit('message', m)));
+  if (port.listenerCount('message') > 0) return emitAll();
+  // MessagePort emits no 'newListener' for user listeners: wait for the first one by
+  // wrapping this port's own methods, removed again as soon as it is added.
+  const methods = ['on', 'addListener', 'once', 'prependListener'];
+  for (const name of methods) {
+    port[name] = function (event, listener) {
+      const result = Object.getPrototypeOf(port)[name].call(port, event, listener);
+      if (event === 'message') {
+        for (const m of methods) delete port[m];
+        emitAll();
+      }
+      return result;
+    };
+  }
+}
+
+// A worker's parentPort is guarded as soon as this package loads: a handle that arrives before
+// createStore(parentPort) is called (or again, after it) is kept for it, not shown to the user.
+if (!isMainThread && parentPort) guard(parentPort);
+
+module.exports = { HANDLE, isHandle, receiveHandle };
