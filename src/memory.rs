@@ -45,6 +45,9 @@ pub struct FileOptions {
     /// Whether a new store evicts when full, and its entry limit (`max_bytes` is the file size).
     pub evict: bool,
     pub max_entries: u64,
+    /// The longest file the caller can use (the binding: the largest ArrayBuffer Node makes,
+    /// at most `MAX_REGION_BYTES`); a longer file is refused as not a store.
+    pub max_file_bytes: u64,
 }
 
 impl Memory {
@@ -129,7 +132,7 @@ impl Memory {
     #[cfg(unix)]
     pub fn open_file(path: &str, opts: FileOptions) -> Result<(Memory, bool)> {
         for _ in 0..100 {
-            match open_existing(path) {
+            match open_existing(path, opts.max_file_bytes) {
                 Ok(m) => return Ok((m, false)),
                 Err(Error::Io { code, .. }) if code == "ENOENT" && opts.create => {}
                 Err(e) => return Err(e),
@@ -246,13 +249,14 @@ fn io_error(path: &str, what: &str, e: std::io::Error) -> Error {
 
 /// Maps the open store file `file` (all of it) shared.
 #[cfg(unix)]
-fn map_file(path: &str, file: &std::fs::File) -> Result<Memory> {
+fn map_file(path: &str, file: &std::fs::File, max_len: u64) -> Result<Memory> {
     use std::os::unix::fs::MetadataExt;
     use std::os::unix::io::AsRawFd;
     let meta = file.metadata().map_err(|e| io_error(path, "stat", e))?;
-    if !meta.is_file() || meta.len() < MIN_REGION_BYTES || meta.len() > MAX_REGION_BYTES {
+    let max_len = max_len.min(MAX_REGION_BYTES);
+    if !meta.is_file() || meta.len() < MIN_REGION_BYTES || meta.len() > max_len {
         return Err(Error::NotAStore(format!(
-            "'{path}' is {} bytes long; a store file is {MIN_REGION_BYTES} to {MAX_REGION_BYTES}",
+            "'{path}' is {} bytes long; a store file is {MIN_REGION_BYTES} to {max_len} bytes here",
             meta.len()
         )));
     }
@@ -282,7 +286,7 @@ fn map_file(path: &str, file: &std::fs::File) -> Result<Memory> {
 
 /// Opens an existing store file; checks it is a store of this layout before anything writes.
 #[cfg(unix)]
-fn open_existing(path: &str) -> Result<Memory> {
+fn open_existing(path: &str, max_len: u64) -> Result<Memory> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -290,7 +294,7 @@ fn open_existing(path: &str) -> Result<Memory> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| io_error(path, "open", e))?;
-    let memory = map_file(path, &file)?;
+    let memory = map_file(path, &file, max_len)?;
     let region = memory.region();
     if region.len() < HEADER_SIZE {
         return Err(Error::NotAStore(format!("'{path}' is too short")));
@@ -354,7 +358,7 @@ fn create_new(path: &str, opts: FileOptions) -> Result<Option<Memory>> {
     }
     file.set_len(size) // sparse: pages cost memory only once touched
         .map_err(|e| cleanup(io_error(path, "size", e)))?;
-    let memory = map_file(path, &file).map_err(cleanup)?;
+    let memory = map_file(path, &file, opts.max_file_bytes).map_err(cleanup)?;
     let seed = crate::hash::hash_key(now_nanos(), path.as_bytes()) as u64
         | (std::process::id() as u64) << 32;
     let limits = crate::store::Limits {
@@ -416,6 +420,7 @@ mod tests {
         create: true,
         evict: false,
         max_entries: 0,
+        max_file_bytes: MAX_REGION_BYTES,
     };
 
     #[test]
@@ -482,6 +487,21 @@ mod tests {
         std::fs::write(&foreign, b"short").unwrap();
         let err = Memory::open_file(foreign.to_str().unwrap(), OPTS).unwrap_err();
         assert!(matches!(err, Error::NotAStore(_)), "{err:?}");
+
+        // A whole store, but longer than the caller can use: refused by name, with the limit.
+        let long = d.join("long.kv");
+        let long = long.to_str().unwrap();
+        Memory::open_file(long, OPTS).unwrap();
+        let small = FileOptions {
+            max_file_bytes: OPTS.max_bytes - 1,
+            ..OPTS
+        };
+        let err = Memory::open_file(long, small).unwrap_err();
+        let limit = format!("to {} bytes here", OPTS.max_bytes - 1);
+        assert!(
+            matches!(err, Error::NotAStore(ref m) if m.contains(&limit)),
+            "{err:?}"
+        );
 
         let target = d.join("target");
         std::fs::write(&target, b"precious").unwrap();

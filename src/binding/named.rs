@@ -91,6 +91,7 @@ pub fn file_buffer(
         create,
         evict: on_full == crate::layout::ON_FULL_EVICT,
         max_entries: max_entries.max(0.0) as u64,
+        max_file_bytes: MAX_EXTERNAL_BYTES,
     };
     let (memory, created) = Memory::open_file(&path, opts).map_err(|e| throw(env, &e))?;
     let (dev, ino) = memory.file_id.expect("a file mapping has a file id");
