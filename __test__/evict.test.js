@@ -116,3 +116,36 @@ test('the native codec marks its reads too', () => {
   }
   for (let i = 0; i < 20; i++) assert.equal(store.get(`hot${i}`), i, `hot${i} survived`);
 });
+
+test('a full evicting store never refuses a small write, and a large value gets in or is refused with nothing evicted', () => {
+  const dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'skv-evict-'));
+  // Tiny entries: the index is a large share of a 256 KiB store and must sometimes give way.
+  for (const [i, store] of [
+    createStore('evict:tiny', { maxBytes: 256 << 10, onFull: 'evict' }),
+    openStore(path.join(dir, 'tiny.kv'), { maxBytes: 256 << 10, onFull: 'evict' }),
+  ].entries()) {
+    for (let k = 0; k < 30_000; k++) store.set(`f${k}`, 'x'.repeat(10)); // throws if refused
+    assert.ok(store.stats().evictions > 0 && store.stats().entries > 0, `store ${i}`);
+    store.check(); // throws ERR_KV_CORRUPTED if anything is off
+  }
+  let refused = 0;
+  for (let round = 0; round < 6; round++) {
+    const max = 1 << 20;
+    const store = createStore(`evict:large${round}`, { maxBytes: max, onFull: 'evict' });
+    for (let k = 0; k < 30_000; k++) store.set(`f${k}`, 'x'.repeat(50));
+    const before = store.stats();
+    try {
+      store.set('big', Buffer.alloc(max / 2 - 8)); // within half of maxBytes: not refused at once
+      assert.equal(store.get('big').length, max / 2 - 8);
+    } catch (e) {
+      refused++;
+      assert.equal(e.code, 'ERR_KV_FULL');
+      assert.match(e.message, /longest stretch eviction can free is \d+ bytes.*nothing was evicted/);
+      const after = store.stats();
+      assert.deepEqual([after.entries, after.evictions], [before.entries, before.evictions], 'nothing evicted');
+    }
+    assert.throws(() => store.set('huge', Buffer.alloc(max / 2 + 1)), { code: 'ERR_KV_FULL' });
+    store.check(); // throws ERR_KV_CORRUPTED if anything is off
+  }
+  console.log(`# half of maxBytes refused in ${refused} of 6 layouts`);
+});

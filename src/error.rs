@@ -44,6 +44,12 @@ pub enum Error {
     IndexNeedsRoom {
         needed: u64,
     },
+    /// An evicting store cannot free `needed` bytes in one piece: `largest` is the longest
+    /// stretch between the blocks eviction never moves (nothing was evicted).
+    NoWindow {
+        needed: u64,
+        largest: u64,
+    },
     /// A new key while the store holds its `maxEntries` (the write changed nothing).
     AtCapacity {
         max_entries: u64,
@@ -98,6 +104,10 @@ impl fmt::Display for Error {
             Error::IndexNeedsRoom { needed } => write!(
                 f,
                 "store is full: its index needs {needed} bytes"
+            ),
+            Error::NoWindow { needed, largest } => write!(
+                f,
+                "store is full: the entry (and the index growth it would start, if any) needs {needed} bytes in one piece, but the longest stretch eviction can free is {largest} bytes (the index, the change log and held locks are never moved); nothing was evicted"
             ),
             Error::AtCapacity { max_entries } => write!(
                 f,

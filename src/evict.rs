@@ -35,6 +35,9 @@ use crate::table::{advance_seq, load_ref, load_slot, Find, Ref, Table, Tables};
 const EXPIRED_SEARCH: u32 = 64;
 /// Windows one write may open that end at a block they may not evict, before it gives up.
 const MAX_WINDOWS: u32 = 1024;
+/// An entry larger than maxBytes / WALK_ABOVE is checked against the longest stretch eviction
+/// can free before anything is evicted (a walk of every block; smaller ones always fit).
+const WALK_ABOVE: u64 = 64;
 
 impl Store {
     /// `set_locked`, evicting entries when the store is full and formatted to evict.
@@ -69,12 +72,26 @@ impl Store {
                         needed,
                         max: self.limits.max_bytes,
                     };
-                    // Larger than half the store: it would empty the store, and might not fit
-                    // between the index and the log anyway.
-                    if !self.limits.evict || size > self.limits.max_bytes / 2 {
+                    // A value larger than half the store would empty it: refused at once.
+                    if !self.limits.evict || value.len() as u64 > self.limits.max_bytes / 2 {
                         return Err(full);
                     }
-                    if !self.make_room(size)? {
+                    // Windows stop at blocks eviction never moves: where no stretch between
+                    // them holds the entry, evicting would empty the store in vain.
+                    let mut room = size;
+                    if size > self.limits.max_bytes / WALK_ABOVE {
+                        // A growth under way pins two tables; finished, the old one is free.
+                        self.rehash_all()?;
+                        room += self.growth_due()?;
+                        let largest = self.largest_stretch()?;
+                        if largest < room {
+                            return Err(Error::NoWindow {
+                                needed: room,
+                                largest,
+                            });
+                        }
+                    }
+                    if !self.make_room(room)? {
                         return Err(full);
                     }
                 }
@@ -83,7 +100,16 @@ impl Store {
                     if reclaim()? {
                         continue;
                     }
-                    if !self.limits.evict || !self.make_room(needed)? {
+                    let live = || -> Result<u64> { Ok(self.region().u64(H_LIVE)?.load(Relaxed)) };
+                    let before = live()?;
+                    // Where no window holds the new table (the old table and the log are pinned
+                    // in the way), the windows tried were evicted anyway: fewer live entries
+                    // ask for a smaller table next time round, down to the initial one.
+                    if !self.limits.evict
+                        || !(self.make_room(needed)?
+                            || live()? < before
+                            || self.evict_one()?.is_some())
+                    {
                         return Err(Error::Full {
                             needed,
                             max: self.limits.max_bytes,
@@ -141,6 +167,23 @@ impl Store {
             }
         }
         Ok(false)
+    }
+
+    /// The longest run of blocks that eviction can free into one (free blocks and entries
+    /// other than leases, up to maxBytes past the top), between the blocks it never moves:
+    /// index tables, the change log, leases. Walks every block (writer lock held).
+    fn largest_stretch(&self) -> Result<u64> {
+        let r = self.region();
+        let arena = Arena { r };
+        let (mut largest, mut start) = (0, HEADER_SIZE);
+        for item in arena.walk(HEADER_SIZE) {
+            let (at, h) = item?;
+            if h.is_internal() || (h.in_use() && self.pinned(at, &h)?) {
+                largest = largest.max(at - start);
+                start = at + h.size;
+            }
+        }
+        Ok(largest.max(self.limits.max_bytes.saturating_sub(start)))
     }
 
     /// Evicts one entry, for the entry count (writer lock held). None if none can be.

@@ -121,12 +121,34 @@ impl Store {
         }
     }
 
+    /// The slots of the table a growth (or rebuild) for `live` entries makes.
+    fn growth_cap(&self, live: u64) -> u64 {
+        ((live + 1) * 2)
+            .max(self.limits.evicting_index_slots())
+            .max(INITIAL_TABLE_CAP)
+    }
+
+    /// Bytes of the table the next new key would start a growth for (its table 3/4 full, and
+    /// no growth under way), else 0. An eviction that frees one window for a large entry
+    /// counts them in: freed, the window is where that table would go first.
+    pub(crate) fn growth_due(&self) -> Result<u64> {
+        let r = self.region();
+        if r.u32(H_MIG_STATE)?.load(Relaxed) != MIG_NONE {
+            return Ok(0);
+        }
+        let t0 = Tables::load(r)?.t0;
+        let live = r.u64(H_LIVE)?.load(Relaxed);
+        let used = live + r.u64(H_TOMBSTONES)?.load(Relaxed);
+        if (used + 1) * MAX_LOAD_DEN <= t0.cap * MAX_LOAD_NUM {
+            return Ok(0);
+        }
+        Ok(INTERNAL_HEADER + self.growth_cap(live) * SLOT_SIZE)
+    }
+
     /// Allocates the new table (state NONE -> PREPARING).
     fn prepare_growth(&self, live: u64) -> Result<()> {
         let r = self.region();
-        let cap = ((live + 1) * 2)
-            .max(self.limits.evicting_index_slots())
-            .max(INITIAL_TABLE_CAP);
+        let cap = self.growth_cap(live);
         let clean = r.u64(H_HIGH_WATER)?.load(Relaxed);
         let t = Table::alloc(r, cap)?;
         // A block wholly past the high water was never written: its slots are empty already.

@@ -65,7 +65,8 @@ fn kind(e: &CoreError) -> (u8, &'static CStr) {
         CoreError::ValueTooLarge { .. } => (b'R', c"ERR_KV_VALUE_TOO_LARGE"),
         CoreError::Full { .. }
         | CoreError::AtCapacity { .. }
-        | CoreError::IndexNeedsRoom { .. } => (b'R', c"ERR_KV_FULL"),
+        | CoreError::IndexNeedsRoom { .. }
+        | CoreError::NoWindow { .. } => (b'R', c"ERR_KV_FULL"),
         CoreError::Encode(_) => (b'R', c"ERR_KV_ENCODE"),
         CoreError::Type(_) => (b'T', c"ERR_KV_WRONG_TYPE"),
         CoreError::Timeout(_) => (b'E', c"ERR_KV_TIMEOUT"),
