@@ -78,13 +78,17 @@ export interface ManagerOptions extends StoreOptions, EvictionOptions {
 export type StoreHandle =
   | { readonly __sharedKVStore: 1; readonly buffer: SharedArrayBuffer }
   | { readonly __sharedKVStore: 1; readonly name: string }
-  | { readonly __sharedKVStore: 1; readonly path: string };
+  | { readonly __sharedKVStore: 1; readonly path: string; readonly mode?: number };
 
 /** `openStore(path, options)`: a store file shared by the processes of the machine. */
 export interface OpenStoreOptions extends StoreOptions, EvictionOptions {
   /** The file's size when this call creates it (sparse: pages cost memory once touched). Default 1 GiB, at most 4 GiB. */
   maxBytes?: number;
-  /** Permission bits of a new file, applied exactly (not filtered by the umask). Default 0o600. */
+  /**
+   * Permission bits of a new file, applied exactly (not filtered by the umask). Default 0o600.
+   * An existing file writable by group or others beyond these bits is refused
+   * (ERR_KV_UNSAFE_FILE): `0o660` shares a store with a group.
+   */
   mode?: number;
   /** Create (and format) the file if it does not exist. Default true; false: an ENOENT error instead. */
   create?: boolean;
@@ -312,7 +316,8 @@ export declare function createStore<V = any>(): SharedKVStore<V>;
 /**
  * The store in the file at `path`, shared by every thread of every process that opens it: the
  * first open creates and formats it. Throws ERR_KV_NOT_A_STORE for a file that is not a store,
- * ERR_KV_LAYOUT for a store of another layout version, ENOENT (`create: false`), ELOOP (a
+ * ERR_KV_UNSAFE_FILE for one owned by another user, writable beyond `mode`, or in a directory
+ * others may write to without the sticky bit, ERR_KV_LAYOUT for a store of another layout version, ENOENT (`create: false`), ELOOP (a
  * symbolic link), EACCES and other OS errors with the path in the message.
  */
 export declare function openStore<V = any>(path: string, options?: OpenStoreOptions): SharedKVStore<V>;

@@ -194,6 +194,8 @@ class SharedKVStore {
 
   #name;
   #path;
+  /** A store file's `mode` option: workers open the file with the same trust (src/trust.rs). */
+  #mode;
   /** Reads not yet handed to the core (evicting stores only). */
   #visits;
   /** This thread's watchers of the store (lib/watch.js), while there are any. */
@@ -201,12 +203,13 @@ class SharedKVStore {
 
   /**
    * @internal Use createManager(), createStore() or openStore(). `name`: a named store's name;
-   * `file`: a store file's absolute path.
+   * `file`: a store file's absolute path, `mode` the permission bits it was opened with.
    */
-  constructor(buffer, codec, name, file) {
+  constructor(buffer, codec, name, file, mode) {
     this.#jsCodec = checkCodec(codec) === 'js';
     this.#name = name;
     this.#path = file;
+    this.#mode = mode;
     this.#ready = new Promise((resolve, reject) => {
       /** @internal No handle will come: `ready` rejects with `err` (see createStore and lib/port.js). */
       this._fail = (err) => {
@@ -215,11 +218,12 @@ class SharedKVStore {
         delete this._attach;
         reject(err);
       };
-      this._attach = (sab, name, file) => {
+      this._attach = (sab, name, file, mode) => {
         if (this.#closed) return; // closed before its handle arrived
         this.#buffer = sab;
         this.#name ??= name;
         this.#path ??= file;
+        this.#mode ??= mode;
         this.#att = native.attach(sab);
         if (native.limits(this.#att.id).evict) this.#visits = new Visits(native, this.#att.id);
         // The native codec path builds values in Rust and does not use the read cache.
@@ -252,7 +256,7 @@ class SharedKVStore {
     this.#id();
     // A named store travels by name, a store file by path: every thread reaches its memory
     // through the addon.
-    if (this.#path !== undefined) return { [HANDLE]: 1, path: this.#path };
+    if (this.#path !== undefined) return { [HANDLE]: 1, path: this.#path, mode: this.#mode };
     return this.#name === undefined ? { [HANDLE]: 1, buffer: this.#buffer } : { [HANDLE]: 1, name: this.#name };
   }
 
@@ -717,7 +721,7 @@ function openStore(path, options = {}) {
   // by another process is another store now, and this process must not go on in the old one.
   if (cached !== undefined && !cached.store.closed && fileIdOf(file) === cached.fileId) return cached.store;
   const { buffer, fileId } = native.fileBuffer(file, maxBytes, mode, create, onFull, maxEntries);
-  const store = new SharedKVStore(buffer, codec, undefined, file);
+  const store = new SharedKVStore(buffer, codec, undefined, file, mode);
   fileStores.set(file, { store, fileId });
   return store;
 }
@@ -756,7 +760,8 @@ function namedStore(name, options = {}) {
 /** Attaches `store` to what a handle names: a buffer, or a named store's memory. */
 function attachHandle(store, handle) {
   if (handle.path !== undefined) {
-    store._attach(native.fileBuffer(handle.path, DEFAULTS.maxBytes, 0o600, false, 0, 0).buffer, undefined, handle.path);
+    const mode = handle.mode ?? 0o600;
+    store._attach(native.fileBuffer(handle.path, DEFAULTS.maxBytes, mode, false, 0, 0).buffer, undefined, handle.path, mode);
     return;
   }
   store._attach(handle.buffer ?? native.namedBuffer(handle.name, DEFAULTS.maxBytes, 0, 0), handle.name);
@@ -775,7 +780,7 @@ function createStore(source, options = {}) {
   } else if (isHandle(source) && source.name !== undefined) {
     return namedStore(source.name, options);
   } else if (isHandle(source) && source.path !== undefined) {
-    return openStore(source.path, { ...options, create: false });
+    return openStore(source.path, { mode: source.mode, ...options, create: false });
   } else if (isHandle(source)) {
     store = new SharedKVStore(source.buffer, codec);
   } else if (source && typeof source.postMessage === 'function' && typeof source.on === 'function') {

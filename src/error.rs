@@ -54,6 +54,9 @@ pub enum Error {
     AtCapacity {
         max_entries: u64,
     },
+    /// A store file this process must not trust: owned by another user, writable by more
+    /// users than its opener's `mode` grants, or in a directory others may write to.
+    UnsafeFile(String),
     /// A store of another layout version (made by another version of this package).
     Layout {
         found: u32,
@@ -114,6 +117,7 @@ impl fmt::Display for Error {
                 "store is full: it holds its maxEntries ({max_entries}) entries; delete keys, or create it with onFull: 'evict'"
             ),
             Error::NotAStore(what) => write!(f, "not a shared-kv-store store ({what})"),
+            Error::UnsafeFile(what) => write!(f, "refusing an unsafe store file: {what}"),
             Error::Layout { found, expected } => write!(
                 f,
                 "the store has layout version {found}, this build reads version {expected}"

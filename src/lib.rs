@@ -50,6 +50,8 @@ pub mod scan;
 pub mod store;
 pub mod sync;
 pub mod table;
+#[cfg(all(unix, not(loom)))]
+mod trust;
 pub mod undo;
 pub mod value;
 

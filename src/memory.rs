@@ -132,7 +132,7 @@ impl Memory {
     #[cfg(unix)]
     pub fn open_file(path: &str, opts: FileOptions) -> Result<(Memory, bool)> {
         for _ in 0..100 {
-            match open_existing(path, opts.max_file_bytes) {
+            match open_existing(path, &opts) {
                 Ok(m) => return Ok((m, false)),
                 Err(Error::Io { code, .. }) if code == "ENOENT" && opts.create => {}
                 Err(e) => return Err(e),
@@ -286,7 +286,7 @@ fn map_file(path: &str, file: &std::fs::File, max_len: u64) -> Result<Memory> {
 
 /// Opens an existing store file; checks it is a store of this layout before anything writes.
 #[cfg(unix)]
-fn open_existing(path: &str, max_len: u64) -> Result<Memory> {
+fn open_existing(path: &str, opts: &FileOptions) -> Result<Memory> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -294,7 +294,11 @@ fn open_existing(path: &str, max_len: u64) -> Result<Memory> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| io_error(path, "open", e))?;
-    let memory = map_file(path, &file, max_len)?;
+    // Trusted before a byte of it is read: a planted file is refused untouched.
+    crate::trust::check_dir(path, opts.mode)?;
+    let meta = file.metadata().map_err(|e| io_error(path, "stat", e))?;
+    crate::trust::check_file(path, &meta, opts.mode)?;
+    let memory = map_file(path, &file, opts.max_file_bytes)?;
     let region = memory.region();
     if region.len() < HEADER_SIZE {
         return Err(Error::NotAStore(format!("'{path}' is too short")));
@@ -322,6 +326,8 @@ fn create_new(path: &str, opts: FileOptions) -> Result<Option<Memory>> {
             max: MAX_REGION_BYTES,
         });
     }
+    // A store created where others could replace it would not stay ours.
+    crate::trust::check_dir(path, opts.mode)?;
     // Unique among the threads of this process (the counter) and across processes (the pid).
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = format!(

@@ -72,6 +72,7 @@ fn kind(e: &CoreError) -> (u8, &'static CStr) {
         CoreError::Timeout(_) => (b'E', c"ERR_KV_TIMEOUT"),
         CoreError::Decode(_) => (b'E', c"ERR_KV_DECODE"),
         CoreError::NotAStore(_) => (b'E', c"ERR_KV_NOT_A_STORE"),
+        CoreError::UnsafeFile(_) => (b'E', c"ERR_KV_UNSAFE_FILE"),
         CoreError::Layout { .. } => (b'E', c"ERR_KV_LAYOUT"),
         _ => (b'E', c"ERR_KV_CORRUPTED"),
     }
