@@ -131,6 +131,11 @@ export interface StoreStats {
   /** and what it holds (bounded: 10,000 entries, 16 MiB). */
   cachedEntries: number;
   cachedBytes: number;
+  /**
+   * Store files only: whether the path still names the file this thread mapped (false once
+   * another process deleted or replaced it; the store goes on in the old file, see README).
+   */
+  linked?: boolean;
 }
 
 /**

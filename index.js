@@ -11,6 +11,7 @@ const { getOrSet } = require('./lib/loader');
 const { evictionOptions, Visits } = require('./lib/evict');
 const { Hub, waitFor } = require('./lib/watch');
 const { HANDLE, isHandle, receiveHandle } = require('./lib/port');
+const { Link, fileIdOf } = require('./lib/linked');
 
 let native;
 try {
@@ -196,6 +197,8 @@ class SharedKVStore {
   #path;
   /** A store file's `mode` option: workers open the file with the same trust (src/trust.rs). */
   #mode;
+  /** A store file's check that its path still names it (lib/linked.js). */
+  #link;
   /** Reads not yet handed to the core (evicting stores only). */
   #visits;
   /** This thread's watchers of the store (lib/watch.js), while there are any. */
@@ -205,7 +208,7 @@ class SharedKVStore {
    * @internal Use createManager(), createStore() or openStore(). `name`: a named store's name;
    * `file`: a store file's absolute path, `mode` the permission bits it was opened with.
    */
-  constructor(buffer, codec, name, file, mode) {
+  constructor(buffer, codec, name, file, mode, fileId) {
     this.#jsCodec = checkCodec(codec) === 'js';
     this.#name = name;
     this.#path = file;
@@ -218,12 +221,13 @@ class SharedKVStore {
         delete this._attach;
         reject(err);
       };
-      this._attach = (sab, name, file, mode) => {
+      this._attach = (sab, name, file, mode, fileId) => {
         if (this.#closed) return; // closed before its handle arrived
         this.#buffer = sab;
         this.#name ??= name;
         this.#path ??= file;
         this.#mode ??= mode;
+        if (this.#path !== undefined && fileId !== undefined) this.#link = new Link(this.#path, fileId);
         this.#att = native.attach(sab);
         if (native.limits(this.#att.id).evict) this.#visits = new Visits(native, this.#att.id);
         // The native codec path builds values in Rust and does not use the read cache.
@@ -238,7 +242,7 @@ class SharedKVStore {
     });
     // A rejection nobody awaited must not take the thread down; `ready` still rejects.
     this.#ready.catch(() => {});
-    if (buffer) this._attach(buffer);
+    if (buffer) this._attach(buffer, undefined, undefined, undefined, fileId);
   }
 
   /** Resolves with the store once it is attached to the shared memory. */
@@ -360,6 +364,7 @@ class SharedKVStore {
   set(key, value, options) {
     checkKey(key);
     const id = this.#id();
+    this.#link?.wrote();
     if (this.#visits !== undefined) this.#visits.flush(); // marks before the write may evict
     if (value === undefined) return false;
     let mode = 0, reserve = 0, expiresAt = 0;
@@ -385,6 +390,7 @@ class SharedKVStore {
   delete(key) {
     checkKey(key);
     const id = this.#id();
+    this.#link?.wrote();
     const pattern = compilePattern(key);
     if (pattern === undefined) return native.delete(id, key);
     let any = false;
@@ -515,7 +521,9 @@ class SharedKVStore {
     if (typeof delta !== 'number' || !Number.isFinite(delta)) {
       throw new TypeError(`increment: delta must be a finite number, got ${String(delta)}`);
     }
-    return native.increment(this.#id(), key, delta);
+    const id = this.#id();
+    this.#link?.wrote();
+    return native.increment(id, key, delta);
   }
 
   /**
@@ -525,6 +533,7 @@ class SharedKVStore {
   compareAndSet(key, expected, next) {
     checkKey(key);
     const id = this.#id();
+    this.#link?.wrote();
     if (next === undefined) throw new TypeError('compareAndSet: the new value must not be undefined');
     const old = expected === undefined ? null : encodedCopy(expected);
     const n = encoder.encode(next);
@@ -541,6 +550,7 @@ class SharedKVStore {
     checkKey(key);
     if (typeof fn !== 'function') throw new TypeError('update: expects a function');
     const id = this.#id();
+    this.#link?.wrote();
     for (let attempt = 0; attempt < MAX_UPDATE_ATTEMPTS; attempt++) {
       // The stored bytes themselves are the expected value (not a re-encoding of what they
       // decode to), so the swap fails only if another thread wrote in between.
@@ -559,7 +569,9 @@ class SharedKVStore {
 
   /** Deletes every key; returns how many there were. */
   clear() {
-    return native.clear(this.#id());
+    const id = this.#id();
+    this.#link?.wrote();
+    return native.clear(id);
   }
 
   /**
@@ -635,7 +647,9 @@ class SharedKVStore {
    * cache: hits, misses, cachedEntries, cachedBytes.
    */
   stats() {
-    return { ...native.stats(this.#id()), ...(this.#cache ?? EMPTY_CACHE).stats() };
+    const id = this.#id();
+    const linked = this.#link === undefined ? {} : { linked: this.#link.check() };
+    return { ...native.stats(id), ...(this.#cache ?? EMPTY_CACHE).stats(), ...linked };
   }
 }
 
@@ -721,19 +735,9 @@ function openStore(path, options = {}) {
   // by another process is another store now, and this process must not go on in the old one.
   if (cached !== undefined && !cached.store.closed && fileIdOf(file) === cached.fileId) return cached.store;
   const { buffer, fileId } = native.fileBuffer(file, maxBytes, mode, create, onFull, maxEntries);
-  const store = new SharedKVStore(buffer, codec, undefined, file, mode);
+  const store = new SharedKVStore(buffer, codec, undefined, file, mode, fileId);
   fileStores.set(file, { store, fileId });
   return store;
-}
-
-/** "device:inode" of the file at `file` now, or undefined if there is none. */
-function fileIdOf(file) {
-  try {
-    const st = require('node:fs').statSync(file, { bigint: true });
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return undefined;
-  }
 }
 
 /** This thread's store for each name: createStore(name) returns the same object each time. */
@@ -761,7 +765,8 @@ function namedStore(name, options = {}) {
 function attachHandle(store, handle) {
   if (handle.path !== undefined) {
     const mode = handle.mode ?? 0o600;
-    store._attach(native.fileBuffer(handle.path, DEFAULTS.maxBytes, mode, false, 0, 0).buffer, undefined, handle.path, mode);
+    const { buffer, fileId } = native.fileBuffer(handle.path, DEFAULTS.maxBytes, mode, false, 0, 0);
+    store._attach(buffer, undefined, handle.path, mode, fileId);
     return;
   }
   store._attach(handle.buffer ?? native.namedBuffer(handle.name, DEFAULTS.maxBytes, 0, 0), handle.name);

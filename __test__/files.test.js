@@ -94,3 +94,43 @@ test('named stores are not files: no check applies', () => {
   s.set('k', 1);
   assert.equal(s.get('k'), 1);
 });
+
+test('a deleted or replaced store file: stats().linked turns false, one ERR_KV_UNLINKED warning, and the store goes on', async () => {
+  const warnings = [];
+  const onWarning = (w) => { if (w.code === 'ERR_KV_UNLINKED') warnings.push(w); };
+  process.on('warning', onWarning);
+  try {
+    for (const how of ['delete', 'replace']) {
+      warnings.length = 0;
+      const file = newPath();
+      const store = openStore(file, { maxBytes: 1 << 20 });
+      store.set('k', 1);
+      if (how === 'delete') {
+        fs.rmSync(file);
+        // No stats() before: writes alone find it (they look once in 16 writes, at most once a
+        // second, and this store has not looked yet).
+        for (let i = 0; i < 16; i++) store.set(`w${i}`, i);
+      } else {
+        assert.equal(store.stats().linked, true);
+        fs.rmSync(file);
+        made(file); // another store under the same name
+        assert.equal(store.stats().linked, false, 'stats() looks at once');
+        for (let i = 0; i < 64; i++) store.set(`w${i}`, i);
+      }
+      await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+      assert.equal(warnings.length, 1, `${how}: one warning`);
+      assert.ok(warnings[0].message.includes(`'${file}' was deleted or replaced`), warnings[0].message);
+      assert.equal(store.stats().linked, false);
+      assert.equal(store.get('w15'), 15, 'the open store keeps working');
+      // openStore(path) now opens what the path names, not the old store.
+      const again = openStore(file, { maxBytes: 1 << 20 });
+      assert.notEqual(again, store);
+      assert.equal(again.get('w15'), undefined);
+      assert.equal(again.stats().linked, true);
+    }
+    await new Promise((r) => setImmediate(r));
+    assert.equal(warnings.length, 1, 'no more warnings');
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
