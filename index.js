@@ -10,7 +10,7 @@ const { fileOptions, MIN_MAX_BYTES } = require('./lib/file');
 const { getOrSet } = require('./lib/loader');
 const { evictionOptions, Visits } = require('./lib/evict');
 const { Hub, waitFor } = require('./lib/watch');
-const { HANDLE, isHandle, receiveHandle } = require('./lib/port');
+const { HANDLE, isHandle, forkMessage, receiveHandle } = require('./lib/port');
 const { Link, fileIdOf } = require('./lib/linked');
 
 let native;
@@ -696,7 +696,7 @@ class Manager {
       throw new TypeError('registerFork expects a Worker (something with postMessage)');
     }
     if (!this.#workers.has(worker)) {
-      worker.postMessage(this.handle);
+      worker.postMessage(forkMessage(this.handle));
       this.#workers.add(worker);
     }
     return true;

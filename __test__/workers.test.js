@@ -56,7 +56,7 @@ test('registerFork later: the store attaches when the handle arrives, user messa
   assert.deepEqual(seen.filter((m) => typeof m === 'string'), ['first', 'second', 'last']);
 });
 
-test('no user listener ever sees a handle: listeners before or after createStore, registerFork late, and again after unregisterFork', async () => {
+test('no user listener ever sees a handle: listeners before or after createStore, registerFork late, and again after unregisterFork', { timeout: 30_000 }, async () => {
   const manager = createManager();
   manager.store.set('k', 'v');
   // Every kind of listener, one added before createStore (and before the handle), the others
@@ -116,6 +116,55 @@ test('a handle that arrives before createStore(parentPort) is called is kept for
   const [report] = await once(w, 'message');
   assert.equal(await exited(w), 0);
   assert.deepEqual(report, { seen: ['now'], attached: true, got: 'early' });
+});
+
+test('messages queued before createStore(parentPort) reach onmessage and addEventListener listeners too', { timeout: 30_000 }, async () => {
+  for (const how of ['onmessage', 'addEventListener']) {
+    const manager = createManager();
+    const flag = new SharedArrayBuffer(4);
+    const w = worker(`
+      Atomics.wait(new Int32Array(workerData.flag), 0, 0); // until 'a' and 'b' are queued
+      const store = kv.createStore(parentPort);
+      const seen = [];
+      const on = (m) => { seen.push(m); if (m === 'end') { parentPort.postMessage({ seen, attached: store.attached }); parentPort.close(); } };
+      if (workerData.how === 'onmessage') parentPort.onmessage = (e) => on(e.data);
+      else parentPort.addEventListener('message', (e) => on(e.data));
+    `, { workerData: { how, flag } });
+    w.postMessage('a');
+    w.postMessage('b');
+    manager.registerFork(w);
+    w.postMessage('end');
+    Atomics.store(new Int32Array(flag), 0, 1);
+    Atomics.notify(new Int32Array(flag), 0);
+    const [report] = await once(w, 'message');
+    assert.equal(await exited(w), 0);
+    assert.deepEqual(report, { seen: ['a', 'b', 'end'], attached: true }, how);
+  }
+});
+
+test('a handle the user posts is the user\'s message; two copies of the package in a worker share the hand-over', { timeout: 30_000 }, async () => {
+  const manager = createManager();
+  manager.store.set('k', 'v');
+  const w = worker(`
+    // A second copy of the package (a dependency may bundle its own), loaded after this one.
+    const dir = require('node:path').dirname(require.resolve(${JSON.stringify(require.resolve('..'))}));
+    for (const k of Object.keys(require.cache)) if (k.startsWith(dir) && !k.endsWith('.node')) delete require.cache[k];
+    const copy = require(dir);
+    const store = kv.createStore(parentPort); // the first copy waits for registerFork's handle
+    store.ready.then(() => parentPort.postMessage(['attached', kv !== copy, store.get('k')]));
+    parentPort.once('message', (h) => {
+      parentPort.postMessage(['mine', copy.createStore(h).get('k')]); // the user's own handle
+      parentPort.close();
+    });
+    parentPort.postMessage(['listening']);
+  `);
+  const next = async () => (await once(w, 'message'))[0];
+  assert.deepEqual(await next(), ['listening']);
+  manager.registerFork(w);
+  assert.deepEqual(await next(), ['attached', true, 'v']);
+  w.postMessage(manager.handle);
+  assert.deepEqual(await next(), ['mine', 'v']);
+  assert.equal(await exited(w), 0);
 });
 
 test('user messages sent before registerFork in the same tick reach the user, in order', async () => {

@@ -15,6 +15,19 @@ function isHandle(x) {
     (x.buffer instanceof SharedArrayBuffer || typeof x.name === 'string' || typeof x.path === 'string');
 }
 
+/**
+ * What registerFork posts: a handle marked as the hand-over. Only these are taken out before
+ * the user's listeners; a handle the user posts (`worker.postMessage(manager.handle)`) is the
+ * user's message, delivered like any other.
+ */
+function forkMessage(handle) {
+  return { ...handle, fork: true };
+}
+
+function isFork(x) {
+  return isHandle(x) && x.fork === true;
+}
+
 // Node (20 and 24) hands every message a port receives to this method of the port
 // (lib/internal/per_context/messageport.js), which dispatches it to every kind of listener.
 // A registered symbol, so an own property of the port shadows it: handles are taken out
@@ -22,8 +35,12 @@ function isHandle(x) {
 // and there a user listener also sees the handle (README, "Worker threads").
 const kHybridDispatch = Symbol.for('nodejs.internal.kHybridDispatch');
 
-/** Per port: the last handle it carried, and who waits for the next one. */
-const guards = new WeakMap();
+/**
+ * Per port: the last handle it carried, and who waits for the next one. Shared by every copy
+ * of this package in the thread (a dependency may bundle its own): the first guards the port,
+ * and the others find its state here instead of taking the handle from each other.
+ */
+const guards = (globalThis[Symbol.for('shared-kv-store.port-guards')] ??= new WeakMap());
 
 function guard(port) {
   let g = guards.get(port);
@@ -36,7 +53,7 @@ function guard(port) {
       configurable: true,
       writable: true,
       value(data, type, event) {
-        if (type === 'message' && isHandle(data)) return take(g, data);
+        if (type === 'message' && isFork(data)) return take(g, data);
         return dispatch.call(this, data, type, event);
       },
     });
@@ -96,23 +113,50 @@ function redeliver(port, messages) {
   // loop turn), so the user sees these first, in order.
   const emitAll = () => queueMicrotask(() => messages.forEach((m) => port.emit('message', m)));
   if (port.listenerCount('message') > 0) return emitAll();
-  // MessagePort emits no 'newListener' for user listeners: wait for the first one by
-  // wrapping this port's own methods, removed again as soon as it is added.
-  const methods = ['on', 'addListener', 'once', 'prependListener'];
+  // MessagePort emits no 'newListener' for user listeners: wait for the first one, of any
+  // kind, by wrapping this port's own methods and its onmessage setter, removed again as soon
+  // as one is added.
+  const proto = Object.getPrototypeOf(port);
+  const methods = ['on', 'addListener', 'once', 'prependListener', 'addEventListener'];
+  const restore = () => {
+    for (const m of methods) delete port[m];
+    delete port.onmessage;
+  };
   for (const name of methods) {
-    port[name] = function (event, listener) {
-      const result = Object.getPrototypeOf(port)[name].call(port, event, listener);
-      if (event === 'message') {
-        for (const m of methods) delete port[m];
-        emitAll();
-      }
+    port[name] = function (event, ...rest) {
+      // Unwrapped first: `on` adds through `addEventListener`, which must not count twice.
+      if (event !== 'message') return proto[name].call(port, event, ...rest);
+      restore();
+      const result = proto[name].call(port, event, ...rest);
+      emitAll();
       return result;
     };
   }
+  const onmessage = findAccessor(proto, 'onmessage');
+  if (onmessage?.set) {
+    Object.defineProperty(port, 'onmessage', {
+      configurable: true,
+      get: () => onmessage.get?.call(port),
+      set: (fn) => {
+        restore();
+        onmessage.set.call(port, fn);
+        emitAll();
+      },
+    });
+  }
+}
+
+/** The accessor `name` on `obj`'s prototype chain. */
+function findAccessor(obj, name) {
+  for (let o = obj; o !== null; o = Object.getPrototypeOf(o)) {
+    const d = Object.getOwnPropertyDescriptor(o, name);
+    if (d !== undefined) return d;
+  }
+  return undefined;
 }
 
 // A worker's parentPort is guarded as soon as this package loads: a handle that arrives before
 // createStore(parentPort) is called (or again, after it) is kept for it, not shown to the user.
 if (!isMainThread && parentPort) guard(parentPort);
 
-module.exports = { HANDLE, isHandle, receiveHandle };
+module.exports = { HANDLE, isHandle, forkMessage, receiveHandle };
