@@ -631,13 +631,9 @@ test('exit: a worker thread with an unref\'d watcher exits on its own; with a re
 });
 
 for (const kind of KINDS) {
-  // KNOWN ISSUE (found 2026-12-06, open): on a loaded 2-core machine, about one run in three,
-  // a named-store or store-file worker whose only thing left is an unref'd watcher of a busy
-  // store keeps running: process.getActiveResourcesInfo() is empty, yet its listener is called
-  // on and on (10,000+ events in 3 s) and the thread does not exit. Skipped there until the
-  // native waiter's part in it is found (the README says so); the SharedArrayBuffer kind passes.
-  const skip = kind.name !== 'createManager' && 'known issue: see the comment above and the README (Watch for changes)';
-  test(`[${kind.name}] exit: a worker whose only thing left is an unref'd watcher exits while another thread keeps writing`, { timeout: 60_000, skip }, async () => {
+  // Failed one run in three on a loaded machine (for every kind) until a hub with only unref'd
+  // watchers polled on an unref'd timer instead of being woken (lib/watch.js, UNREF_POLL_MS).
+  test(`[${kind.name}] exit: a worker whose only thing left is an unref'd watcher exits while another thread keeps writing`, { timeout: 60_000 }, async () => {
     const store = kind.open({ maxBytes: 64 << 20 });
     const h = store.handle;
     const stop = new Int32Array(new SharedArrayBuffer(4));

@@ -46,6 +46,7 @@ class Watcher {
   /** Keeps the program alive while this watcher is open (the default). */
   ref() {
     this.#timer.ref();
+    this.#hub?.refChanged();
     return this;
   }
 
@@ -62,6 +63,20 @@ const RETRY_MS = 100;
  * worker terminated at that moment never makes.
  */
 const NAP_MS = 500;
+/**
+ * With only unref'd watchers, a hub that found nothing new looks again after this long, on an
+ * unref'd timer, instead of sleeping until a writer wakes it. A wake-up (Atomics.waitAsync's
+ * promise, the native waiter's call) is work Node runs even when nothing holds the thread any
+ * more, so a busy store kept such a thread from exiting (one run in three on a loaded
+ * machine); a timer runs only while something does.
+ */
+const UNREF_POLL_MS = 10;
+/**
+ * Records delivered per turn of the event loop at most: a store's log holds tens of thousands,
+ * and one turn delivering them all to a slow listener starved the thread (a 1 ms listener:
+ * 36 s without a turn, and an unref'd watcher's thread that could not exit meanwhile).
+ */
+const BATCH = 1024;
 
 class Hub {
   #native;
@@ -73,6 +88,8 @@ class Hub {
   #signalIndex;
   #nativeWaiter;
   #onEmpty;
+  /** The unref'd timer of a hub with only unref'd watchers that is polling (see UNREF_POLL_MS). */
+  #poll;
 
   /** `buffer`: the store's SharedArrayBuffer (or external ArrayBuffer); `onEmpty`: called when the last watcher closes. */
   constructor(native, id, buffer, onEmpty) {
@@ -135,6 +152,7 @@ class Hub {
     if (this.#slot === undefined) return;
     const slot = this.#slot;
     this.#slot = undefined;
+    clearTimeout(this.#poll);
     this.#native.watchClose(this.#id, slot);
     // Ends this hub's pending Atomics.waitAsync (other sleepers on the word look and sleep again).
     if (this.#int32 !== undefined) Atomics.notify(this.#int32, this.#signalIndex);
@@ -155,6 +173,13 @@ class Hub {
       if (this.#slot === undefined) return; // a listener closed the last watcher
       if (read) {
         this.#soon();
+        return;
+      }
+      if (!this.#anyRef()) {
+        this.#poll = setTimeout(() => {
+          this.#poll = undefined;
+          this.#wake();
+        }, UNREF_POLL_MS).unref();
         return;
       }
       if (this.#nativeWaiter) {
@@ -188,15 +213,26 @@ class Hub {
    * having its next read scheduled (and an unref'd immediate would wait for other events).
    */
   #soon() {
-    for (const w of this.#watchers) {
-      if (w.hasRef()) return void setImmediate(() => this.#wake());
-    }
+    if (this.#anyRef()) return void setImmediate(() => this.#wake());
     setTimeout(() => this.#wake(), 1).unref();
+  }
+
+  #anyRef() {
+    for (const w of this.#watchers) if (w.hasRef()) return true;
+    return false;
+  }
+
+  /** A watcher was ref'd again: a polling hub goes back to sleeping until woken. */
+  refChanged() {
+    if (this.#poll === undefined) return;
+    clearTimeout(this.#poll);
+    this.#poll = undefined;
+    this.#wake();
   }
 
   /** Reads and delivers what the log holds; whether there was anything. */
   #drain() {
-    const batch = this.#native.watchRead(this.#id, this.#cursor);
+    const batch = this.#native.watchRead(this.#id, this.#cursor, BATCH);
     this.#cursor = batch[0];
     // Told to the watchers that were watching before the newest record read: the ones the
     // lost records concern.

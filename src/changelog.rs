@@ -384,6 +384,19 @@ impl Store {
         &self,
         cursor: u64,
         buf: &mut Vec<u8>,
+        f: impl FnMut(Event, &[u8], u64),
+    ) -> Result<ReadOutcome> {
+        self.read_changes_max(cursor, usize::MAX, buf, f)
+    }
+
+    /// `read_changes`, stopping after `max` records: `next` is then the position after the
+    /// last one read, and the rest waits for the next call. A watcher delivers one bounded
+    /// batch per turn of its event loop (a 64 MiB store's log holds ~36,000 records).
+    pub fn read_changes_max(
+        &self,
+        cursor: u64,
+        max: usize,
+        buf: &mut Vec<u8>,
         mut f: impl FnMut(Event, &[u8], u64),
     ) -> Result<ReadOutcome> {
         let r = self.region();
@@ -413,8 +426,15 @@ impl Store {
                 overflow: true,
             });
         }
-        let mut i = 0;
+        let (mut i, mut n) = (0, 0);
         while i < buf.len() {
+            if n == max {
+                return Ok(ReadOutcome {
+                    next: cursor + i as u64,
+                    overflow: false,
+                });
+            }
+            n += 1;
             let header = buf
                 .get(i..i + LOG_RECORD_HEADER as usize)
                 .ok_or(Error::corrupted("change log record cut short"))?;

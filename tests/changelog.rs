@@ -339,3 +339,40 @@ fn a_waiter_that_keeps_reading_and_sleeping_never_misses_a_wake() {
         );
     });
 }
+
+/// A bounded read returns the first `max` records and the position after them; reading on
+/// from there gives the rest, in order, with nothing lost or repeated.
+#[test]
+fn a_bounded_read_resumes_where_it_stopped() {
+    let mem = Mem::new(8 << 20);
+    let s = mem.create(mem.bytes());
+    let reg = s.watch_register().unwrap();
+    for i in 0..10 {
+        set(&s, &format!("k{i}"));
+    }
+    let (mut cursor, mut keys) = (reg.cursor, Vec::new());
+    let mut calls = 0;
+    loop {
+        let mut n = 0;
+        let out = s
+            .read_changes_max(cursor, 3, &mut Vec::new(), |_, k, _| {
+                n += 1;
+                keys.push(String::from_utf8(k.to_vec()).unwrap());
+            })
+            .unwrap();
+        assert!(n <= 3 && !out.overflow);
+        calls += 1;
+        if out.next == cursor {
+            break;
+        }
+        cursor = out.next;
+    }
+    assert_eq!(keys, (0..10).map(|i| format!("k{i}")).collect::<Vec<_>>());
+    assert_eq!(calls, 5, "3 + 3 + 3 + 1, then an empty read");
+    assert_eq!(
+        cursor,
+        s.read_changes(reg.cursor, &mut Vec::new(), |_, _, _| {})
+            .unwrap()
+            .next
+    );
+}

@@ -390,18 +390,18 @@ unsafe extern "C" fn call_js(
     }
 }
 
-/// Reads the records of store `id` from `cursor`: `[next, overflow, event, key, position,
+/// Reads at most `max` records of store `id` from `cursor`: `[next, overflow, event, key, position,
 /// event, key, position, ...]` (events by name; clear and overflow records have an undefined
 /// key; a record's position is its place in the log, as `watchHead` counts).
 #[napi(js_name = "watchRead")]
-pub fn watch_read(env: Env, id: u32, cursor: f64) -> Result<Raw> {
+pub fn watch_read(env: Env, id: u32, cursor: f64, max: u32) -> Result<Raw> {
     let env = env.raw();
     let mut records: Vec<(&'static str, Vec<u8>, u64)> = Vec::new();
     let outcome = with(env, id, |att| {
         let mut buf = std::mem::take(&mut att.buf);
         let result = att.run(env, |store, _| {
             records.clear();
-            store.read_changes(cursor as u64, &mut buf, |event, key, pos| {
+            store.read_changes_max(cursor as u64, max as usize, &mut buf, |event, key, pos| {
                 records.push((event.name(), key.to_vec(), pos))
             })
         });
