@@ -45,7 +45,8 @@ pub enum Error {
         needed: u64,
     },
     /// An evicting store cannot free `needed` bytes in one piece: `largest` is the longest
-    /// stretch between the blocks eviction never moves (nothing was evicted).
+    /// stretch between the blocks eviction never moves (for an entry over maxBytes/64 nothing
+    /// was evicted; for a smaller one, at most a few windows).
     NoWindow {
         needed: u64,
         largest: u64,
@@ -110,7 +111,7 @@ impl fmt::Display for Error {
             ),
             Error::NoWindow { needed, largest } => write!(
                 f,
-                "store is full: the entry (and the index growth it would start, if any) needs {needed} bytes in one piece, but the longest stretch eviction can free is {largest} bytes (the index, the change log and held locks are never moved); nothing was evicted"
+                "store is full: the entry (and the index growth it would start, if any) needs {needed} bytes in one piece, but the longest stretch eviction can free is {largest} bytes (the index, the change log and held locks are never moved)"
             ),
             Error::AtCapacity { max_entries } => write!(
                 f,

@@ -34,7 +34,8 @@ use crate::table::{advance_seq, load_ref, load_slot, Find, Ref, Table, Tables};
 /// Live entries the hand looks at past its victim for an expired one to take instead.
 const EXPIRED_SEARCH: u32 = 64;
 /// Windows one write may open that end at a block they may not evict, before it gives up.
-const MAX_WINDOWS: u32 = 1024;
+/// Windows tried where eviction's hand points before looking for where one can succeed.
+const WINDOWS: u32 = 8;
 /// An entry larger than maxBytes / WALK_ABOVE is checked against the longest stretch eviction
 /// can free before anything is evicted (a walk of every block; smaller ones always fit).
 const WALK_ABOVE: u64 = 64;
@@ -82,8 +83,14 @@ impl Store {
                     if size > self.limits.max_bytes / WALK_ABOVE {
                         // A growth under way pins two tables; finished, the old one is free.
                         self.rehash_all()?;
-                        room += self.growth_due()?;
-                        let largest = self.largest_stretch()?;
+                        // A new key (an overwrite never grows the index).
+                        if !matches!(
+                            Tables::load(self.region())?.find(self.region(), key, hash)?,
+                            Find::Found(_)
+                        ) {
+                            room += self.growth_due()?;
+                        }
+                        let (_, largest) = self.largest_stretch()?;
                         if largest < room {
                             return Err(Error::NoWindow {
                                 needed: room,
@@ -92,7 +99,15 @@ impl Store {
                         }
                     }
                     if !self.make_room(room)? {
-                        return Err(full);
+                        let (_, largest) = self.largest_stretch()?;
+                        return Err(if largest < room {
+                            Error::NoWindow {
+                                needed: room,
+                                largest,
+                            }
+                        } else {
+                            full
+                        });
                     }
                 }
                 // The index must grow and its new table does not fit below maxBytes.
@@ -135,36 +150,75 @@ impl Store {
 
     /// Evicts windows of entries until a free block of `size` bytes exists or fits below
     /// maxBytes past the arena's top (writer lock held). False if no more can be evicted.
+    ///
+    /// A window starts where eviction's hand points; one that runs into a block eviction never
+    /// moves (a lease, an index table, the log) ends there. After WINDOWS such windows failed,
+    /// the store looks for the longest stretch between those blocks and evicts there, so room
+    /// that exists is found without evicting the whole store first.
     pub(crate) fn make_room(&self, size: u64) -> Result<bool> {
         let r = self.region();
         let arena = Arena { r };
-        for _ in 0..MAX_WINDOWS {
+        for _ in 0..WINDOWS {
             if arena.top()? + size <= self.limits.max_bytes {
                 return Ok(true);
             }
             let Some((at, block)) = self.victim()? else {
                 return Ok(false);
             };
-            let mut free = self.evict(at, block)?;
-            // Then the blocks after it, until the merged free block holds `size`.
-            while let Some((start, len)) = free {
-                if len >= size {
-                    self.consolidate((start, len), size)?;
-                    return Ok(true);
-                }
-                let next = start + len;
-                if next >= arena.top()? {
-                    break;
-                }
-                let h = arena.header_at(next)?;
-                if !h.in_use() || self.pinned(next, &h)? {
-                    break; // an index table, the log or a lock: the window ends here
-                }
-                let Some(slot) = self.slot_of(next)? else {
-                    return Err(Error::corrupted("a block in use is not in the index"));
-                };
-                free = self.evict(slot, next)?;
+            let free = self.evict(at, block)?;
+            if self.extend_window(free, size)? {
+                return Ok(true);
             }
+        }
+        if arena.top()? + size <= self.limits.max_bytes {
+            return Ok(true);
+        }
+        let (start, len) = self.largest_stretch()?;
+        if len < size {
+            return Ok(false);
+        }
+        // Evict the stretch from its start (a block boundary: the arena's first block, or the
+        // one after a block eviction never moves); its blocks are free or evictable entries.
+        let h = arena.header_at(start)?;
+        let free = if h.is_free() {
+            Some((start, h.size))
+        } else {
+            let Some(slot) = self.slot_of(start)? else {
+                return Err(Error::corrupted("a block in use is not in the index"));
+            };
+            self.evict(slot, start)?
+        };
+        // The last stretch runs on past the top: evicted to its end, it is given back to it.
+        if self.extend_window(free, size)? || arena.top()? + size <= self.limits.max_bytes {
+            return Ok(true);
+        }
+        Err(Error::corrupted(
+            "a stretch measured long enough ends early",
+        ))
+    }
+
+    /// Evicts the blocks right after the free block `free` (as (start, size); None: given
+    /// back to the top) until it holds `size`, and consolidates; false where a block eviction
+    /// never moves, or the top, ends the window first.
+    fn extend_window(&self, mut free: Option<(u64, u64)>, size: u64) -> Result<bool> {
+        let arena = Arena { r: self.region() };
+        while let Some((start, len)) = free {
+            if len >= size {
+                self.consolidate((start, len), size)?;
+                return Ok(true);
+            }
+            let next = start + len;
+            if next >= arena.top()? {
+                break;
+            }
+            let h = arena.header_at(next)?;
+            if !h.in_use() || self.pinned(next, &h)? {
+                break; // an index table, the log or a lock: the window ends here
+            }
+            let Some(slot) = self.slot_of(next)? else {
+                return Err(Error::corrupted("a block in use is not in the index"));
+            };
+            free = self.evict(slot, next)?;
         }
         Ok(false)
     }
@@ -172,18 +226,22 @@ impl Store {
     /// The longest run of blocks that eviction can free into one (free blocks and entries
     /// other than leases, up to maxBytes past the top), between the blocks it never moves:
     /// index tables, the change log, leases. Walks every block (writer lock held).
-    fn largest_stretch(&self) -> Result<u64> {
+    /// Returns it as (start, length).
+    fn largest_stretch(&self) -> Result<(u64, u64)> {
         let r = self.region();
         let arena = Arena { r };
-        let (mut largest, mut start) = (0, HEADER_SIZE);
+        let (mut best, mut start) = ((HEADER_SIZE, 0), HEADER_SIZE);
         for item in arena.walk(HEADER_SIZE) {
             let (at, h) = item?;
             if h.is_internal() || (h.in_use() && self.pinned(at, &h)?) {
-                largest = largest.max(at - start);
+                if at - start > best.1 {
+                    best = (start, at - start);
+                }
                 start = at + h.size;
             }
         }
-        Ok(largest.max(self.limits.max_bytes.saturating_sub(start)))
+        let tail = self.limits.max_bytes.saturating_sub(start);
+        Ok(if tail > best.1 { (start, tail) } else { best })
     }
 
     /// Evicts one entry, for the entry count (writer lock held). None if none can be.

@@ -138,8 +138,12 @@ impl Store {
         }
         let t0 = Tables::load(r)?.t0;
         let live = r.u64(H_LIVE)?.load(Relaxed);
-        let used = live + r.u64(H_TOMBSTONES)?.load(Relaxed);
-        if (used + 1) * MAX_LOAD_DEN <= t0.cap * MAX_LOAD_NUM {
+        let tombstones = r.u64(H_TOMBSTONES)?.load(Relaxed);
+        // Shared memory: counts past the table's size are corruption, not arithmetic.
+        if live > t0.cap || tombstones > t0.cap {
+            return Err(Error::corrupted("entry counts exceed the index size"));
+        }
+        if (live + tombstones + 1) * MAX_LOAD_DEN <= t0.cap * MAX_LOAD_NUM {
             return Ok(0);
         }
         Ok(INTERNAL_HEADER + self.growth_cap(live) * SLOT_SIZE)

@@ -362,3 +362,60 @@ fn a_large_value_in_a_full_evicting_store_gets_in_or_evicts_nothing() {
         "no layout refused half of maxBytes: the test lost its edge"
     );
 }
+
+/// Leases cut an evicting store into short stretches. A value that fits only in the long one
+/// gets in (windows where the hand points fail, then the store evicts where it fits), and one
+/// that fits nowhere is refused after a few windows, not after the whole store was evicted.
+#[test]
+fn leases_in_the_way_never_empty_the_store_for_nothing() {
+    use shared_kv_store::layout::PINNED_KEY_PREFIX;
+    const MAX: usize = 4 << 20;
+    let lease = |i: u64| [PINNED_KEY_PREFIX, format!("l{i}").as_bytes()].concat();
+    for fits in [true, false] {
+        let mem = Mem::new(MAX);
+        let limits = Limits {
+            evict: true,
+            max_entries: 0,
+            max_bytes: MAX as u64,
+        };
+        let s = Store::create_with(mem.region(MAX), 11, 0, limits).unwrap();
+        // An entry of 2,000 bytes, then a lease, over and over: stretches of about 2 KB.
+        let (mut i, mut n) = (0u64, 0u64);
+        // Half the store so, or all of it (until the pattern itself evicts).
+        let more = |s: &Store| {
+            let st = s.stats().unwrap();
+            if fits {
+                st.bytes_reserved < MAX as u64 / 2
+            } else {
+                st.evictions < 20
+            }
+        };
+        while more(&s) {
+            s.set(&key(n), &[1; 2000], false).unwrap();
+            n += 1;
+            // As large as the entries, so that both fill the same free blocks in turn.
+            s.set(&lease(i), &[0; 2000], false).unwrap();
+            i += 1;
+        }
+        if fits {
+            // A long stretch at the end, filled with entries the hand does not point at first.
+            while s.stats().unwrap().evictions == 0 {
+                s.set(&key(n), &[2; 1000], false).unwrap();
+                n += 1;
+            }
+        }
+        let before = s.stats().unwrap();
+        let value = vec![3; 60 << 10]; // under maxBytes / 64: not measured before evicting
+        match s.set(b"v", &value, false) {
+            Ok(()) => assert!(fits, "it cannot fit between two leases"),
+            Err(Error::NoWindow { .. }) => {
+                assert!(!fits, "the long stretch holds it");
+                let evicted = s.stats().unwrap().evictions - before.evictions;
+                assert!(evicted <= 100, "{evicted} evicted before refusing");
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert_eq!(s.stats().unwrap().locks, i, "no lease evicted");
+        s.check().unwrap();
+    }
+}
