@@ -321,6 +321,7 @@ export declare function createStore<V = any>(): SharedKVStore<V>;
 /**
  * The store in the file at `path`, shared by every thread of every process that opens it: the
  * first open creates and formats it. Throws ERR_KV_NOT_A_STORE for a file that is not a store,
+ * ERR_KV_TRUNCATED for a store file shorter than the store made in it,
  * ERR_KV_UNSAFE_FILE for one owned by another user, writable beyond `mode`, or in a directory
  * others may write to without the sticky bit, ERR_KV_LAYOUT for a store of another layout version, ENOENT (`create: false`), ELOOP (a
  * symbolic link), EACCES and other OS errors with the path in the message.

@@ -134,3 +134,15 @@ test('a deleted or replaced store file: stats().linked turns false, one ERR_KV_U
     process.off('warning', onWarning);
   }
 });
+
+test('opening a truncated store file is ERR_KV_TRUNCATED naming both sizes, and leaves it untouched', () => {
+  for (const size of [512 << 10, 20 << 10]) {
+    const file = newPath();
+    made(file);
+    fs.truncateSync(file, size);
+    const bytes = fs.readFileSync(file);
+    assert.throws(() => openStore(file), (e) => e.code === 'ERR_KV_TRUNCATED' &&
+      e.message.includes(`${size} bytes long`) && e.message.includes(`${1 << 20} bytes long`));
+    assert.ok(fs.readFileSync(file).equals(bytes), 'left untouched');
+  }
+});

@@ -55,6 +55,8 @@ pub enum Error {
     AtCapacity {
         max_entries: u64,
     },
+    /// A store file shorter than the store made in it: another process truncated it.
+    Truncated(String),
     /// A store file this process must not trust: owned by another user, writable by more
     /// users than its opener's `mode` grants, or in a directory others may write to.
     UnsafeFile(String),
@@ -119,6 +121,7 @@ impl fmt::Display for Error {
             ),
             Error::NotAStore(what) => write!(f, "not a shared-kv-store store ({what})"),
             Error::UnsafeFile(what) => write!(f, "refusing an unsafe store file: {what}"),
+            Error::Truncated(what) => write!(f, "truncated store file: {what}"),
             Error::Layout { found, expected } => write!(
                 f,
                 "the store has layout version {found}, this build reads version {expected}"

@@ -12,6 +12,7 @@
 //! keep them. Dropping a `Memory` unmaps it, so no `Region` of it may outlive it.
 
 use std::ptr;
+use std::sync::atomic::Ordering::Relaxed;
 
 use crate::error::{Error, Result};
 use crate::layout::{HEADER_SIZE, MAX_REGION_BYTES};
@@ -302,6 +303,18 @@ fn open_existing(path: &str, opts: &FileOptions) -> Result<Memory> {
     let region = memory.region();
     if region.len() < HEADER_SIZE {
         return Err(Error::NotAStore(format!("'{path}' is too short")));
+    }
+    // A store file is as long as its maxBytes from its creation on: shorter, someone cut it
+    // (its end, and whatever the store kept there, is gone).
+    let made = region.u64(crate::layout::H_MAX_BYTES)?.load(Relaxed);
+    if region.u64(crate::layout::H_MAGIC)?.load(Relaxed) == crate::layout::MAGIC
+        && meta.len() < made
+    {
+        return Err(Error::Truncated(format!(
+            "'{path}' is {} bytes long, but the store in it was made {made} bytes long: it was truncated, and what it held past {} bytes is lost; delete it to start again",
+            meta.len(),
+            meta.len()
+        )));
     }
     // Read-only checks first: a file that is not a store is left exactly as it was.
     if let Err(e) = Store::attach(memory.region()) {

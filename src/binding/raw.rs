@@ -73,6 +73,7 @@ fn kind(e: &CoreError) -> (u8, &'static CStr) {
         CoreError::Decode(_) => (b'E', c"ERR_KV_DECODE"),
         CoreError::NotAStore(_) => (b'E', c"ERR_KV_NOT_A_STORE"),
         CoreError::UnsafeFile(_) => (b'E', c"ERR_KV_UNSAFE_FILE"),
+        CoreError::Truncated(_) => (b'E', c"ERR_KV_TRUNCATED"),
         CoreError::Layout { .. } => (b'E', c"ERR_KV_LAYOUT"),
         _ => (b'E', c"ERR_KV_CORRUPTED"),
     }
