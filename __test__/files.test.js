@@ -146,3 +146,101 @@ test('opening a truncated store file is ERR_KV_TRUNCATED naming both sizes, and 
     assert.ok(fs.readFileSync(file).equals(bytes), 'left untouched');
   }
 });
+
+/** A tmpfs of `size` mounted for the test (root only), or undefined with the reason. */
+function tmpfs(size) {
+  const { execFileSync } = require('node:child_process');
+  const at = fs.mkdtempSync(path.join(os.tmpdir(), 'skv-tmpfs-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=700`, 'tmpfs', at], { stdio: 'pipe' });
+  } catch (e) {
+    fs.rmdirSync(at);
+    return { skip: `cannot mount a tmpfs here (${String(e.stderr ?? e.message).trim()})` };
+  }
+  // Lazy: this process keeps its mappings of the files until it exits.
+  return { at, done: () => { execFileSync('umount', ['-l', at]); fs.rmdirSync(at); } };
+}
+
+test('two store files filling a small tmpfs: refusals are ERR_KV_FULL or eviction, no process dies, nothing written is lost', { timeout: 120_000 }, async (t) => {
+  const fsys = tmpfs('8m');
+  if (fsys.skip) return t.skip(fsys.skip);
+  try {
+    // Each fits the free space when it is created; together they are 12 MiB on 8 MiB.
+    const throwing = path.join(fsys.at, 'throw.kv');
+    const evicting = path.join(fsys.at, 'evict.kv');
+    const a = openStore(throwing, { maxBytes: 6 << 20 });
+    const b = openStore(evicting, { maxBytes: 6 << 20, onFull: 'evict' });
+    const value = (tag, i) => Buffer.alloc(48 << 10, (tag * 31 + i) & 0xff);
+    // A worker thread and a child process write into both while this thread does.
+    const code = (tag) => `
+      const lib = require(${JSON.stringify(path.join(__dirname, '..'))});
+      const a = lib.openStore(${JSON.stringify(throwing)}), b = lib.openStore(${JSON.stringify(evicting)});
+      const stored = [], codes = new Set();
+      for (let i = 0; i < 150; i++) {
+        try { a.set('t${tag}:' + i, Buffer.alloc(48 << 10, (${tag} * 31 + i) & 0xff)); stored.push(i); } catch (e) { codes.add(e.code); }
+        b.set('e${tag}:' + i, Buffer.alloc(48 << 10, i & 0xff)); // evicts: never throws
+      }
+      const out = JSON.stringify({ stored, codes: [...codes] });`;
+    const w = worker(`${code(1)} parentPort.postMessage(out);`);
+    const { spawn } = require('node:child_process');
+    const child = spawn(process.execPath, ['-e', `${code(2)} process.stdout.write(out);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let childOut = '';
+    child.stdout.on('data', (d) => { childOut += d; });
+    const mine = { stored: [], codes: new Set() };
+    for (let i = 0; i < 150; i++) {
+      try { a.set(`t0:${i}`, value(0, i)); mine.stored.push(i); } catch (e) { mine.codes.add(e.code); }
+      b.set(`e0:${i}`, value(0, i));
+    }
+    const [fromWorker] = await once(w, 'message');
+    const [exitCode, signal] = await once(child, 'exit');
+    assert.deepEqual([exitCode, signal], [0, null], 'the child process did not die');
+    assert.equal(await exited(w), 0);
+    const results = [{ stored: mine.stored, codes: [...mine.codes] }, JSON.parse(fromWorker), JSON.parse(childOut)];
+    let refused = 0;
+    for (const [tag, r] of results.entries()) {
+      for (const c of r.codes) assert.equal(c, 'ERR_KV_FULL', `writer ${tag}`);
+      if (r.codes.length) refused++;
+      for (const i of r.stored) assert.ok(a.get(`t${tag}:${i}`).equals(value(tag, i)), `t${tag}:${i} intact`);
+    }
+    assert.ok(refused > 0, 'the file system filled up: some write was refused');
+    assert.ok(b.stats().evictions > 0, 'the evicting store made room instead');
+    a.check();
+    b.check();
+    assert.match((() => { try { a.set('one more', value(0, 0)); } catch (e) { return e.message; } })() ?? '', /file system|maxBytes/);
+  } finally {
+    fsys.done();
+  }
+});
+
+test('SIGKILL rounds while the file system is full: the store recovers and takes writes again', { timeout: 120_000 }, async (t) => {
+  const fsys = tmpfs('6m');
+  if (fsys.skip) return t.skip(fsys.skip);
+  try {
+    const file = path.join(fsys.at, 'k.kv');
+    const store = openStore(file, { maxBytes: 4 << 20, onFull: 'evict' });
+    // Another program takes half the file system after the store was made.
+    fs.writeFileSync(path.join(fsys.at, 'other'), Buffer.alloc(3 << 20, 7));
+    for (let i = 0; store.stats().evictions === 0; i++) store.set(`fill:${i}`, Buffer.alloc(32 << 10, 1));
+    const { spawn } = require('node:child_process');
+    for (let round = 0; round < 6; round++) {
+      // The victim reports each write; killed after a number of them its round picks.
+      const child = spawn(process.execPath, ['-e', `
+        const s = require(${JSON.stringify(path.join(__dirname, '..'))}).openStore(${JSON.stringify(file)});
+        for (let i = 0; ; i++) { s.set('v:' + (i % 50), Buffer.alloc((8 + (i % 7) * 9) << 10, i & 0xff)); process.stdout.write('.'); }
+      `], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const killAt = 20 + round * 37;
+      let seen = 0;
+      await new Promise((resolve) => child.stdout.on('data', (d) => {
+        seen += d.length;
+        if (seen >= killAt && child.exitCode === null && !child.killed) { child.kill('SIGKILL'); resolve(); }
+      }));
+      const [, signal] = await once(child, 'exit');
+      assert.equal(signal, 'SIGKILL', `round ${round}: killed by us, not by a fault`);
+      store.set(`after:${round}`, Buffer.alloc(16 << 10, round)); // takes over the lock if held
+      store.check();
+      assert.equal(store.get(`after:${round}`).length, 16 << 10);
+    }
+  } finally {
+    fsys.done();
+  }
+});

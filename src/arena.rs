@@ -345,6 +345,8 @@ impl<'r> Arena<'r> {
         if end > self.r.len() {
             return Err(Error::NeedGrow { needed: end });
         }
+        // A store file's pages are allocated before a byte of them is written (reserve.rs).
+        self.r.reserve_to(end)?;
         // Bytes past the high water were never written: moved first, so that it never claims
         // a byte clean that a killed writer wrote.
         let hw = self.r.u64(H_HIGH_WATER)?;

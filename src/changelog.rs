@@ -304,10 +304,20 @@ impl Store {
                 // Past maxBytes: an evicting store frees a run of entries the log fits in.
                 Err(Error::NeedGrow { needed }) if needed > self.limits.max_bytes => {
                     let size = align_up(INTERNAL_HEADER + L_RING + cap, BLOCK_ALIGN);
-                    if !self.limits.evict || !self.make_room(size)? {
+                    if !self.limits.evict || !self.make_room(size, self.limits.max_bytes)? {
                         return Err(Error::Full {
                             needed,
                             max: self.limits.max_bytes,
+                        });
+                    }
+                }
+                // The file system is full: room below what it gave, the same way.
+                Err(Error::NoSpace { reserved, .. }) => {
+                    let size = align_up(INTERNAL_HEADER + L_RING + cap, BLOCK_ALIGN);
+                    if !self.limits.evict || !self.make_room(size, reserved)? {
+                        return Err(Error::NoSpace {
+                            end: arena.top()? + size,
+                            reserved,
                         });
                     }
                 }

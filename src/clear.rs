@@ -55,6 +55,10 @@ impl Store {
             Err(Error::NeedGrow { needed }) if needed > self.limits.max_bytes => {
                 return self.clear_in_place(tables.t0, !leases.is_empty())
             }
+            // The file system is full: the same, in place.
+            Err(Error::NoSpace { .. }) => {
+                return self.clear_in_place(tables.t0, !leases.is_empty())
+            }
             Err(e) => return Err(e),
         };
         let mut key = Vec::new();

@@ -55,6 +55,12 @@ pub enum Error {
     AtCapacity {
         max_entries: u64,
     },
+    /// The file system holding a store file cannot supply the bytes up to `end` (ENOSPC,
+    /// EDQUOT); `[0, reserved)` is allocated. Nothing was changed.
+    NoSpace {
+        end: u64,
+        reserved: u64,
+    },
     /// A store file shorter than the store made in it: another process truncated it.
     Truncated(String),
     /// A store file this process must not trust: owned by another user, writable by more
@@ -122,6 +128,10 @@ impl fmt::Display for Error {
             Error::NotAStore(what) => write!(f, "not a shared-kv-store store ({what})"),
             Error::UnsafeFile(what) => write!(f, "refusing an unsafe store file: {what}"),
             Error::Truncated(what) => write!(f, "truncated store file: {what}"),
+            Error::NoSpace { end, reserved } => write!(
+                f,
+                "store is full: the file system holding the store file has no room for it to grow past {reserved} bytes (it needs {end}; ENOSPC): free space there, or size it for every store file on it (Docker: --shm-size)"
+            ),
             Error::Layout { found, expected } => write!(
                 f,
                 "the store has layout version {found}, this build reads version {expected}"

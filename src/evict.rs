@@ -90,7 +90,7 @@ impl Store {
                         ) {
                             room += self.growth_due()?;
                         }
-                        let (_, largest) = self.largest_stretch()?;
+                        let (_, largest) = self.largest_stretch(self.limits.max_bytes)?;
                         if largest < room {
                             return Err(Error::NoWindow {
                                 needed: room,
@@ -98,8 +98,8 @@ impl Store {
                             });
                         }
                     }
-                    if !self.make_room(room)? {
-                        let (_, largest) = self.largest_stretch()?;
+                    if !self.make_room(room, self.limits.max_bytes)? {
+                        let (_, largest) = self.largest_stretch(self.limits.max_bytes)?;
                         return Err(if largest < room {
                             Error::NoWindow {
                                 needed: room,
@@ -121,7 +121,7 @@ impl Store {
                     // in the way), the windows tried were evicted anyway: fewer live entries
                     // ask for a smaller table next time round, down to the initial one.
                     if !self.limits.evict
-                        || !(self.make_room(needed)?
+                        || !(self.make_room(needed, self.limits.max_bytes)?
                             || live()? < before
                             || self.evict_one()?.is_some())
                     {
@@ -129,6 +129,18 @@ impl Store {
                             needed,
                             max: self.limits.max_bytes,
                         });
+                    }
+                }
+                // The file system holding a store file has no room for the top to move: a
+                // store that throws refuses (nothing changed); one that evicts makes room
+                // below what the file system gave, as it does below maxBytes.
+                Err(Error::NoSpace { end, reserved }) => {
+                    if reclaim()? {
+                        continue;
+                    }
+                    let need = end.saturating_sub(Arena { r: self.region() }.top()?);
+                    if !self.limits.evict || !self.make_room(need, reserved)? {
+                        return Err(Error::NoSpace { end, reserved });
                     }
                 }
                 Err(Error::AtCapacity { max_entries }) => {
@@ -155,11 +167,11 @@ impl Store {
     /// moves (a lease, an index table, the log) ends there. After WINDOWS such windows failed,
     /// the store looks for the longest stretch between those blocks and evicts there, so room
     /// that exists is found without evicting the whole store first.
-    pub(crate) fn make_room(&self, size: u64) -> Result<bool> {
+    pub(crate) fn make_room(&self, size: u64, limit: u64) -> Result<bool> {
         let r = self.region();
         let arena = Arena { r };
         for _ in 0..WINDOWS {
-            if arena.top()? + size <= self.limits.max_bytes {
+            if arena.top()? + size <= limit {
                 return Ok(true);
             }
             let Some((at, block)) = self.victim()? else {
@@ -170,10 +182,10 @@ impl Store {
                 return Ok(true);
             }
         }
-        if arena.top()? + size <= self.limits.max_bytes {
+        if arena.top()? + size <= limit {
             return Ok(true);
         }
-        let (start, len) = self.largest_stretch()?;
+        let (start, len) = self.largest_stretch(limit)?;
         if len < size {
             return Ok(false);
         }
@@ -189,7 +201,7 @@ impl Store {
             self.evict(slot, start)?
         };
         // The last stretch runs on past the top: evicted to its end, it is given back to it.
-        if self.extend_window(free, size)? || arena.top()? + size <= self.limits.max_bytes {
+        if self.extend_window(free, size)? || arena.top()? + size <= limit {
             return Ok(true);
         }
         Err(Error::corrupted(
@@ -227,7 +239,7 @@ impl Store {
     /// other than leases, up to maxBytes past the top), between the blocks it never moves:
     /// index tables, the change log, leases. Walks every block (writer lock held).
     /// Returns it as (start, length).
-    fn largest_stretch(&self) -> Result<(u64, u64)> {
+    fn largest_stretch(&self, limit: u64) -> Result<(u64, u64)> {
         let r = self.region();
         let arena = Arena { r };
         let (mut best, mut start) = ((HEADER_SIZE, 0), HEADER_SIZE);
@@ -240,7 +252,7 @@ impl Store {
                 start = at + h.size;
             }
         }
-        let tail = self.limits.max_bytes.saturating_sub(start);
+        let tail = limit.saturating_sub(start);
         Ok(if tail > best.1 { (start, tail) } else { best })
     }
 

@@ -46,6 +46,8 @@ pub mod memory;
 pub mod recover;
 pub mod region;
 pub mod rehash;
+#[cfg(all(unix, not(loom)))]
+pub(crate) mod reserve;
 pub mod scan;
 pub mod store;
 pub mod sync;

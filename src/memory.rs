@@ -187,6 +187,10 @@ pub unsafe fn flush(base: *mut u8, len: usize) -> Result<()> {
 impl Drop for Memory {
     fn drop(&mut self) {
         #[cfg(unix)]
+        if self.file_id.is_some() {
+            crate::reserve::unregister(self.base as usize);
+        }
+        #[cfg(unix)]
         // SAFETY: our own mapping of `len` bytes, which nothing uses any more (see `region`).
         unsafe {
             libc::munmap(self.base.cast(), self.len);
@@ -278,6 +282,9 @@ fn map_file(path: &str, file: &std::fs::File, max_len: u64) -> Result<Memory> {
     if p == libc::MAP_FAILED {
         return Err(io_error(path, "map", std::io::Error::last_os_error()));
     }
+    // Before any Region of it exists: every one finds the file to reserve space in.
+    let dup = file.try_clone().map_err(|e| io_error(path, "open", e))?;
+    crate::reserve::register(p as usize, dup, len as u64);
     Ok(Memory {
         base: p.cast(),
         len,
@@ -325,6 +332,10 @@ fn open_existing(path: &str, opts: &FileOptions) -> Result<Memory> {
             e => e,
         });
     }
+    // What the store already uses (a file copied sparse, or made by a version that did not
+    // reserve): best effort, as it is written already; the top's next move asks again.
+    let top = region.u64(crate::layout::H_ARENA_TOP)?.load(Relaxed);
+    let _ = region.reserve_to(top.min(region.len()));
     Ok(memory)
 }
 
@@ -378,6 +389,11 @@ fn create_new(path: &str, opts: FileOptions) -> Result<Option<Memory>> {
     file.set_len(size) // sparse: pages cost memory only once touched
         .map_err(|e| cleanup(io_error(path, "size", e)))?;
     let memory = map_file(path, &file, opts.max_file_bytes).map_err(cleanup)?;
+    // The header and the first index, allocated before they are written.
+    memory
+        .region()
+        .reserve_to(MIN_REGION_BYTES)
+        .map_err(cleanup)?;
     let seed = crate::hash::hash_key(now_nanos(), path.as_bytes()) as u64
         | (std::process::id() as u64) << 32;
     let limits = crate::store::Limits {

@@ -65,6 +65,9 @@ pub struct Region {
     #[cfg(loom)]
     words: Box<[AtomicU64]>,
     len: u64,
+    /// A store file's reservation in its file system (reserve.rs); None for other memory.
+    #[cfg(all(unix, not(loom)))]
+    reservation: Option<std::sync::Arc<crate::reserve::Reservation>>,
 }
 
 // SAFETY: all access goes through atomics; the owner guarantees the memory outlives the Region.
@@ -87,7 +90,23 @@ impl Region {
         Region {
             base,
             len: len as u64,
+            #[cfg(unix)]
+            reservation: crate::reserve::lookup(base as usize),
         }
+    }
+
+    /// Before the arena's top moves to `end`: the bytes below it are allocated in the file
+    /// system of a store file (`NoSpace` if they cannot be). Nothing to do for other memory.
+    #[inline]
+    pub(crate) fn reserve_to(&self, end: u64) -> Result<()> {
+        #[cfg(all(unix, not(loom)))]
+        if let Some(r) = &self.reservation {
+            if end > r.reserved() {
+                return r.reserve(end);
+            }
+        }
+        let _ = end;
+        Ok(())
     }
 
     /// A zeroed region of `len` modelled bytes, for the loom models.

@@ -66,7 +66,8 @@ fn kind(e: &CoreError) -> (u8, &'static CStr) {
         CoreError::Full { .. }
         | CoreError::AtCapacity { .. }
         | CoreError::IndexNeedsRoom { .. }
-        | CoreError::NoWindow { .. } => (b'R', c"ERR_KV_FULL"),
+        | CoreError::NoWindow { .. }
+        | CoreError::NoSpace { .. } => (b'R', c"ERR_KV_FULL"),
         CoreError::Encode(_) => (b'R', c"ERR_KV_ENCODE"),
         CoreError::Type(_) => (b'T', c"ERR_KV_WRONG_TYPE"),
         CoreError::Timeout(_) => (b'E', c"ERR_KV_TIMEOUT"),

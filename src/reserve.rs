@@ -1,0 +1,121 @@
+//! Space for a store file is reserved in the file system before the store first uses it.
+//!
+//! A store file is sparse: its pages come from the file system as they are first written.
+//! When the file system is full (a tmpfs that other programs filled: Docker's 64 MiB
+//! `/dev/shm`), a write to a page it cannot supply kills the writer with SIGBUS in the middle
+//! of a write. So every range the arena's top moves over (entries, index tables, the change
+//! log all live below it) is first allocated with `fallocate`, under the writer lock, before
+//! the top moves: a refusal is an error (`NoSpace`) with nothing changed, and the store throws
+//! ERR_KV_FULL or evicts. Reserved in steps of 1/64 of the file (1–64 MiB), so the cost is one
+//! system call per step, not per write; the file stays sparse beyond the top.
+//!
+//! Regions find their file's reservation by the mapping's base address (a registry the
+//! file mappings fill, memory.rs), so that every way of attaching a store file gets it.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug)]
+pub struct Reservation {
+    file: std::fs::File,
+    len: u64,
+    /// Bytes from the start of the file allocated by this process's calls (fallocate is
+    /// idempotent, so each process keeps its own mark).
+    reserved: AtomicU64,
+}
+
+static REGISTRY: parking_lot::RwLock<Vec<(usize, Arc<Reservation>)>> =
+    parking_lot::const_rwlock(Vec::new());
+
+/// Registers the reservation of the file mapped at `base` (`len` bytes).
+pub(crate) fn register(base: usize, file: std::fs::File, len: u64) {
+    let r = Arc::new(Reservation {
+        file,
+        len,
+        reserved: AtomicU64::new(0),
+    });
+    REGISTRY.write().push((base, r));
+}
+
+/// Forgets the mapping at `base` (unmapped).
+pub(crate) fn unregister(base: usize) {
+    REGISTRY.write().retain(|(b, _)| *b != base);
+}
+
+/// The reservation of the file mapped at `base`, if that is a store file's mapping.
+pub(crate) fn lookup(base: usize) -> Option<Arc<Reservation>> {
+    REGISTRY
+        .read()
+        .iter()
+        .find(|(b, _)| *b == base)
+        .map(|(_, r)| r.clone())
+}
+
+impl Reservation {
+    /// Makes sure bytes `[0, end)` of the file are allocated in the file system.
+    pub(crate) fn reserve(&self, end: u64) -> Result<()> {
+        let from = self.reserved.load(Relaxed);
+        if end <= from {
+            return Ok(());
+        }
+        let step = (self.len / 64).clamp(1 << 20, 64 << 20);
+        let to = end
+            .div_ceil(step)
+            .saturating_mul(step)
+            .min(self.len)
+            .max(end);
+        // A step the file system cannot give in full may still hold what is needed now.
+        for want in [to, end] {
+            match allocate(&self.file, from, want - from) {
+                Ok(()) => {
+                    self.reserved.store(want, Relaxed);
+                    return Ok(());
+                }
+                Err(e) if is_full(&e) => continue,
+                // No fallocate here (some file systems): nothing can be reserved; such a file
+                // system is left to behave as it does for every mapped file.
+                Err(_) => {
+                    self.reserved.store(self.len, Relaxed);
+                    return Ok(());
+                }
+            }
+        }
+        Err(Error::NoSpace {
+            end,
+            reserved: from,
+        })
+    }
+
+    /// How far the file is reserved (the arena's top may move this far without a call).
+    pub(crate) fn reserved(&self) -> u64 {
+        self.reserved.load(Relaxed)
+    }
+}
+
+fn is_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+#[cfg(target_os = "linux")]
+fn allocate(file: &std::fs::File, off: u64, len: u64) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    loop {
+        // SAFETY: fallocate on an open descriptor of ours; mode 0 allocates (and extends no
+        // further than the file's size, which already covers the range).
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, off as i64, len as i64) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allocate(_file: &std::fs::File, _off: u64, _len: u64) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
