@@ -54,6 +54,16 @@ fn full(mem: &Mem, evict: bool, flags: u32) -> (Store, Vec<u64>) {
     (s, held)
 }
 
+/// An evicting store of `max` bytes in `mem`, in a thread's memory.
+fn evicting(mem: &Mem, max: usize, seed: u64) -> Store {
+    let limits = Limits {
+        evict: true,
+        max_entries: 0,
+        max_bytes: max as u64,
+    };
+    Store::create_with(mem.region(max), seed, 0, limits).unwrap()
+}
+
 fn every_kind(f: impl Fn(bool, u32)) {
     for evict in [false, true] {
         for flags in [0, STORE_PROCESS_SHARED] {
@@ -283,18 +293,7 @@ fn an_evicting_store_of_tiny_entries_never_refuses_a_write() {
     const MAX: usize = 256 << 10;
     for seed in [8u64, 10, 11, 16, 19, 20] {
         let mem = Mem::new(MAX);
-        let limits = Limits {
-            evict: true,
-            max_entries: 0,
-            max_bytes: MAX as u64,
-        };
-        let s = Store::create_with(
-            mem.region(MAX),
-            seed.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-            0,
-            limits,
-        )
-        .unwrap();
+        let s = evicting(&mem, MAX, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         for i in 0..30_000u64 {
             if let Err(e) = s.set(format!("f{i}").as_bytes(), &[7; 12], false) {
                 panic!("seed {seed}, set {i}: {e} ({:?})", s.stats().unwrap());
@@ -323,18 +322,7 @@ fn a_large_value_in_a_full_evicting_store_gets_in_or_evicts_nothing() {
     ] {
         {
             let mem = Mem::new(MAX);
-            let limits = Limits {
-                evict: true,
-                max_entries: 0,
-                max_bytes: MAX as u64,
-            };
-            let s = Store::create_with(
-                mem.region(MAX),
-                seed.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                0,
-                limits,
-            )
-            .unwrap();
+            let s = evicting(&mem, MAX, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             for i in 0..(MAX / value_len * 3 / 2) as u64 {
                 s.set(format!("f{i}").as_bytes(), &vec![7; value_len], false)
                     .unwrap();
@@ -373,12 +361,7 @@ fn leases_in_the_way_never_empty_the_store_for_nothing() {
     let lease = |i: u64| [PINNED_KEY_PREFIX, format!("l{i}").as_bytes()].concat();
     for fits in [true, false] {
         let mem = Mem::new(MAX);
-        let limits = Limits {
-            evict: true,
-            max_entries: 0,
-            max_bytes: MAX as u64,
-        };
-        let s = Store::create_with(mem.region(MAX), 11, 0, limits).unwrap();
+        let s = evicting(&mem, MAX, 11);
         // An entry of 2,000 bytes, then a lease, over and over: stretches of about 2 KB.
         let (mut i, mut n) = (0u64, 0u64);
         // Half the store so, or all of it (until the pattern itself evicts).
