@@ -197,8 +197,9 @@ class SharedKVStore {
   #path;
   /** A store file's `mode` option: workers open the file with the same trust (src/trust.rs). */
   #mode;
-  /** A store file's check that its path still names it (lib/linked.js). */
+  /** A store file's check that its path still names it (lib/linked.js), and its device:inode. */
   #link;
+  #fileId;
   /** Reads not yet handed to the core (evicting stores only). */
   #visits;
   /** This thread's watchers of the store (lib/watch.js), while there are any. */
@@ -227,7 +228,10 @@ class SharedKVStore {
         this.#name ??= name;
         this.#path ??= file;
         this.#mode ??= mode;
-        if (this.#path !== undefined && fileId !== undefined) this.#link = new Link(this.#path, fileId);
+        if (this.#path !== undefined && fileId !== undefined) {
+          this.#fileId = fileId;
+          this.#link = new Link(this.#path, fileId);
+        }
         this.#att = native.attach(sab);
         if (native.limits(this.#att.id).evict) this.#visits = new Visits(native, this.#att.id);
         // The native codec path builds values in Rust and does not use the read cache.
@@ -260,7 +264,7 @@ class SharedKVStore {
     this.#id();
     // A named store travels by name, a store file by path: every thread reaches its memory
     // through the addon.
-    if (this.#path !== undefined) return { [HANDLE]: 1, path: this.#path, mode: this.#mode };
+    if (this.#path !== undefined) return { [HANDLE]: 1, path: this.#path, mode: this.#mode, fileId: this.#fileId };
     return this.#name === undefined ? { [HANDLE]: 1, buffer: this.#buffer } : { [HANDLE]: 1, name: this.#name };
   }
 
@@ -766,10 +770,19 @@ function attachHandle(store, handle) {
   if (handle.path !== undefined) {
     const mode = handle.mode ?? 0o600;
     const { buffer, fileId } = native.fileBuffer(handle.path, DEFAULTS.maxBytes, mode, false, 0, 0);
+    checkSameFile(handle, fileId);
     store._attach(buffer, undefined, handle.path, mode, fileId);
     return;
   }
   store._attach(handle.buffer ?? native.namedBuffer(handle.name, DEFAULTS.maxBytes, 0, 0), handle.name);
+}
+
+/** A store file's handle names the file its sender had open: not another one now at the path. */
+function checkSameFile(handle, fileId) {
+  if (handle.fileId !== undefined && fileId !== handle.fileId) {
+    throw codedError('ERR_KV_UNLINKED', `the store file '${handle.path}' was deleted or replaced since this handle was made: ` +
+      'the path now names another store than its sender\'s; have the sender reopen it and send a new handle');
+  }
 }
 
 /**
@@ -785,7 +798,9 @@ function createStore(source, options = {}) {
   } else if (isHandle(source) && source.name !== undefined) {
     return namedStore(source.name, options);
   } else if (isHandle(source) && source.path !== undefined) {
-    return openStore(source.path, { mode: source.mode, ...options, create: false });
+    const store = openStore(source.path, { mode: source.mode, ...options, create: false });
+    checkSameFile(source, fileStores.get(store.path)?.fileId);
+    return store;
   } else if (isHandle(source)) {
     store = new SharedKVStore(source.buffer, codec);
   } else if (source && typeof source.postMessage === 'function' && typeof source.on === 'function') {
@@ -794,7 +809,14 @@ function createStore(source, options = {}) {
       throw new RangeError(`createStore: handleTimeout must be a number of milliseconds, got ${String(handleTimeout)}`);
     }
     store = new SharedKVStore(undefined, codec);
-    const handle = receiveHandle(source, handleTimeout, (h) => attachHandle(store, h), () =>
+    const attach = (h) => {
+      try {
+        attachHandle(store, h);
+      } catch (err) {
+        store._fail?.(err); // `ready` rejects with it (this runs from the port's dispatch)
+      }
+    };
+    const handle = receiveHandle(source, handleTimeout, attach, () =>
       store._fail?.(codedError('ERR_KV_NO_HANDLE', `no store handle arrived on the port within ${handleTimeout} ms: ` +
         'call manager.registerFork(worker) in the thread that made the worker, or pass manager.handle in workerData')));
     if (handle !== undefined) attachHandle(store, handle);

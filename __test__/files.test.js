@@ -32,8 +32,21 @@ test('a store file owned by another user is refused untouched, root included', {
     e.message.includes('uid 65534') && e.message.includes(file));
   assert.throws(() => openStore(file, { mode: 0o666 }), { code: 'ERR_KV_UNSAFE_FILE' }, 'no mode makes a foreign file ours');
   assert.ok(fs.readFileSync(file).equals(bytes), 'left untouched');
+  // Another user's file in our group, shared with the group (mode 0o660): accepted.
+  fs.chownSync(file, 65534, process.getegid());
+  fs.chmodSync(file, 0o660);
+  assert.equal(openStore(file, { mode: 0o660 }).get('k'), 'ours');
+  openStore(file).close();
   fs.chownSync(file, 0, 0);
+  fs.chmodSync(file, 0o600);
   assert.equal(openStore(file).get('k'), 'ours');
+  // A directory another user owns: they may replace any file in it, sticky bit or not.
+  const theirs = fs.mkdtempSync(path.join(dir, 'theirs-'));
+  const inTheirs = newPath(theirs);
+  made(inTheirs);
+  fs.chownSync(theirs, 65534, 65534);
+  fs.chmodSync(theirs, 0o1755);
+  assert.throws(() => openStore(inTheirs), (e) => e.code === 'ERR_KV_UNSAFE_FILE' && /directory .* is owned by uid 65534/.test(e.message));
 });
 
 test('a store file writable by more users than the mode option grants is refused; a mode that grants it is accepted', () => {
@@ -136,7 +149,7 @@ test('a deleted or replaced store file: stats().linked turns false, one ERR_KV_U
 });
 
 test('opening a truncated store file is ERR_KV_TRUNCATED naming both sizes, and leaves it untouched', () => {
-  for (const size of [512 << 10, 20 << 10]) {
+  for (const size of [512 << 10, 20 << 10, 4096]) {
     const file = newPath();
     made(file);
     fs.truncateSync(file, size);
@@ -243,4 +256,43 @@ test('SIGKILL rounds while the file system is full: the store recovers and takes
   } finally {
     fsys.done();
   }
+});
+
+test('deletes and sets on a full file system while the index would shrink: they work, and an evicting store evicts', { timeout: 120_000 }, async (t) => {
+  for (const onFull of ['evict', 'throw']) {
+    const fsys = tmpfs('8m'); // one each: this process keeps its mappings of a deleted file
+    if (fsys.skip) return t.skip(fsys.skip);
+    try {
+      const s = openStore(path.join(fsys.at, 's.kv'), { maxBytes: 6 << 20, onFull });
+      fs.writeFileSync(path.join(fsys.at, 'filler'), Buffer.alloc(4 << 20, 1)); // another program's
+      const n = 124_900;
+      for (let i = 0; i < n; i++) s.set(`k${i}`, 'v');
+      // The top just under what the file system gave: the index's shrink cannot get a table.
+      s.set(`k${n - 1}`, Buffer.alloc(4194304 - s.stats().bytesReserved - (100 << 10)));
+      for (let i = 0; i < n - 200; i++) if (i % 16 !== 15) assert.equal(s.delete(`k${i}`), true);
+      for (let i = 0; i < 100; i++) {
+        s.set('k15', `w${i}`);
+        try { s.set(`new${i}`, `w${i}`); } catch (e) { assert.equal(onFull, 'throw', e.message); assert.equal(e.code, 'ERR_KV_FULL'); }
+      }
+      assert.equal(s.get('k15'), 'w99');
+      s.check();
+    } finally {
+      fsys.done();
+    }
+  }
+});
+
+test('a store file handle after the file was replaced: ERR_KV_UNLINKED, not another store', async () => {
+  const file = newPath();
+  const s = openStore(file, { maxBytes: 1 << 20 });
+  s.set('who', 'old');
+  const handle = s.handle;
+  fs.renameSync(file, `${file}.old`); // a cleanup script replaces the file
+  made(file);
+  const w = worker(`
+    try { kv.createStore(workerData); parentPort.postMessage('attached'); } catch (e) { parentPort.postMessage(e.code); }
+  `, { workerData: handle });
+  const [got] = await once(w, 'message');
+  assert.equal(await exited(w), 0);
+  assert.equal(got, 'ERR_KV_UNLINKED');
 });

@@ -259,6 +259,21 @@ fn map_file(path: &str, file: &std::fs::File, max_len: u64) -> Result<Memory> {
     use std::os::unix::io::AsRawFd;
     let meta = file.metadata().map_err(|e| io_error(path, "stat", e))?;
     let max_len = max_len.min(MAX_REGION_BYTES);
+    if meta.is_file() && meta.len() < MIN_REGION_BYTES {
+        // Too short to map as a store: a store's header cut short is still told as such.
+        use std::os::unix::fs::FileExt;
+        let (mut magic, mut made) = ([0u8; 8], [0u8; 8]);
+        if file
+            .read_exact_at(&mut magic, crate::layout::H_MAGIC)
+            .is_ok()
+            && file
+                .read_exact_at(&mut made, crate::layout::H_MAX_BYTES)
+                .is_ok()
+            && u64::from_le_bytes(magic) == crate::layout::MAGIC
+        {
+            return Err(truncated(path, meta.len(), u64::from_le_bytes(made)));
+        }
+    }
     if !meta.is_file() || meta.len() < MIN_REGION_BYTES || meta.len() > max_len {
         return Err(Error::NotAStore(format!(
             "'{path}' is {} bytes long; a store file is {MIN_REGION_BYTES} to {max_len} bytes here",
@@ -317,11 +332,7 @@ fn open_existing(path: &str, opts: &FileOptions) -> Result<Memory> {
     if region.u64(crate::layout::H_MAGIC)?.load(Relaxed) == crate::layout::MAGIC
         && meta.len() < made
     {
-        return Err(Error::Truncated(format!(
-            "'{path}' is {} bytes long, but the store in it was made {made} bytes long: it was truncated, and what it held past {} bytes is lost; delete it to start again",
-            meta.len(),
-            meta.len()
-        )));
+        return Err(truncated(path, meta.len(), made));
     }
     // Read-only checks first: a file that is not a store is left exactly as it was.
     if let Err(e) = Store::attach(memory.region()) {
@@ -337,6 +348,12 @@ fn open_existing(path: &str, opts: &FileOptions) -> Result<Memory> {
     let top = region.u64(crate::layout::H_ARENA_TOP)?.load(Relaxed);
     let _ = region.reserve_to(top.min(region.len()));
     Ok(memory)
+}
+
+fn truncated(path: &str, len: u64, made: u64) -> Error {
+    Error::Truncated(format!(
+        "'{path}' is {len} bytes long, but the store in it was made {made} bytes long: it was truncated, and what it held past {len} bytes is lost; delete it to start again"
+    ))
 }
 
 /// Formats a store in a temporary file and links it at `path`. None if `path` exists by then.

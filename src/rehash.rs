@@ -123,7 +123,8 @@ impl Store {
             return Ok(());
         }
         match self.prepare_growth(live) {
-            Err(Error::NeedGrow { .. } | Error::Full { .. }) => Ok(()),
+            // No room now (maxBytes, or a full file system): the shrink waits.
+            Err(Error::NeedGrow { .. } | Error::Full { .. } | Error::NoSpace { .. }) => Ok(()),
             other => other,
         }
     }

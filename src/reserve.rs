@@ -73,13 +73,15 @@ impl Reservation {
                     self.reserved.store(want, Relaxed);
                     return Ok(());
                 }
-                Err(e) if is_full(&e) => continue,
-                // No fallocate here (some file systems): nothing can be reserved; such a file
-                // system is left to behave as it does for every mapped file.
-                Err(_) => {
+                // No fallocate on this file system: nothing can be reserved; it is left to
+                // behave as it does for every mapped file.
+                Err(e) if is_unsupported(&e) => {
                     self.reserved.store(self.len, Relaxed);
                     return Ok(());
                 }
+                // Full, or any other refusal (a memory cgroup's ENOMEM, EIO): not reserved,
+                // so not used; asked again at the next step.
+                Err(_) => continue,
             }
         }
         Err(Error::NoSpace {
@@ -94,8 +96,12 @@ impl Reservation {
     }
 }
 
-fn is_full(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+fn is_unsupported(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Unsupported
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+        )
 }
 
 #[cfg(target_os = "linux")]

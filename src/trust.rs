@@ -3,7 +3,9 @@
 //! group or others may write when the opener did not ask to share it that far, could have been
 //! planted (`/dev/shm/app.kv` created by anyone before the service starts) to read or poison
 //! the cache. A directory that others may write to without the sticky bit lets anyone replace
-//! the file under its name. Root gets no exemption: a file another user owns is refused too.
+//! the file under its name, and so does the directory's owner. Root gets no exemption: a file
+//! another user owns is refused too. A store shared with a group (`mode` grants the group
+//! write) accepts a file of another user whose group is one of this process's groups.
 
 use std::os::unix::fs::MetadataExt;
 
@@ -17,7 +19,8 @@ const STICKY: u32 = 0o1000;
 pub(crate) fn check_file(path: &str, meta: &std::fs::Metadata, mode: u32) -> Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
+    let group_shared = mode & 0o020 != 0 && in_my_groups(meta.gid());
+    if meta.uid() != me && !group_shared {
         return Err(Error::UnsafeFile(format!(
             "'{path}' is owned by {}, not by this process's user ({}): another user may have planted it; delete it (or chown it to uid {me}) and open again",
             user(meta.uid()),
@@ -52,6 +55,19 @@ pub(crate) fn check_dir(path: &str, mode: u32) -> Result<()> {
     let Ok(meta) = std::fs::metadata(dir) else {
         return Ok(());
     };
+    // Its owner may rename or remove any file in it, sticky bit or not: it must be this
+    // user, root, or (for a store shared with a group) the group.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let shared = mode & 0o020 != 0 && in_my_groups(meta.gid());
+    if meta.uid() != me && meta.uid() != 0 && !shared {
+        return Err(Error::UnsafeFile(format!(
+            "the directory '{}' of '{path}' is owned by {}, who may replace any file in it; use a directory owned by this user ({}) or root",
+            dir.display(),
+            user(meta.uid()),
+            user(me)
+        )));
+    }
     let found = meta.mode() & 0o7777;
     if found & STICKY != 0 {
         return Ok(()); // /tmp, /dev/shm: only a file's owner may remove or rename it
@@ -65,6 +81,24 @@ pub(crate) fn check_dir(path: &str, mode: u32) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Whether `gid` is this process's effective group or one of its supplementary groups.
+fn in_my_groups(gid: u32) -> bool {
+    // SAFETY: getegid has no preconditions; getgroups with a zero count only counts, then
+    // fills at most `n` entries of a buffer of that many.
+    unsafe {
+        if libc::getegid() == gid {
+            return true;
+        }
+        let n = libc::getgroups(0, std::ptr::null_mut());
+        if n <= 0 {
+            return false;
+        }
+        let mut groups = vec![0 as libc::gid_t; n as usize];
+        let n = libc::getgroups(n, groups.as_mut_ptr());
+        n > 0 && groups[..n as usize].contains(&gid)
+    }
 }
 
 /// "uid 65534 (nobody)", or "uid 65534" when the name is unknown.
@@ -153,6 +187,23 @@ mod tests {
             let r = check_file(p, &std::fs::metadata(&f).unwrap(), 0o600);
             assert!(
                 matches!(r, Err(Error::UnsafeFile(ref m)) if m.contains("uid 65534")),
+                "{r:?}"
+            );
+            // Another user's file in one of our groups: accepted only when shared with it.
+            // SAFETY: as above; getegid cannot fail.
+            unsafe { libc::chown(c.as_ptr(), 65534, libc::getegid()) };
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o660)).unwrap();
+            let meta = std::fs::metadata(&f).unwrap();
+            assert!(check_file(p, &meta, 0o660).is_ok());
+            assert!(check_file(p, &meta, 0o600).is_err());
+            // A directory another user owns: they could replace the file, sticky bit or not.
+            let dc = std::ffi::CString::new(d.to_str().unwrap()).unwrap();
+            // SAFETY: as above.
+            unsafe { libc::chown(dc.as_ptr(), 65534, 65534) };
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1755)).unwrap();
+            let r = check_dir(p, 0o600);
+            assert!(
+                matches!(r, Err(Error::UnsafeFile(ref m)) if m.contains("owned by uid 65534")),
                 "{r:?}"
             );
         } else {
