@@ -78,7 +78,7 @@ export interface ManagerOptions extends StoreOptions, EvictionOptions {
 export type StoreHandle =
   | { readonly __sharedKVStore: 1; readonly buffer: SharedArrayBuffer }
   | { readonly __sharedKVStore: 1; readonly name: string }
-  | { readonly __sharedKVStore: 1; readonly path: string; readonly mode?: number };
+  | { readonly __sharedKVStore: 1; readonly path: string; readonly mode?: number; readonly fileId?: string };
 
 /** `openStore(path, options)`: a store file shared by the processes of the machine. */
 export interface OpenStoreOptions extends StoreOptions, EvictionOptions {
