@@ -197,6 +197,7 @@ test('two store files filling a small tmpfs: refusals are ERR_KV_FULL or evictio
     const w = worker(`${code(1)} parentPort.postMessage(out);`);
     const { spawn } = require('node:child_process');
     const child = spawn(process.execPath, ['-e', `${code(2)} process.stdout.write(out);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const childExit = once(child, 'exit');
     let childOut = '';
     child.stdout.on('data', (d) => { childOut += d; });
     const mine = { stored: [], codes: new Set() };
@@ -205,7 +206,7 @@ test('two store files filling a small tmpfs: refusals are ERR_KV_FULL or evictio
       b.set(`e0:${i}`, value(0, i));
     }
     const [fromWorker] = await once(w, 'message');
-    const [exitCode, signal] = await once(child, 'exit');
+    const [exitCode, signal] = await childExit;
     assert.deepEqual([exitCode, signal], [0, null], 'the child process did not die');
     assert.equal(await exited(w), 0);
     const results = [{ stored: mine.stored, codes: [...mine.codes] }, JSON.parse(fromWorker), JSON.parse(childOut)];
@@ -241,13 +242,14 @@ test('SIGKILL rounds while the file system is full: the store recovers and takes
         const s = require(${JSON.stringify(path.join(__dirname, '..'))}).openStore(${JSON.stringify(file)});
         for (let i = 0; ; i++) { s.set('v:' + (i % 50), Buffer.alloc((8 + (i % 7) * 9) << 10, i & 0xff)); process.stdout.write('.'); }
       `], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const exit = once(child, 'exit');
       const killAt = 20 + round * 37;
       let seen = 0;
       await new Promise((resolve) => child.stdout.on('data', (d) => {
         seen += d.length;
         if (seen >= killAt && child.exitCode === null && !child.killed) { child.kill('SIGKILL'); resolve(); }
       }));
-      const [, signal] = await once(child, 'exit');
+      const [, signal] = await exit;
       assert.equal(signal, 'SIGKILL', `round ${round}: killed by us, not by a fault`);
       store.set(`after:${round}`, Buffer.alloc(16 << 10, round)); // takes over the lock if held
       store.check();
