@@ -181,8 +181,8 @@ mod tests {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         // Owned by another user: refused, root included. Needs chown (root).
-        // SAFETY: chown of a file this test made; the path is NUL-terminated.
         let c = std::ffi::CString::new(p).unwrap();
+        // SAFETY: chown of a file this test made; the path is NUL-terminated.
         if unsafe { libc::chown(c.as_ptr(), 65534, 65534) } == 0 {
             let r = check_file(p, &std::fs::metadata(&f).unwrap(), 0o600);
             assert!(
