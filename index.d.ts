@@ -143,11 +143,13 @@ export interface StoreStats {
  * getOrSet), `'delete'`, `'evict'` (removed to make room, `onFull: 'evict'`), `'expire'` (an
  * expired entry reclaimed by a later write: not at the instant it expired), `'clear'` (key
  * undefined), `'overflow'` (key undefined: this watcher fell behind by more than the change log
- * holds, or a writer process died mid-write, so changes may be missing; delivery goes on).
+ * holds, or a writer process died mid-write, so changes may be missing; delivery goes on),
+ * `'lost'` (key undefined: the store file was truncated under this process; told once, then
+ * the watcher is closed, and every operation on the store throws ERR_KV_LOST).
  */
-export type WatchEvent = 'set' | 'delete' | 'evict' | 'expire' | 'clear' | 'overflow';
+export type WatchEvent = 'set' | 'delete' | 'evict' | 'expire' | 'clear' | 'overflow' | 'lost';
 
-/** `(key, event)`: key is undefined for 'clear' and 'overflow'. */
+/** `(key, event)`: key is undefined for 'clear', 'overflow' and 'lost'. */
 export type WatchListener = (key: string | undefined, event: WatchEvent) => void;
 
 /** An open `store.watch()`. */
@@ -324,7 +326,9 @@ export declare function createStore<V = any>(): SharedKVStore<V>;
  * ERR_KV_TRUNCATED for a store file shorter than the store made in it,
  * ERR_KV_UNSAFE_FILE for one owned by another user, writable beyond `mode`, or in a directory
  * others may write to without the sticky bit, ERR_KV_LAYOUT for a store of another layout version, ENOENT (`create: false`), ELOOP (a
- * symbolic link), EACCES and other OS errors with the path in the message.
+ * symbolic link), EACCES and other OS errors with the path in the message. If the file is
+ * truncated later, under this process, every operation on the store throws ERR_KV_LOST (naming
+ * the path and the new size): delete the file and open the path again.
  */
 export declare function openStore<V = any>(path: string, options?: OpenStoreOptions): SharedKVStore<V>;
 

@@ -43,6 +43,12 @@ const EPOCH_INDEX = LAYOUT.tableEpoch >>> 2;
 /** setEntry as a plain Node-API callback on the registered encode buffer (see the binding). */
 const rawSetEntry = native.makeRawSetEntry();
 let registeredBuffer;
+/**
+ * One flag per store file this process maps, set when the file was truncated under it
+ * (src/fault.rs). Reads that make no native call (the read cache, the JS reader) check their
+ * store's flag after reading, so a lost store's zeros are never returned as a value.
+ */
+const LOST = new Uint32Array(native.lostFlags());
 const EMPTY_CACHE = { stats: () => ({ hits: 0, misses: 0, cachedEntries: 0, cachedBytes: 0 }) };
 
 /** Copies `key`'s stored bytes into `scratch` (growing it); their length, or -1 if absent. */
@@ -190,6 +196,8 @@ class SharedKVStore {
   #cache;
   #reader;
   #growthReads = 0;
+  /** This store's index in LOST (0, never set, for stores in memory). */
+  #lostSlot = 0;
   #failure;
   #closed = false;
 
@@ -233,6 +241,7 @@ class SharedKVStore {
           this.#link = new Link(this.#path, fileId);
         }
         this.#att = native.attach(sab);
+        this.#lostSlot = this.#att.lostSlot;
         if (native.limits(this.#att.id).evict) this.#visits = new Visits(native, this.#att.id);
         // The native codec path builds values in Rust and does not use the read cache.
         if (this.#jsCodec) {
@@ -288,6 +297,9 @@ class SharedKVStore {
       try {
         this.#hub?.closeAll();
         this.#visits?.flush();
+      } catch (err) {
+        // A lost store (its file truncated under us) closes all the same.
+        if (err?.code !== 'ERR_KV_LOST') throw err;
       } finally {
         native.detach(this.#att.id);
       }
@@ -327,6 +339,7 @@ class SharedKVStore {
     if (typeof key === 'string' && cache !== undefined) {
       const hit = cache.get(key);
       if (hit !== undefined) {
+        if (LOST[this.#lostSlot] !== 0) native.checkLost(this.#id()); // throws ERR_KV_LOST
         // A read from this thread's cache counts as a read for eviction too.
         if (this.#visits !== undefined) this.#visits.record(cache.lastOffset, cache.lastSeq);
         return hit;
@@ -337,6 +350,7 @@ class SharedKVStore {
     if (!this.#jsCodec) return native.getValue(id, key); // marks its hits itself
     const reader = this.#reader;
     const found = reader.read(key);
+    if (LOST[this.#lostSlot] !== 0) native.checkLost(id); // throws ERR_KV_LOST
     // A growth of the index that writes left half done is moved on by reads too (see
     // Store::read_during_growth): one in LAYOUT.helpEvery.
     if (reader.growing && ++this.#growthReads % LAYOUT.helpEvery === 0) native.helpGrowth(id);

@@ -195,6 +195,7 @@ class Hub {
       if (wait.async) wait.value.then(() => this.#wake());
       else this.#soon();
     } catch (err) {
+      if (err?.code === 'ERR_KV_LOST') return this.#lost(err);
       // Corrupted memory (the only way reading can fail): reported as uncaught, as a
       // listener's error is, and tried again a little later rather than in a loop.
       process.nextTick(() => {
@@ -205,6 +206,30 @@ class Hub {
         else this.#wake();
       }, RETRY_MS).unref();
     }
+  }
+
+  /**
+   * The store file was truncated under this process (ERR_KV_LOST): every watcher is told
+   * `'lost'` once and closed, and waitFor()s reject with the error. Nothing more can come.
+   */
+  #lost(err) {
+    for (const w of [...this.#watchers]) {
+      if (w.closed) continue;
+      try {
+        if (w.onStoreClose === undefined) w.listener(undefined, 'lost');
+      } catch (e) {
+        process.nextTick(() => {
+          throw e;
+        });
+      }
+      try {
+        w.close();
+      } finally {
+        w.onStoreClose?.(err);
+      }
+    }
+    this.#close();
+    this.#onEmpty(this);
   }
 
   /**
@@ -324,7 +349,7 @@ function waitFor(store, key, options, watchKey) {
       // change may have been missed, so look.
       if (event === 'set' || event === 'overflow') resolveWithValue(next);
       else if (next) settle(resolve, undefined);
-    }, () => settle(reject, closedError()));
+    }, (err) => settle(reject, err ?? closedError()));
     // Watching, then read again: a set between the first read and the watch is not lost.
     if (!next) resolveWithValue(false);
     if (watcher === undefined) return;

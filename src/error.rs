@@ -63,6 +63,9 @@ pub enum Error {
     },
     /// A store file shorter than the store made in it: another process truncated it.
     Truncated(String),
+    /// A store file this process had open was truncated under it (or its file system refused a
+    /// page): the lost pages were replaced (fault.rs), and the store is no longer usable here.
+    Lost(String),
     /// A store file this process must not trust: owned by another user, writable by more
     /// users than its opener's `mode` grants, or in a directory others may write to.
     UnsafeFile(String),
@@ -128,6 +131,7 @@ impl fmt::Display for Error {
             Error::NotAStore(what) => write!(f, "not a shared-kv-store store ({what})"),
             Error::UnsafeFile(what) => write!(f, "refusing an unsafe store file: {what}"),
             Error::Truncated(what) => write!(f, "truncated store file: {what}"),
+            Error::Lost(what) => write!(f, "store lost: {what}"),
             Error::NoSpace { end, reserved } => write!(
                 f,
                 "store is full: the file system holding the store file has no room for it to grow past {reserved} bytes (it needs {end}; ENOSPC): free space there, or size it for every store file on it (Docker: --shm-size)"

@@ -12,6 +12,7 @@
 //! - [`undo`]: the undo record of an in-place rewrite
 //! - [`event`]: what happened to a key (the change log's record kinds)
 //! - [`memory`]: the memory a store lives in (anonymous pages, a shared file)
+//! - [`fault`]: a store file truncated under us: its SIGBUS caught, the store marked lost
 //! - [`sync`]: the atomics and spinning they use (loom's under `--cfg loom`)
 //! - [`arena`]: blocks of any size that split and merge (segregated free lists, boundary tags)
 //! - [`evict`]: making room in a full store (CLOCK over the index, windows of the arena)
@@ -35,6 +36,7 @@ pub mod crashpoint;
 pub mod error;
 pub mod event;
 pub mod evict;
+pub mod fault;
 #[cfg(not(loom))]
 mod futex;
 pub mod hash;

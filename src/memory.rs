@@ -188,6 +188,7 @@ impl Drop for Memory {
     fn drop(&mut self) {
         #[cfg(unix)]
         if self.file_id.is_some() {
+            crate::fault::unregister(self.base as usize);
             crate::reserve::unregister(self.base as usize);
         }
         #[cfg(unix)]
@@ -283,7 +284,7 @@ fn map_file(path: &str, file: &std::fs::File, max_len: u64) -> Result<Memory> {
     let len = meta.len() as usize;
     // SAFETY: maps `len` bytes of an open regular file of that size; the kernel keeps the
     // mapping valid after the descriptor closes. (A file truncated by another process under a
-    // mapping would fault on access: documented, as for every shared-memory store.)
+    // mapping faults on access: fault.rs catches it.)
     let p = unsafe {
         libc::mmap(
             ptr::null_mut(),
@@ -300,6 +301,8 @@ fn map_file(path: &str, file: &std::fs::File, max_len: u64) -> Result<Memory> {
     // Before any Region of it exists: every one finds the file to reserve space in.
     let dup = file.try_clone().map_err(|e| io_error(path, "open", e))?;
     crate::reserve::register(p as usize, dup, len as u64);
+    let dup = file.try_clone().map_err(|e| io_error(path, "open", e))?;
+    crate::fault::register(p as usize, len, dup, path);
     Ok(Memory {
         base: p.cast(),
         len,

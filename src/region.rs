@@ -68,6 +68,9 @@ pub struct Region {
     /// A store file's reservation in its file system (reserve.rs); None for other memory.
     #[cfg(all(unix, not(loom)))]
     reservation: Option<std::sync::Arc<crate::reserve::Reservation>>,
+    /// A store file's slot in the fault table (fault.rs); 0 for other memory.
+    #[cfg(all(unix, not(loom)))]
+    fault_slot: usize,
 }
 
 // SAFETY: all access goes through atomics; the owner guarantees the memory outlives the Region.
@@ -92,13 +95,38 @@ impl Region {
             len: len as u64,
             #[cfg(unix)]
             reservation: crate::reserve::lookup(base as usize),
+            #[cfg(unix)]
+            fault_slot: crate::fault::slot_of(base as usize),
         }
+    }
+
+    /// ERR_KV_LOST if this is a store file's mapping that was truncated under this process
+    /// (fault.rs): whatever was read or written since may be zeros, not the store.
+    #[inline]
+    pub fn lost(&self) -> Result<()> {
+        #[cfg(all(unix, not(loom)))]
+        if let Some(e) = crate::fault::lost(self.fault_slot, self.len) {
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The fault table slot whose lost flag the JS reader checks (0: never lost).
+    pub fn fault_slot(&self) -> usize {
+        #[cfg(all(unix, not(loom)))]
+        return self.fault_slot;
+        #[cfg(not(all(unix, not(loom))))]
+        0
     }
 
     /// Before the arena's top moves to `end`: the bytes below it are allocated in the file
     /// system of a store file (`NoSpace` if they cannot be). Nothing to do for other memory.
     #[inline]
     pub(crate) fn reserve_to(&self, end: u64) -> Result<()> {
+        #[cfg(feature = "crashpoints")]
+        if let Some(reserved) = crate::crashpoint::refused(end) {
+            return Err(Error::NoSpace { end, reserved });
+        }
         #[cfg(all(unix, not(loom)))]
         if let Some(r) = &self.reservation {
             if end > r.reserved() {

@@ -108,9 +108,17 @@ fn is_unsupported(e: &std::io::Error) -> bool {
 fn allocate(file: &std::fs::File, off: u64, len: u64) -> std::io::Result<()> {
     use std::os::unix::io::AsRawFd;
     loop {
-        // SAFETY: fallocate on an open descriptor of ours; mode 0 allocates (and extends no
-        // further than the file's size, which already covers the range).
-        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, off as i64, len as i64) };
+        // SAFETY: fallocate on an open descriptor of ours. KEEP_SIZE: a file another process
+        // truncated stays truncated (its faults tell us, fault.rs), never silently re-grown
+        // with zeros.
+        let rc = unsafe {
+            libc::fallocate(
+                file.as_raw_fd(),
+                libc::FALLOC_FL_KEEP_SIZE,
+                off as i64,
+                len as i64,
+            )
+        };
         if rc == 0 {
             return Ok(());
         }

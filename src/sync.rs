@@ -3,10 +3,10 @@
 //! allocation), not a copy of it. Run them with `node scripts/loom.js`.
 
 #[cfg(not(loom))]
-pub use std::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, AtomicU8};
+pub use std::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 
 #[cfg(loom)]
-pub use loom::sync::atomic::{fence, AtomicU64};
+pub use loom::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize};
 
 /// Waits a moment in a spin loop (under loom: lets another thread run).
 #[inline]

@@ -179,3 +179,47 @@ fn a_dead_writers_lock_is_taken_over_and_its_change_undone() {
         );
     });
 }
+
+/// The SIGBUS handler's table of store mappings (src/fault.rs), read by a handler that may run
+/// at any instruction of any thread: a handler that finds a mapping finds it whole (its base,
+/// length and descriptor published before it is live), never a half-registered one, and never
+/// one unregistered before its address was reused by another mapping (the handler would then
+/// replace pages outside a store).
+#[test]
+fn fault_table_handler_sees_whole_mappings_only() {
+    use shared_kv_store::fault::Table;
+    model(|| {
+        let t = Arc::new(Table::new(4));
+        let registrar = {
+            let t = t.clone();
+            thread::spawn(move || {
+                let first = t.register(0x10000, 0x4000, 5);
+                t.unregister(0x10000);
+                // The same address, reused by a larger mapping.
+                let second = t.register(0x10000, 0x8000, 6);
+                t.mark_lost(second, 123);
+                (first, second)
+            })
+        };
+        // A fault past the first mapping's end is inside the second one only.
+        if let Some((_, base, len, fd)) = t.find(0x16000) {
+            assert_eq!((base, len, fd), (0x10000, 0x8000, 6));
+        }
+        if let Some((i, base, len, fd)) = t.find(0x11000) {
+            assert_eq!(base, 0x10000);
+            assert!(
+                (len, fd) == (0x4000, 5) || (len, fd) == (0x8000, 6),
+                "{len} {fd}"
+            );
+            // A lost mark is seen with the size found.
+            if let Some(size) = t.lost(i) {
+                assert_eq!(size, 123);
+            }
+        }
+        let (first, second) = registrar.join().unwrap();
+        assert_ne!(first, second);
+        assert_eq!(t.slot_of(0x10000), second);
+        assert_eq!(t.lost(second), Some(123));
+        assert_eq!(t.lost(first), None);
+    });
+}

@@ -221,7 +221,10 @@ pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
     })?;
     // SAFETY: base/len describe the live buffer; the references taken below keep it alive
     // until the attachment is released.
-    let store = Store::attach(unsafe { Region::new(base, len) }).map_err(|e| throw(env, &e))?;
+    let region = unsafe { Region::new(base, len) };
+    region.lost().map_err(|e| throw(env, &e))?;
+    let store = Store::attach(region).map_err(|e| throw(env, &e))?;
+    let fault_slot = store.region().fault_slot();
     let (mut sab_ref, mut view_ref) = (ptr::null_mut(), ptr::null_mut());
     // SAFETY: creating strong references to live values of this env.
     unsafe {
@@ -284,8 +287,49 @@ pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
             env,
             sys::napi_set_named_property(env, out, c"owner".as_ptr(), owner),
         )?;
+        check(
+            env,
+            sys::napi_set_named_property(
+                env,
+                out,
+                c"lostSlot".as_ptr(),
+                raw::number(env, fault_slot as f64)?,
+            ),
+        )?;
     }
     Ok(Raw(out))
+}
+
+/// The lost flags of every store file this process maps (fault.rs), one Uint32 per slot, as an
+/// ArrayBuffer: the JS reader checks its store's (`attach().lostSlot`) after every read it makes
+/// without a native call. Slot 0 is never lost.
+#[napi(js_name = "lostFlags")]
+pub fn lost_flags(env: Env) -> Result<Raw> {
+    let env = env.raw();
+    #[cfg(unix)]
+    let (base, len) = crate::fault::flags();
+    #[cfg(not(unix))]
+    let (base, len) = (ptr::null_mut(), 0usize);
+    let mut buf = ptr::null_mut();
+    // SAFETY: the flags are a static table that lives as long as the process, so no finalizer.
+    check(env, unsafe {
+        sys::napi_create_external_arraybuffer(
+            env,
+            base.cast(),
+            len,
+            None,
+            ptr::null_mut(),
+            &mut buf,
+        )
+    })?;
+    Ok(Raw(buf))
+}
+
+/// Throws ERR_KV_LOST if store `id`'s file was truncated under this process (what the JS
+/// reader calls when it finds its flag set); otherwise does nothing.
+#[napi(js_name = "checkLost")]
+pub fn check_lost(env: Env, id: u32) -> Result<()> {
+    with(env.raw(), id, |_| Ok(()))
 }
 
 /// What an `owner` External names: attachment `id`, made as this thread's `serial`th.
@@ -361,13 +405,35 @@ pub fn detach(env: Env, id: u32) -> Result<()> {
     Ok(())
 }
 
+/// Whether attachment `id` is a store file truncated under this process (fault.rs).
+fn is_lost(id: u32) -> bool {
+    ATTACHED.with(|a| {
+        a.borrow()
+            .get(id as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|att| att.store.region().lost().is_err())
+    })
+}
+
 /// Runs `f` on attachment `id`. `f` must not call user JS (it could re-enter the store).
 fn with<T>(env: sys::napi_env, id: u32, f: impl FnOnce(&mut Attached) -> Result<T>) -> Result<T> {
     let (result, notify) =
         ATTACHED.with(
             |a| match a.borrow_mut().get_mut(id as usize).and_then(Option::as_mut) {
                 Some(att) => {
-                    let result = f(att);
+                    // A store file truncated under this process (fault.rs): whatever the call
+                    // read may be zeros, and nothing it wrote reaches the file. Checked before
+                    // and after, so no result of a lost store is ever returned.
+                    let lost =
+                        |att: &Attached| att.store.region().lost().map_err(|e| throw(env, &e));
+                    let mut result = lost(att).and_then(|()| f(att));
+                    if let Err(e) = att.store.region().lost() {
+                        if result.is_err() {
+                            // What the call made of the zeros (ERR_KV_CORRUPTED) is not the news.
+                            let _ = raw::clear_exception(env);
+                        }
+                        result = Err(throw(env, &e));
+                    }
                     (result, std::mem::take(&mut att.notify))
                 }
                 None => (

@@ -75,6 +75,7 @@ fn kind(e: &CoreError) -> (u8, &'static CStr) {
         CoreError::NotAStore(_) => (b'E', c"ERR_KV_NOT_A_STORE"),
         CoreError::UnsafeFile(_) => (b'E', c"ERR_KV_UNSAFE_FILE"),
         CoreError::Truncated(_) => (b'E', c"ERR_KV_TRUNCATED"),
+        CoreError::Lost(_) => (b'E', c"ERR_KV_LOST"),
         CoreError::Layout { .. } => (b'E', c"ERR_KV_LAYOUT"),
         _ => (b'E', c"ERR_KV_CORRUPTED"),
     }

@@ -127,6 +127,10 @@ pub fn watch_close(env: Env, id: u32, slot: u32) -> Result<bool> {
         stop(waiter);
         release_tsfn(tsfn);
     }
+    // A lost store's registration went with its pages: nothing to give back.
+    if super::is_lost(id) {
+        return Ok(true);
+    }
     let result = with(env, id, |att| {
         att.run(env, |store, _| store.watch_unregister(slot))
     });
@@ -339,6 +343,18 @@ fn wait_loop(memory: Memory, state: Arc<WaiterState>, tsfn: Tsfn) {
         return;
     };
     while !state.stop.load(Acquire) {
+        if store.region().lost().is_err() {
+            // Truncated under us (fault.rs): the JS side's next read reports ERR_KV_LOST.
+            // SAFETY: as below.
+            unsafe {
+                sys::napi_call_threadsafe_function(
+                    tsfn.0,
+                    ptr::null_mut(),
+                    sys::ThreadsafeFunctionCallMode::nonblocking,
+                )
+            };
+            return;
+        }
         if state.pending.load(Acquire) {
             std::thread::park_timeout(WAITER_NAP);
             continue;

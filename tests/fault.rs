@@ -1,0 +1,250 @@
+//! A store file truncated under an open store (src/fault.rs): no operation dies of SIGBUS,
+//! every one returns, and the store reports itself lost (ERR_KV_LOST) naming the path and the
+//! file's new size. A SIGBUS anywhere else still goes where it went before: to the handler
+//! installed before ours, or to the default action.
+#![cfg(all(unix, not(loom)))]
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+use std::time::Duration;
+
+use shared_kv_store::memory::{FileOptions, Memory};
+use shared_kv_store::{Error, Store};
+
+const MAX: u64 = 8 << 20;
+
+fn path(name: &str) -> String {
+    let p = std::env::temp_dir().join(format!("skv-fault-{name}-{}.kv", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p.to_str().unwrap().to_string()
+}
+
+/// A store file of MAX bytes holding 1,000 keys of 4 KiB (so its data spans most pages).
+fn filled(path: &str) -> (Memory, Store) {
+    let opts = FileOptions {
+        max_bytes: MAX,
+        mode: 0o600,
+        create: true,
+        evict: false,
+        max_entries: 0,
+        max_file_bytes: shared_kv_store::layout::MAX_REGION_BYTES,
+    };
+    let (m, _) = Memory::open_file(path, opts).unwrap();
+    let mut s = Store::attach(m.region()).unwrap();
+    s.wait_timeout = Duration::from_millis(200);
+    for i in 0..1000u32 {
+        s.set(format!("k{i}").as_bytes(), &[i as u8; 4096], false)
+            .unwrap();
+    }
+    assert!(s.region().lost().is_ok());
+    (m, s)
+}
+
+fn truncate(path: &str, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+fn assert_lost(s: &Store, path: &str, len: u64) {
+    match s.region().lost() {
+        Err(Error::Lost(msg)) => {
+            assert!(msg.contains(path), "{msg}");
+            assert!(msg.contains(&format!("truncated to {len} bytes")), "{msg}");
+        }
+        other => panic!("{path}: not lost after a cut to {len}: {other:?}"),
+    }
+}
+
+type Op = fn(&Store);
+
+/// Every operation family, each run over the whole store.
+const OPS: [(&str, Op); 8] = [
+    ("get", |s| {
+        let mut out = Vec::new();
+        for i in 0..1000 {
+            let _ = s.get(format!("k{i}").as_bytes(), &mut out);
+        }
+    }),
+    ("set", |s| {
+        for i in 0..1200 {
+            let _ = s.set(format!("k{i}").as_bytes(), &[7; 5000], false);
+        }
+    }),
+    ("delete", |s| {
+        for i in 0..1000 {
+            let _ = s.delete(format!("k{i}").as_bytes());
+        }
+    }),
+    ("scan", |s| {
+        let (mut epoch, mut from) = (0, Some(0));
+        for _ in 0..100 {
+            let Some(f) = from else { break };
+            match s.scan(epoch, f, 64, |_, _| {}) {
+                Ok((e, next)) => (epoch, from) = (e, next),
+                Err(_) => break,
+            }
+        }
+    }),
+    ("check", |s| {
+        let _ = s.check();
+    }),
+    ("stats", |s| {
+        let _ = s.stats();
+    }),
+    ("clear", |s| {
+        let _ = s.clear();
+    }),
+    ("log", |s| {
+        let _ = s.read_changes(0, &mut Vec::new(), |_, _, _| {});
+    }),
+];
+
+#[test]
+fn every_operation_on_a_truncated_file_returns_and_the_store_is_lost() {
+    for (name, op) in OPS {
+        for cut in [0, 64 << 10, MAX / 4] {
+            let p = path(name);
+            let (m, s) = filled(&p);
+            truncate(&p, cut);
+            op(&s);
+            // Whatever the operation touched first, something past the cut: lost.
+            if s.region().lost().is_ok() {
+                // An operation that stayed below the cut (stats reads the header only) has
+                // not met the loss yet; the next read of the data does.
+                OPS[0].1(&s);
+            }
+            assert_lost(&s, &p, cut);
+            // And it stays usable as memory: more calls still return.
+            op(&s);
+            OPS[1].1(&s);
+            drop(s);
+            drop(m);
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_writer_thread_cut_off_mid_write_ends_with_the_store_lost() {
+    let p = path("thread");
+    let (m, s) = filled(&p);
+    let s = std::sync::Arc::new(s);
+    let go = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let writer = {
+        let (s, go) = (s.clone(), go.clone());
+        std::thread::spawn(move || {
+            go.wait();
+            // Until the loss is seen: a write after the cut touches the header's lock word.
+            let mut n = 0u64;
+            while s.region().lost().is_ok() {
+                let _ = s.set(format!("w{}", n % 3000).as_bytes(), &[1; 3000], false);
+                n += 1;
+            }
+            n
+        })
+    };
+    go.wait();
+    truncate(&p, 0);
+    let writes = writer.join().unwrap();
+    assert!(writes > 0);
+    assert_lost(&s, &p, 0);
+    drop(s);
+    drop(m);
+    std::fs::remove_file(&p).unwrap();
+}
+
+/// Runs test `name` of this binary in a child process, with `SKV_FAULT_CHILD` set.
+fn child(name: &str) -> std::process::ExitStatus {
+    Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("SKV_FAULT_CHILD", "1")
+        .status()
+        .unwrap()
+}
+
+/// Touches a page past the end of a mapped file that is not a store's: a real SIGBUS.
+fn fault_elsewhere() {
+    let p = path("other");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
+    f.set_len(1 << 16).unwrap();
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: a fresh shared mapping of our own file.
+    let m = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            1 << 16,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(m, libc::MAP_FAILED);
+    f.set_len(0).unwrap();
+    std::fs::remove_file(&p).unwrap();
+    // SAFETY: mapped; the read faults (the file was cut), which is the point.
+    let v = unsafe { std::ptr::read_volatile(m.cast::<u8>().add(8192)) };
+    println!("read {v} past the end: no fault");
+}
+
+#[test]
+fn child_fault_elsewhere_default() {
+    if std::env::var("SKV_FAULT_CHILD").is_err() {
+        return;
+    }
+    let p = path("child-default");
+    let _store = filled(&p);
+    std::fs::remove_file(&p).unwrap();
+    fault_elsewhere();
+}
+
+extern "C" fn exit_42(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(42) };
+}
+
+#[test]
+fn child_fault_elsewhere_chained() {
+    if std::env::var("SKV_FAULT_CHILD").is_err() {
+        return;
+    }
+    // SAFETY: installing a plain SA_SIGINFO handler before the store's.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = exit_42 as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut()), 0);
+    }
+    let p = path("child-chained");
+    let (m, s) = filled(&p);
+    // A fault in the store is still ours...
+    truncate(&p, 0);
+    OPS[0].1(&s);
+    assert_lost(&s, &p, 0);
+    drop((s, m));
+    std::fs::remove_file(&p).unwrap();
+    // ...and one elsewhere goes to the handler that was there first.
+    fault_elsewhere();
+}
+
+#[test]
+fn a_fault_outside_every_store_goes_where_it_went_before() {
+    if std::env::var("SKV_FAULT_CHILD").is_ok() {
+        return;
+    }
+    let st = child("child_fault_elsewhere_default");
+    assert_eq!(st.signal(), Some(libc::SIGBUS), "{st:?}");
+    let st = child("child_fault_elsewhere_chained");
+    assert_eq!(st.code(), Some(42), "{st:?}");
+}
