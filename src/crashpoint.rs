@@ -39,6 +39,30 @@ mod counting {
 #[cfg(feature = "crashpoints")]
 pub use counting::{arm, hit, stores};
 
+/// A full file system, for stores in any memory: reserving space past `end` is refused as
+/// reserve.rs refuses it (NoSpace), so the crash-point test can stop a writer at every store of
+/// a write the file system turned down (its families run in anonymous shared memory).
+#[cfg(feature = "crashpoints")]
+mod refusing {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+    static REFUSE_PAST: AtomicU64 = AtomicU64::new(u64::MAX);
+
+    /// From now on, refuse to reserve past `end` (u64::MAX: never refuse).
+    pub fn refuse_reservations_past(end: u64) {
+        REFUSE_PAST.store(end, Relaxed);
+    }
+
+    /// What is reserved, if reserving up to `end` is refused.
+    pub fn refused(end: u64) -> Option<u64> {
+        let past = REFUSE_PAST.load(Relaxed);
+        (end > past).then_some(past)
+    }
+}
+
+#[cfg(feature = "crashpoints")]
+pub use refusing::{refuse_reservations_past, refused};
+
 /// Counts one store to shared memory (nothing without the `crashpoints` feature).
 #[cfg(not(feature = "crashpoints"))]
 #[inline(always)]
