@@ -258,9 +258,11 @@ mod signal {
 
     extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
         // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
-        let addr = unsafe { (*info).si_addr() } as usize;
+        let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
         let errno = errno();
-        if let Some(t) = TABLE.get() {
+        // Only a fault the kernel raised names an address (`kill -BUS` sends si_code <= 0,
+        // and what sits where si_addr would be is a pid and a uid).
+        if let Some(t) = TABLE.get().filter(|_| code > 0) {
             if let Some((i, base, len, fd)) = t.find(addr) {
                 if replace(t, i, addr, base, len, fd) {
                     set_errno(errno);
@@ -273,7 +275,8 @@ mod signal {
     }
 
     /// Replaces the lost part of mapping `i` with zero pages. Async-signal-safe: fstat and
-    /// mmap are system calls, and nothing here allocates or locks.
+    /// mmap are plain system calls (mmap is not on POSIX's list, but it takes no user-space
+    /// lock in glibc or musl), and nothing here allocates or locks.
     fn replace(t: &Table, i: usize, addr: usize, base: usize, len: usize, fd: u32) -> bool {
         let page = PAGE.load(Relaxed);
         // SAFETY: fstat fills a plain struct for a descriptor (a closed one fails: EBADF).

@@ -248,3 +248,60 @@ fn a_fault_outside_every_store_goes_where_it_went_before() {
     let st = child("child_fault_elsewhere_chained");
     assert_eq!(st.code(), Some(42), "{st:?}");
 }
+
+/// A page the file system cannot supply (a full tmpfs, under a range of the store that lost
+/// its pages: a file copied sparse, a hole punched) faults without a truncation: caught the
+/// same way, that page replaced, the store lost, the message saying what happened.
+#[test]
+fn a_page_its_file_system_refuses_is_caught_too() {
+    if std::env::var("SKV_FAULT_CHILD").is_ok() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("skv-fault-tmpfs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=12m", "tmpfs"])
+        .arg(&dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mount -t tmpfs was refused (it needs root)");
+        let _ = std::fs::remove_dir(&dir);
+        return;
+    }
+    let p = dir.join("store.kv").to_str().unwrap().to_string();
+    let (m, s) = filled(&p);
+    {
+        use std::io::Write;
+        use std::os::unix::io::AsRawFd;
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        // SAFETY: fallocate on our own descriptor: frees 256 KiB of the store's data.
+        let rc = unsafe {
+            libc::fallocate(
+                f.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                1 << 20,
+                256 << 10,
+            )
+        };
+        assert_eq!(rc, 0);
+        // Another file takes every page left.
+        let mut filler = std::fs::File::create(dir.join("filler")).unwrap();
+        while filler.write_all(&[1; 64 << 10]).is_ok() {}
+    }
+    OPS[0].1(&s);
+    OPS[1].1(&s);
+    match s.region().lost() {
+        Err(Error::Lost(msg)) => {
+            assert!(
+                msg.contains(&p) && msg.contains("could not supply"),
+                "{msg}"
+            )
+        }
+        other => panic!("not lost: {other:?}"),
+    }
+    drop((s, m));
+    let _ = Command::new("umount").arg("-l").arg(&dir).status();
+    let _ = std::fs::remove_dir(&dir);
+}
