@@ -27,6 +27,11 @@ export type Storable<V> = V extends (...args: any[]) => any ? never : V extends 
 export interface SetOptions {
   /** Seconds until the key expires: from then on no thread gets, has or iterates it. */
   ttl?: number;
+  /**
+   * When the key expires, absolute: a Date or ms since the Unix epoch (what `expiresAt()` and
+   * `entries({ withExpiry: true })` report; a restore keeps each entry's). Not with `ttl`.
+   */
+  expiresAt?: Date | number;
   /** Reserve room for a value of this many bytes, so a growing value is rewritten in place. */
   minBufferSize?: number;
   /** Always write the value to new space. */
@@ -90,8 +95,14 @@ export interface OpenStoreOptions extends StoreOptions, EvictionOptions {
    * (ERR_KV_UNSAFE_FILE): `0o660` shares a store with a group.
    */
   mode?: number;
-  /** Create (and format) the file if it does not exist. Default true; false: an ENOENT error instead. */
+  /** Create (and format) the file if it does not exist. Default true (false with `readOnly`): an ENOENT error instead. */
   create?: boolean;
+  /**
+   * Open for reading only: every write (set, delete, clear, increment, compareAndSet, update,
+   * getOrSet, lock, release) throws ERR_KV_READ_ONLY, and reads leave no trace in the store
+   * (no eviction marks, no help to an index growth). Never creates a file. Default false.
+   */
+  readOnly?: boolean;
 }
 
 export interface NamedStoreOptions extends StoreOptions, EvictionOptions {
@@ -290,6 +301,14 @@ export declare class SharedKVStore<V = any> {
   readonly closed: boolean;
   /** Each key at most once, every value whole, under concurrent writes. */
   entries(): IterableIterator<[string, V]>;
+  /**
+   * With each entry's expiry (ms since the Unix epoch, null if none), read with its value from
+   * the same version of the entry.
+   */
+  entries(options: { withExpiry: true }): IterableIterator<[string, V, number | null]>;
+  entries(options?: { withExpiry?: boolean }): IterableIterator<[string, V] | [string, V, number | null]>;
+  /** When `key` expires: ms since the Unix epoch; null if it never does; undefined if absent. */
+  expiresAt(key: string): number | null | undefined;
   keys(): IterableIterator<string>;
   values(): IterableIterator<V>;
   [Symbol.iterator](): IterableIterator<[string, V]>;

@@ -143,7 +143,7 @@ function setOptions(options) {
   if (typeof options !== 'object') {
     throw new TypeError('set: the third argument is resizeBuffer (a boolean) or an options object');
   }
-  const { ttl, minBufferSize, immutable, resizeBuffer } = options; // skipLock: sets are always atomic
+  const { ttl, expiresAt: at, minBufferSize, immutable, resizeBuffer } = options; // skipLock: sets are always atomic
   let mode = (resizeBuffer === true ? 1 : 0) | (immutable === true ? 2 : 0);
   let reserve = 0, expiresAt = 0;
   if (ttl !== undefined) {
@@ -151,6 +151,15 @@ function setOptions(options) {
       throw new RangeError(`set: ttl must be a positive number of seconds, got ${String(ttl)}`);
     }
     expiresAt = Math.ceil(Date.now() + ttl * 1000);
+  }
+  if (at !== undefined && at !== null) {
+    // An absolute expiry (a restore keeps each entry's): ms since the Unix epoch, or a Date.
+    const ms = at instanceof Date ? at.getTime() : at;
+    if (ttl !== undefined) throw new TypeError('set: give ttl or expiresAt, not both');
+    if (!Number.isSafeInteger(ms) || ms <= 0) {
+      throw new RangeError(`set: expiresAt must be a Date or a positive whole number of ms since the Unix epoch, got ${String(at)}`);
+    }
+    expiresAt = ms;
   }
   if (minBufferSize !== undefined) {
     if (!Number.isSafeInteger(minBufferSize) || minBufferSize < 0 || minBufferSize > 0xffffffff) {
@@ -205,6 +214,7 @@ class SharedKVStore {
   #cache;
   #reader;
   #growthReads = 0;
+  #readOnly = false;
   /** This store's index in LOST (0, never set, for stores in memory). */
   #lostSlot = 0;
   #failure;
@@ -286,6 +296,19 @@ class SharedKVStore {
     return this.#name === undefined ? { [HANDLE]: 1, buffer: this.#buffer } : { [HANDLE]: 1, name: this.#name };
   }
 
+  /** Before every write: a read-only store refuses it; a store file checks its path. */
+  #writing() {
+    if (this.#readOnly) throw codedError('ERR_KV_READ_ONLY', 'this store was opened with readOnly: true');
+    this.#link?.wrote();
+  }
+
+  /** @internal openStore's readOnly: no writes, and reads leave no trace (no eviction marks). */
+  _readOnly() {
+    this.#readOnly = true;
+    this.#visits = undefined;
+    return this;
+  }
+
   #id() {
     if (this.#att === undefined) {
       if (this.#closed) throw closedError();
@@ -317,7 +340,8 @@ class SharedKVStore {
     this.#att = this.#cache = this.#reader = this.#buffer = this.#visits = undefined;
     if (SharedKVStore.instance === this) SharedKVStore.instance = undefined;
     if (this.#name !== undefined && namedStores.get(this.#name) === this) namedStores.delete(this.#name);
-    if (this.#path !== undefined && fileStores.get(this.#path)?.store === this) fileStores.delete(this.#path);
+    const fileKey = this.#readOnly ? `${this.#path}\0readOnly` : this.#path;
+    if (this.#path !== undefined && fileStores.get(fileKey)?.store === this) fileStores.delete(fileKey);
   }
 
   get closed() {
@@ -362,7 +386,7 @@ class SharedKVStore {
     if (LOST[this.#lostSlot] !== 0) native.checkLost(id); // throws ERR_KV_LOST
     // A growth of the index that writes left half done is moved on by reads too (see
     // Store::read_during_growth): one in LAYOUT.helpEvery.
-    if (reader.growing && ++this.#growthReads % LAYOUT.helpEvery === 0) native.helpGrowth(id);
+    if (reader.growing && !this.#readOnly && ++this.#growthReads % LAYOUT.helpEvery === 0) native.helpGrowth(id);
     if (found === HIT) {
       const value = reader.value;
       reader.value = undefined;
@@ -391,7 +415,7 @@ class SharedKVStore {
   set(key, value, options) {
     checkKey(key);
     const id = this.#id();
-    this.#link?.wrote();
+    this.#writing();
     if (this.#visits !== undefined) this.#visits.flush(); // marks before the write may evict
     if (value === undefined) return false;
     let mode = 0, reserve = 0, expiresAt = 0;
@@ -417,7 +441,7 @@ class SharedKVStore {
   delete(key) {
     checkKey(key);
     const id = this.#id();
-    this.#link?.wrote();
+    this.#writing();
     const pattern = compilePattern(key);
     if (pattern === undefined) return native.delete(id, key);
     let any = false;
@@ -452,6 +476,7 @@ class SharedKVStore {
     if (typeof timeout !== 'number' || !(timeout >= 0)) throw new RangeError(`lock: timeout must be a number of ms >= 0, got ${String(timeout)}`);
     if (!(lease > 0) || !Number.isFinite(lease)) throw new RangeError(`lock: lease must be a positive number of ms, got ${String(lease)}`);
     const id = this.#id();
+    this.#writing();
     const name = LOCK_PREFIX + key;
     const deadline = Date.now() + timeout;
     const owner = encodedCopy(LOCK_OWNER);
@@ -479,6 +504,7 @@ class SharedKVStore {
   release(key) {
     checkKey(key);
     const id = this.#id();
+    this.#writing();
     return native.lockRelease(id, LOCK_PREFIX + key, encodedCopy(LOCK_OWNER));
   }
 
@@ -488,6 +514,7 @@ class SharedKVStore {
    * its value without blocking their event loop). See lib/loader.js and the README.
    */
   getOrSet(key, loader, options) {
+    if (this.#readOnly) this.#writing(); // throws
     return getOrSet(this, key, loader, options);
   }
 
@@ -549,7 +576,7 @@ class SharedKVStore {
       throw new TypeError(`increment: delta must be a finite number, got ${String(delta)}`);
     }
     const id = this.#id();
-    this.#link?.wrote();
+    this.#writing();
     return native.increment(id, key, delta);
   }
 
@@ -560,7 +587,7 @@ class SharedKVStore {
   compareAndSet(key, expected, next) {
     checkKey(key);
     const id = this.#id();
-    this.#link?.wrote();
+    this.#writing();
     if (next === undefined) throw new TypeError('compareAndSet: the new value must not be undefined');
     const old = expected === undefined ? null : encodedCopy(expected);
     const n = encoder.encode(next);
@@ -577,7 +604,7 @@ class SharedKVStore {
     checkKey(key);
     if (typeof fn !== 'function') throw new TypeError('update: expects a function');
     const id = this.#id();
-    this.#link?.wrote();
+    this.#writing();
     for (let attempt = 0; attempt < MAX_UPDATE_ATTEMPTS; attempt++) {
       // The stored bytes themselves are the expected value (not a re-encoding of what they
       // decode to), so the swap fails only if another thread wrote in between.
@@ -597,7 +624,7 @@ class SharedKVStore {
   /** Deletes every key; returns how many there were. */
   clear() {
     const id = this.#id();
-    this.#link?.wrote();
+    this.#writing();
     return native.clear(id);
   }
 
@@ -606,8 +633,20 @@ class SharedKVStore {
    * value whole (one that some write stored). Keys written during the iteration may or may
    * not appear.
    */
-  *entries() {
-    yield* this.#scan(true);
+  *entries(options) {
+    if (options !== undefined && (options === null || typeof options !== 'object')) throw new TypeError('entries: options must be an object');
+    yield* this.#scan(true, options?.withExpiry === true);
+  }
+
+  /**
+   * When `key` expires: ms since the Unix epoch, null if it never does, undefined if it is
+   * absent (or expired).
+   */
+  expiresAt(key) {
+    checkKey(key);
+    if (readRaw(this.#id(), key) < 0) return undefined;
+    const at = version[3] + version[4] * 4294967296;
+    return at === 0 ? null : at;
   }
 
   /** Keys only: no value is copied or decoded (listKeys, delete(pattern) and size go here). */
@@ -615,19 +654,20 @@ class SharedKVStore {
     for (const [key] of this.#scan(false)) yield key;
   }
 
-  *#scan(values) {
+  *#scan(values, withExpiry = false) {
     const id = this.#id();
     const seen = new Set();
     let epoch = 0;
     let from = 0;
     while (from >= 0) {
-      const batch = native.scan(id, epoch, from, 256, values);
+      const batch = native.scan(id, epoch, from, 256, values, withExpiry);
       ({ epoch, next: from } = batch);
       for (let i = 0; i < batch.keys.length; i++) {
         const key = batch.keys[i];
         if (seen.has(key) || key.startsWith(LOCK_PREFIX)) continue; // repeat after a move, or a lock
         seen.add(key);
-        yield [key, values ? decode(batch.values[i]) : undefined];
+        const value = values ? decode(batch.values[i]) : undefined;
+        yield withExpiry ? [key, value, batch.expires[i] || null] : [key, value];
       }
     }
   }
@@ -754,16 +794,18 @@ const fileStores = new Map();
  * Options: `{ maxBytes, mode = 0o600, create = true, codec }`.
  */
 function openStore(path, options = {}) {
-  const { file, maxBytes, mode, create } = fileOptions(path, options, DEFAULTS.maxBytes);
+  const { file, maxBytes, mode, create, readOnly } = fileOptions(path, options, DEFAULTS.maxBytes);
   const { onFull, maxEntries } = evictionOptions(options, 'openStore');
   const codec = checkCodec(options.codec ?? DEFAULTS.codec);
-  const cached = fileStores.get(file);
+  const cacheKey = readOnly ? `${file}\0readOnly` : file;
+  const cached = fileStores.get(cacheKey);
   // Reused only while the path still names the file it mapped: a file deleted (or replaced)
   // by another process is another store now, and this process must not go on in the old one.
   if (cached !== undefined && !cached.store.closed && fileIdOf(file) === cached.fileId) return cached.store;
   const { buffer, fileId } = native.fileBuffer(file, maxBytes, mode, create, onFull, maxEntries);
   const store = new SharedKVStore(buffer, codec, undefined, file, mode, fileId);
-  fileStores.set(file, { store, fileId });
+  if (readOnly) store._readOnly();
+  fileStores.set(cacheKey, { store, fileId });
   return store;
 }
 

@@ -298,3 +298,31 @@ test('a store file handle after the file was replaced: ERR_KV_UNLINKED, not anot
   assert.equal(await exited(w), 0);
   assert.equal(got, 'ERR_KV_UNLINKED');
 });
+
+test('readOnly: writes throw ERR_KV_READ_ONLY, reads work and leave the file unchanged, no file is made', () => {
+  const file = newPath();
+  const w = openStore(file, { maxBytes: 1 << 20, onFull: 'evict' });
+  for (let i = 0; i < 100; i++) w.set(`k${i}`, { i });
+  const r = openStore(file, { readOnly: true });
+  assert.notEqual(r, w, 'a read-only store is its own object');
+  assert.equal(openStore(file, { readOnly: true }), r, 'and one per path, as writable ones');
+  const before = fs.readFileSync(file);
+  for (let round = 0; round < 3; round++) for (let i = 0; i < 100; i++) assert.deepEqual(r.get(`k${i}`), { i });
+  assert.equal(r.size, 100);
+  assert.equal([...r.entries()].length, 100);
+  assert.ok(fs.readFileSync(file).equals(before), 'reads left a trace (eviction marks)');
+  for (const write of [() => r.set('a', 1), () => r.delete('k1'), () => r.clear(), () => r.increment('n'),
+    () => r.compareAndSet('k1', { i: 1 }, 2), () => r.update('k1', () => 2), () => r.getOrSet('g', () => 1),
+    () => r.lock('l'), () => r.release('l')]) {
+    assert.throws(write, { code: 'ERR_KV_READ_ONLY' });
+  }
+  assert.ok(fs.readFileSync(file).equals(before), 'a refused write changed the file');
+  // Writes by others are seen.
+  w.set('k1', 'new');
+  assert.equal(r.get('k1'), 'new');
+  assert.throws(() => openStore(newPath(), { readOnly: true }), { code: 'ENOENT' });
+  assert.throws(() => openStore(file, { readOnly: true, create: true }), TypeError);
+  assert.throws(() => openStore(file, { readOnly: 1 }), TypeError);
+  r.close();
+  w.close();
+});

@@ -31,6 +31,7 @@ test('expiry is seen by another thread from the moment it expires, with no timer
   const w = worker(`
     const store = kv.createStore(workerData.kv);
     store.set('fromWorker', 'soon gone', { ttl: 0.2 });
+    const expires = store.expiresAt('fromWorker');
     const until = Date.now() + 5000;
     const seen = [];
     // Poll in the worker too: it must flip to undefined once expired, never come back.
@@ -41,14 +42,16 @@ test('expiry is seen by another thread from the moment it expires, with no timer
       if (v !== last) { seen.push(v); last = v; }
       if (v === undefined) break;
     }
-    parentPort.postMessage(seen);
+    parentPort.postMessage({ seen, expires });
   `, { workerData: { kv: manager.handle } });
   store.set('main', 'expires', { ttl: 0.3 });
   const exit = exited(w); // listening before the worker can exit
-  const [seen] = await new Promise((r) => w.once('message', (m) => r([m])));
+  const [{ seen, expires }] = await new Promise((r) => w.once('message', (m) => r([m])));
   assert.equal(await exit, 0, 'the worker exits: no timer keeps it alive');
   assert.deepEqual(seen.slice(-1), [undefined]);
   assert.ok(seen.length <= 2, `never came back: ${JSON.stringify(seen)}`);
+  // The worker may have started after 'main' expired: wait for its key's own moment.
+  while (Date.now() <= expires) await sleep(expires - Date.now() + 1);
   assert.equal(store.get('fromWorker'), undefined, "the worker's key expired here too");
 });
 
@@ -120,3 +123,37 @@ test('expired entries never keep a write out of a full store (bytes and maxEntri
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+for (const codec of ['js', 'native']) {
+  test(`[${codec} codec] expiresAt(key), set({ expiresAt }) and entries({ withExpiry: true }) agree`, () => {
+    const manager = createManager();
+    const store = codec === 'js' ? manager.store : createStore(manager.handle, { codec });
+    const at = Date.now() + 3_600_000;
+    store.set('abs', 1, { expiresAt: at });
+    store.set('date', 2, { expiresAt: new Date(at + 1) });
+    const before = Date.now();
+    store.set('rel', 3, { ttl: 60 });
+    store.set('none', 4);
+    assert.equal(store.expiresAt('abs'), at);
+    assert.equal(store.expiresAt('date'), at + 1);
+    const rel = store.expiresAt('rel');
+    assert.ok(rel >= before + 60_000 && rel <= Date.now() + 60_000);
+    assert.equal(store.expiresAt('none'), null);
+    assert.equal(store.expiresAt('absent'), undefined);
+    const got = Object.fromEntries([...store.entries({ withExpiry: true })].map(([k, v, e]) => [k, [v, e]]));
+    assert.deepEqual(got, { abs: [1, at], date: [2, at + 1], rel: [3, rel], none: [4, null] });
+    // Plain entries() stay pairs.
+    assert.ok([...store.entries()].every((e) => e.length === 2));
+    // An expiry already past: stored, and absent at once.
+    store.set('past', 5, { expiresAt: Date.now() - 1000 });
+    assert.equal(store.get('past'), undefined);
+    assert.equal(store.expiresAt('past'), undefined);
+    for (const bad of [0, -5, 1.5, NaN, 'soon', new Date(NaN)]) {
+      assert.throws(() => store.set('x', 1, { expiresAt: bad }), RangeError, String(bad));
+    }
+    assert.throws(() => store.set('x', 1, { expiresAt: at, ttl: 5 }), TypeError);
+    assert.throws(() => store.entries(null).next(), TypeError);
+    assert.equal(store.get('x'), undefined, 'refused writes changed nothing');
+    manager.close?.();
+  });
+}

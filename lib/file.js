@@ -18,7 +18,10 @@ function fileOptions(file, options, defaultMaxBytes) {
     throw new TypeError('openStore: path must be a non-empty string without NUL characters');
   }
   if (options === null || typeof options !== 'object') throw new TypeError('openStore: options must be an object');
-  const { maxBytes = defaultMaxBytes, mode = 0o600, create = true } = options;
+  const { maxBytes = defaultMaxBytes, mode = 0o600, readOnly = false } = options;
+  if (typeof readOnly !== 'boolean') throw new TypeError('openStore: readOnly must be a boolean');
+  // A read-only open never creates a store.
+  const { create = !readOnly } = options;
   if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
     throw new RangeError(`openStore: maxBytes must be a positive integer, got ${String(maxBytes)}`);
   }
@@ -28,7 +31,8 @@ function fileOptions(file, options, defaultMaxBytes) {
     throw new RangeError(`openStore: mode must be permission bits such as 0o600, got ${String(mode)}`);
   }
   if (typeof create !== 'boolean') throw new TypeError('openStore: create must be a boolean');
-  return { file: path.resolve(file), maxBytes, mode, create };
+  if (readOnly && create) throw new TypeError('openStore: readOnly and create: true do not go together');
+  return { file: path.resolve(file), maxBytes, mode, create, readOnly };
 }
 
 module.exports = { fileOptions, MIN_MAX_BYTES };

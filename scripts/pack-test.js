@@ -139,6 +139,17 @@ if (mainTgz) {
     const out = node('main.mjs', installed);
     if (!out.includes('esm ok')) throw new Error(`output: ${out}`);
   });
+  check('the command line: `npx shared-kv-store` sets, gets and dumps a store file', () => {
+    const file = path.join(installed, 'cli.kv');
+    const npx = (...args) => npm(['exec', '--no', '--', 'shared-kv-store', ...args], installed);
+    if (!npx('--help').includes('shared-kv-store dump FILE')) throw new Error('no usage');
+    const { openStore } = require(path.join(modules, 'shared-kv-store'));
+    openStore(file, { maxBytes: 1 << 20 }).close();
+    npx('set', file, 'k', '{"a":1}');
+    const got = npx('get', file, 'k');
+    if (got !== '{"a":1}\n') throw new Error(`get printed ${JSON.stringify(got)}`);
+    npx('dump', file, path.join(installed, 'cli.dump'));
+  });
 
   const bare = project('no-optional');
   check('without optional dependencies, loading fails with an error naming platform, arch and libc', () => {

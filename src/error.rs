@@ -138,7 +138,7 @@ impl fmt::Display for Error {
             ),
             Error::Layout { found, expected } => write!(
                 f,
-                "the store has layout version {found}, this build reads version {expected}"
+                "the store has layout version {found}, this build reads version {expected}. Carry its data over with a dump: `npx shared-kv-store@<the version that made it> dump FILE backup.skvdump`, then `npx shared-kv-store restore NEWFILE backup.skvdump` with this one (README: Operating a store file)"
             ),
             Error::Io { message, .. } => write!(f, "{message}"),
         }

@@ -36,6 +36,19 @@ impl Store {
         values: bool,
         mut f: impl FnMut(&[u8], &[u8]),
     ) -> Result<(u32, Option<u64>)> {
+        self.scan_entries(epoch, from, max, values, |k, v, _| f(k, v))
+    }
+
+    /// `scan_with`, also telling each entry's expiry (ms since the Unix epoch; 0: never), read
+    /// from the same version of the entry as its value: a dump keeps both, consistent.
+    pub fn scan_entries(
+        &self,
+        epoch: u32,
+        from: u64,
+        max: usize,
+        values: bool,
+        mut f: impl FnMut(&[u8], &[u8], u64),
+    ) -> Result<(u32, Option<u64>)> {
         let r = self.region();
         let mut backoff = Backoff::new("entry being written", self.wait_timeout);
         let now = r.u32(H_TABLE_EPOCH)?.load(Acquire);
@@ -45,7 +58,7 @@ impl Store {
         }
         let table = Tables::load(r)?;
         let mut i = if now == epoch { from } else { 0 };
-        let (mut key, mut value, mut seen) = (Vec::new(), Vec::new(), 0);
+        let (mut key, mut value, mut seen, mut expires) = (Vec::new(), Vec::new(), 0, 0);
         while i < table.cap() && seen < max {
             let at = table.slot(i);
             let (seq, lo) = load_slot(r, at, Acquire)?;
@@ -65,7 +78,8 @@ impl Store {
                 continue;
             }
             let read = Ref::of(seq, lo).block().map(|block| {
-                Self::read_entry_at(r, block, now_ms, &mut key, values.then_some(&mut value))
+                let value = values.then_some(&mut value);
+                Self::read_entry_at(r, block, now_ms, &mut key, value, &mut expires)
             });
             fence(Acquire);
             if load_slot(r, at, Relaxed)?.0 != seq || r.u32(H_TABLE_EPOCH)?.load(Relaxed) != now {
@@ -77,7 +91,7 @@ impl Store {
             }
             // Stable, yet unreadable: corrupted, or past this thread's view of a grown region.
             if read.transpose()? == Some(true) {
-                f(&key, &value);
+                f(&key, &value, expires);
                 seen += 1;
             }
             i += 1;
@@ -85,18 +99,20 @@ impl Store {
         Ok((now, (i < table.cap()).then_some(i)))
     }
 
-    /// Reads an entry's key and value; Ok(false) if it has expired.
+    /// Reads an entry's key, value and expiry; Ok(false) if it has expired.
     fn read_entry_at(
         r: &Region,
         block: u64,
         now_ms: u64,
         key: &mut Vec<u8>,
         value: Option<&mut Vec<u8>>,
+        expires: &mut u64,
     ) -> Result<bool> {
         let h = crate::arena::read_header(r, block)?;
         if h.expired(now_ms) {
             return Ok(false);
         }
+        *expires = h.expires_at;
         let end = block
             .checked_add(h.header_len + h.key_len + h.val_len)
             .ok_or(Error::corrupted("entry length"))?;

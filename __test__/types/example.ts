@@ -115,3 +115,18 @@ const badEvent: WatchEvent = 'update';
 main.watch('k', (key: string, event: WatchEvent, value: number) => {});
 // @ts-expect-error: timeout is a number of ms
 main.waitFor('k', { timeout: '1s' });
+
+// The operator's API: read-only stores, absolute expiry, entries with their expiry.
+const ro = openStore<User>('/dev/shm/example.kv', { readOnly: true });
+const when: number | null | undefined = ro.expiresAt('u1');
+for (const [k, v, at] of ro.entries({ withExpiry: true })) {
+  const key: string = k;
+  const user: User = v;
+  const expiry: number | null = at;
+  void [key, user, expiry];
+}
+file.set('u2', { id: 2, name: 'b', joined: new Date() }, { expiresAt: new Date(Date.now() + 1000) });
+file.set('u2', { id: 2, name: 'b', joined: new Date() }, { expiresAt: Date.now() + 1000 });
+// @ts-expect-error readOnly is a boolean
+openStore('/dev/shm/x.kv', { readOnly: 'yes' });
+void when;

@@ -766,7 +766,8 @@ pub fn count(env: Env, id: u32) -> Result<f64> {
 /// One batch of iteration: `{ epoch, next, keys, values }` with up to `max` entries from slot
 /// `from` (values as Buffers of encoded bytes; without `with_values`, `values` is empty and no
 /// value is copied); `next` is -1 when done. If the index moved since `epoch`, the batch starts
-/// over at slot 0 (the caller drops repeated keys).
+/// over at slot 0 (the caller drops repeated keys). With `with_expiry`, also `expires`: each
+/// entry's expiry in ms since the Unix epoch (0: never), of the same version as its value.
 #[napi]
 pub fn scan(
     env: Env,
@@ -775,16 +776,17 @@ pub fn scan(
     from: f64,
     max: u32,
     with_values: Option<bool>,
+    with_expiry: Option<bool>,
 ) -> Result<Raw> {
     let env = env.raw();
     let with_values = with_values.unwrap_or(true);
-    let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut entries: Vec<(Vec<u8>, Vec<u8>, u64)> = Vec::new();
     let (epoch, next) = with(env, id, |att| {
         entries.clear();
         att.run(env, |store, _| {
             entries.clear();
-            store.scan_with(epoch, from as u64, max as usize, with_values, |k, v| {
-                entries.push((k.to_vec(), v.to_vec()))
+            store.scan_entries(epoch, from as u64, max as usize, with_values, |k, v, e| {
+                entries.push((k.to_vec(), v.to_vec(), e))
             })
         })
     })?;
@@ -800,7 +802,7 @@ pub fn scan(
             env,
             sys::napi_create_array_with_length(env, values_len, &mut values),
         )?;
-        for (i, (k, v)) in entries.iter().enumerate() {
+        for (i, (k, v, _)) in entries.iter().enumerate() {
             let ks = raw::string(env, k)?;
             check(env, sys::napi_set_element(env, keys, i as u32, ks))?;
             if with_values {
@@ -841,6 +843,21 @@ pub fn scan(
             env,
             sys::napi_set_named_property(env, out, c"values".as_ptr(), values),
         )?;
+        if with_expiry == Some(true) {
+            let mut expires = ptr::null_mut();
+            check(
+                env,
+                sys::napi_create_array_with_length(env, entries.len(), &mut expires),
+            )?;
+            for (i, (_, _, e)) in entries.iter().enumerate() {
+                let n = raw::number(env, *e as f64)?;
+                check(env, sys::napi_set_element(env, expires, i as u32, n))?;
+            }
+            check(
+                env,
+                sys::napi_set_named_property(env, out, c"expires".as_ptr(), expires),
+            )?;
+        }
     }
     Ok(Raw(out))
 }

@@ -1,0 +1,276 @@
+'use strict';
+// The operator's command line, run as a subprocess on real store files (lib/cli.js).
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const util = require('node:util');
+const { spawn, spawnSync } = require('node:child_process');
+const { once } = require('node:events');
+const { openStore } = require('..');
+const { fromTagged } = require('./tagged');
+
+const BIN = path.join(__dirname, '..', 'bin', 'shared-kv-store.js');
+const base = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+const dir = fs.mkdtempSync(path.join(base, 'skv-cli-'));
+test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+let files = 0;
+const newPath = (ext = 'kv') => path.join(dir, `f-${files++}.${ext}`);
+
+function cli(args, input) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { input, maxBuffer: 1 << 28 });
+  assert.equal(r.signal, null);
+  return { status: r.status, out: r.stdout.toString(), err: r.stderr.toString(), raw: r.stdout };
+}
+
+/** A store file holding `entries`, closed again (this process keeps no view of it). */
+function made(entries, options) {
+  const file = newPath();
+  const s = openStore(file, { maxBytes: 1 << 20, ...options });
+  for (const [k, v, o] of entries) s.set(k, v, o);
+  s.close();
+  return file;
+}
+
+test('--help, per-command help, and usage errors (exit 2 with the usage)', () => {
+  const all = cli(['--help']);
+  assert.equal(all.status, 0);
+  for (const c of ['keys', 'get', 'set', 'delete', 'stats', 'check', 'watch', 'dump', 'restore']) {
+    assert.match(all.out, new RegExp(`shared-kv-store ${c} FILE`));
+    const one = cli([c, '--help']);
+    assert.equal(one.status, 0, c);
+    assert.match(one.out, new RegExp(`^Usage: shared-kv-store ${c} FILE`));
+  }
+  const none = cli([]);
+  assert.equal(none.status, 2);
+  assert.match(none.err, /Usage:/);
+  const unknown = cli(['frobnicate']);
+  assert.equal(unknown.status, 2);
+  assert.match(unknown.err, /^shared-kv-store: ERR_KV_USAGE: unknown command 'frobnicate'\n/);
+  assert.match(unknown.err, /shared-kv-store dump FILE/);
+  const missing = cli(['get', 'only-a-file']);
+  assert.equal(missing.status, 2);
+  assert.match(missing.err, /^shared-kv-store: ERR_KV_USAGE: get takes 2 arguments, got 1\n/);
+  const badFlag = cli(['set', 'f', 'k', '1', '--ttl', 'soon']);
+  assert.equal(badFlag.status, 2);
+  assert.match(badFlag.err, /--ttl takes a positive number/);
+  assert.equal(cli(['--version']).out.trim(), require('../package.json').version);
+});
+
+test('an error is one line on stderr with its code, and exit 1', () => {
+  const r = cli(['keys', path.join(dir, 'no-such.kv')]);
+  assert.equal(r.status, 1);
+  assert.match(r.err, /^shared-kv-store: ENOENT: .*no-such\.kv.*\n$/);
+  const file = newPath();
+  fs.writeFileSync(file, Buffer.alloc(1 << 16, 7));
+  const notStore = cli(['stats', file]);
+  assert.equal(notStore.status, 1);
+  assert.match(notStore.err, /^shared-kv-store: ERR_KV_NOT_A_STORE: [^\n]*\n$/);
+});
+
+test('keys, get, set, delete and stats', () => {
+  const file = made([['user:1', { name: 'a' }], ['user:2', [1, 2]], ['order:1', 'x'], ['m', new Map([[1, 2]])], ['n', 10n]]);
+  assert.deepEqual(cli(['keys', file]).out.trim().split('\n').sort(), ['m', 'n', 'order:1', 'user:1', 'user:2']);
+  assert.deepEqual(cli(['keys', file, 'user:*']).out.trim().split('\n').sort(), ['user:1', 'user:2']);
+  assert.equal(cli(['get', file, 'user:1']).out, '{"name":"a"}\n');
+  assert.equal(cli(['get', file, 'm']).out, `${util.inspect(new Map([[1, 2]]))}\n`);
+  assert.equal(cli(['get', file, 'n']).out, '10n\n');
+  const absent = cli(['get', file, 'nope']);
+  assert.equal(absent.status, 1);
+  assert.equal(absent.out, '');
+  assert.match(absent.err, /^shared-kv-store: ERR_KV_NOT_FOUND: no key 'nope'/);
+
+  assert.equal(cli(['set', file, 'cfg', '{"on":true,"n":[1,2.5]}']).status, 0);
+  const before = Date.now();
+  assert.equal(cli(['set', file, 'tmp', '"soon"', '--ttl', '60']).status, 0);
+  const s = openStore(file);
+  assert.deepEqual(s.get('cfg'), { on: true, n: [1, 2.5] });
+  assert.equal(s.get('tmp'), 'soon');
+  const at = s.expiresAt('tmp');
+  assert.ok(at >= before + 60_000 && at <= Date.now() + 60_000, String(at - before));
+  assert.equal(s.expiresAt('cfg'), null);
+  const badJson = cli(['set', file, 'k', '{nope']);
+  assert.equal(badJson.status, 2);
+  assert.match(badJson.err, /ERR_KV_USAGE: the value is not JSON/);
+  assert.equal(s.get('k'), undefined);
+
+  assert.equal(cli(['delete', file, 'user:*']).out, '2\n');
+  assert.equal(cli(['delete', file, 'order:1']).out, '1\n');
+  assert.equal(cli(['delete', file, 'order:1']).out, '0\n');
+  assert.equal(s.get('user:1'), undefined);
+  const stats = JSON.parse(cli(['stats', file]).out);
+  assert.equal(stats.entries, 4); // m, n, cfg, tmp
+  assert.equal(stats.path, file);
+  assert.equal(stats.hits, undefined, "this process's read cache is not reported");
+  s.close();
+});
+
+test('commands that only read leave the file byte for byte as it was (an evicting store too)', () => {
+  const entries = Array.from({ length: 300 }, (_, i) => [`k${i}`, { i, pad: 'x'.repeat(i) }]);
+  const file = made(entries, { onFull: 'evict' });
+  const before = fs.readFileSync(file);
+  for (const args of [['keys', file], ['keys', file, 'k1*'], ['get', file, 'k7'], ['get', file, 'k7'], ['stats', file], ['dump', file, newPath('dump')]]) {
+    assert.equal(cli(args).status, 0, args.join(' '));
+  }
+  assert.ok(fs.readFileSync(file).equals(before), 'the store file changed');
+});
+
+test('check: exit 0 with a summary; exit 1 naming the inconsistency of a corrupted file', () => {
+  const file = made(Array.from({ length: 50 }, (_, i) => [`k${i}`, i]));
+  const ok = cli(['check', file]);
+  assert.equal(ok.status, 0);
+  assert.match(ok.out, /^ok: 50 entries, \d+ bytes used/);
+  // The live-entry counter (layout.rs H_LIVE, offset 40) no longer agrees with the index.
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.from([49]), 0, 1, 40);
+  fs.closeSync(fd);
+  const bad = cli(['check', file]);
+  assert.equal(bad.status, 1);
+  assert.match(bad.err, /^shared-kv-store: ERR_KV_CORRUPTED: [^\n]+\n$/);
+});
+
+const VALUES = require('./vectors.json')
+  .map((v) => fromTagged(v.value))
+  .filter((v) => v !== undefined);
+
+test('dump then restore keeps every value type exactly, and every expiry', () => {
+  const now = Date.now();
+  const entries = VALUES.map((v, i) => [`v${i}`, v, i % 3 === 0 ? { expiresAt: now + 3_600_000 + i } : undefined]);
+  entries.push(['unicode ключ ✓', 'é'], ['', 'empty key']);
+  const file = made(entries);
+  const out = newPath('dump');
+  const d = cli(['dump', file, out]);
+  assert.equal(d.status, 0, d.err);
+  // stdout is the default target: the same bytes but for the header's time.
+  assert.ok(cli(['dump', file]).raw.length === fs.statSync(out).size);
+  const target = newPath();
+  const r = cli(['restore', target, out, '--max-bytes', String(1 << 20)]);
+  assert.equal(r.status, 0, r.err);
+  assert.match(r.err, new RegExp(`restored ${entries.length} entries`));
+  const a = openStore(file);
+  const b = openStore(target);
+  assert.equal(b.size, entries.length);
+  for (const [k] of entries) {
+    const [x, y] = [b.get(k), a.get(k)];
+    // (deepEqual tells no invalid Date from another: inspect does.)
+    if (x instanceof Date && Number.isNaN(x.getTime())) assert.equal(util.inspect(x), util.inspect(y), k);
+    else assert.deepEqual(x, y, k);
+    assert.equal(b.expiresAt(k), a.expiresAt(k), k);
+  }
+  a.close();
+  b.close();
+  // From stdin too, into an existing store.
+  const again = newPath();
+  openStore(again, { maxBytes: 1 << 20 }).close();
+  assert.equal(cli(['restore', again], fs.readFileSync(out)).status, 0);
+  assert.equal(openStore(again).size, entries.length);
+});
+
+test('a key that expires between the dump and the restore stays expired', async () => {
+  const expiresAt = Date.now() + 300;
+  const file = made([['short', 1, { expiresAt }], ['long', 2, { ttl: 3600 }]]);
+  const out = newPath('dump');
+  assert.equal(cli(['dump', file, out]).status, 0);
+  while (Date.now() <= expiresAt) await new Promise((r) => setTimeout(r, expiresAt - Date.now() + 1));
+  const target = newPath();
+  const r = cli(['restore', target, out]);
+  assert.equal(r.status, 0);
+  assert.match(r.err, /restored 1 entries \(1 had expired since the dump\)/);
+  const s = openStore(target);
+  assert.equal(s.get('short'), undefined);
+  assert.equal(s.get('long'), 2);
+  s.close();
+});
+
+test('a dump of a newer format, or a damaged one, is refused and restores nothing', () => {
+  const file = made([['a', 1], ['b', 2]]);
+  const out = newPath('dump');
+  cli(['dump', file, out]);
+  const good = fs.readFileSync(out);
+  const newer = Buffer.from(good);
+  newer.writeUInt32LE(2, 8);
+  const cases = [
+    [newer, 'ERR_KV_DUMP_VERSION', /format version 2.*reads format 1/],
+    [good.subarray(0, good.length - 10), 'ERR_KV_DUMP_FORMAT', /damaged or cut short/],
+    [Buffer.concat([good.subarray(0, 40), Buffer.from([1]), good.subarray(41)]), 'ERR_KV_DUMP_FORMAT', /damaged/],
+    [Buffer.from('not a dump at all'), 'ERR_KV_DUMP_FORMAT', /not a shared-kv-store dump/],
+  ];
+  for (const [bytes, code, message] of cases) {
+    const target = newPath();
+    const bad = newPath('dump');
+    fs.writeFileSync(bad, bytes);
+    const r = cli(['restore', target, bad]);
+    assert.equal(r.status, 1);
+    assert.match(r.err, new RegExp(`^shared-kv-store: ${code}: `));
+    assert.match(r.err, message);
+    assert.equal(fs.existsSync(target), false, 'no store was made for a refused dump');
+  }
+});
+
+test('a dump of a store another process is writing is consistent key by key', async () => {
+  const file = made([]);
+  const writer = spawn(process.execPath, ['-e', `
+    const s = require(${JSON.stringify(path.join(__dirname, '..'))}).openStore(${JSON.stringify(file)});
+    let n = 0;
+    for (let i = 0; i < 500; i++) s.set('k' + i, { i, n, pad: 'p'.repeat(i % 97) });
+    process.stdout.write('ready\\n');
+    for (;;) { n++; const i = n % 500; s.set('k' + i, { i, n, pad: 'p'.repeat((i + n) % 97) }); if (n % 1000 === 0) s.delete('k' + ((n / 1000) % 500)); }
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = once(writer, 'exit');
+  await once(writer.stdout, 'data');
+  const out = newPath('dump');
+  const d = await new Promise((resolve) => {
+    const c = spawn(process.execPath, [BIN, 'dump', file, out], { stdio: 'inherit' });
+    c.on('exit', resolve);
+  });
+  writer.kill();
+  await exited;
+  assert.equal(d, 0);
+  const target = newPath();
+  assert.equal(cli(['restore', target, out]).status, 0);
+  const s = openStore(target);
+  assert.ok(s.size > 400, String(s.size));
+  for (const [k, v] of s.entries()) {
+    const i = Number(k.slice(1));
+    assert.equal(v.i, i, k);
+    assert.equal(v.pad, 'p'.repeat(v.n === 0 ? i % 97 : (i + v.n) % 97), `${k}: a torn value`);
+  }
+  s.close();
+});
+
+test('watch prints another process\'s writes as they happen, and stops on SIGINT', async () => {
+  const file = made([]);
+  const w = spawn(process.execPath, [BIN, 'watch', file, 'job:*'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = once(w, 'exit');
+  let out = '';
+  w.stdout.setEncoding('utf8');
+  await once(w.stderr, 'data'); // "watching …": the watcher is registered
+  const seen = new Promise((resolve) => w.stdout.on('data', (d) => {
+    out += d;
+    if (out.includes('delete job:1\n')) resolve();
+  }));
+  const writer = spawnSync(process.execPath, ['-e', `
+    const s = require(${JSON.stringify(path.join(__dirname, '..'))}).openStore(${JSON.stringify(file)});
+    s.set('job:1', 1); s.set('other', 2); s.set('job:2', 3); s.delete('job:1');
+  `]);
+  assert.equal(writer.status, 0);
+  await seen;
+  assert.equal(out, 'set job:1\nset job:2\ndelete job:1\n');
+  w.kill('SIGINT');
+  const [code, signal] = await exited;
+  assert.equal(signal, null);
+  assert.equal(code, 0);
+});
+
+test('ERR_KV_LAYOUT names both versions and the commands that carry the data over', () => {
+  const file = made([['a', 1]]);
+  const fd = fs.openSync(file, 'r+');
+  const v = Buffer.alloc(4);
+  v.writeUInt32LE(5);
+  fs.writeSync(fd, v, 0, 4, 8); // layout.rs H_VERSION
+  fs.closeSync(fd);
+  const r = cli(['keys', file]);
+  assert.equal(r.status, 1);
+  assert.match(r.err, /^shared-kv-store: ERR_KV_LAYOUT: .*layout version 5.*dump FILE backup\.skvdump.*restore NEWFILE backup\.skvdump/);
+});
