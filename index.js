@@ -302,6 +302,11 @@ class SharedKVStore {
     this.#link?.wrote();
   }
 
+  /** @internal Whether the store file was truncated under this process (src/fault.rs). */
+  _lost() {
+    return LOST[this.#lostSlot] !== 0;
+  }
+
   /** @internal openStore's readOnly: no writes, and reads leave no trace (no eviction marks). */
   _readOnly() {
     this.#readOnly = true;
@@ -801,7 +806,7 @@ function openStore(path, options = {}) {
   const cached = fileStores.get(cacheKey);
   // Reused only while the path still names the file it mapped: a file deleted (or replaced)
   // by another process is another store now, and this process must not go on in the old one.
-  if (cached !== undefined && !cached.store.closed && fileIdOf(file) === cached.fileId) return cached.store;
+  if (cached !== undefined && !cached.store.closed && !cached.store._lost() && fileIdOf(file) === cached.fileId) return cached.store;
   const { buffer, fileId } = native.fileBuffer(file, maxBytes, mode, create, onFull, maxEntries);
   const store = new SharedKVStore(buffer, codec, undefined, file, mode, fileId);
   if (readOnly) store._readOnly();

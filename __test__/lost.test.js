@@ -99,3 +99,18 @@ test('the JS reader (no native call) ends in ERR_KV_LOST, never in a value or a 
   s.close();
   fs.unlinkSync(file);
 });
+
+test('a value this thread cached throws ERR_KV_LOST too once the store is lost (its version words survived the cut)', () => {
+  const file = path.join(dir, `store-${files++}.kv`);
+  const s = openStore(file, { maxBytes: 1 << 20 });
+  // Few keys: the index stays in the first 16 KiB, the values lie past it.
+  for (let i = 0; i < 20; i++) s.set(`k${i}`, 'v'.repeat(10_000) + i);
+  for (let round = 0; round < 3; round++) assert.equal(s.get('k0').slice(-1), '0'); // cached
+  fs.truncateSync(file, 20480); // the header and the index stay
+  assert.throws(() => s.get('k19'), { code: 'ERR_KV_LOST' }); // faults: the store is lost
+  assert.throws(() => s.get('k0'), { code: 'ERR_KV_LOST' }, 'a cached value after the loss');
+  // openStore(path) does not hand back the lost object: the file is refused as truncated.
+  assert.throws(() => openStore(file), { code: 'ERR_KV_TRUNCATED' });
+  s.close();
+  fs.unlinkSync(file);
+});

@@ -346,10 +346,18 @@ fn open_existing(path: &str, opts: &FileOptions) -> Result<Memory> {
             e => e,
         });
     }
-    // What the store already uses (a file copied sparse, or made by a version that did not
-    // reserve): best effort, as it is written already; the top's next move asks again.
+    // What the store already uses must be allocated too (a file copied sparse has holes
+    // there): a page the file system cannot give inside the file would kill the writer that
+    // touches it (fault.rs leaves such faults alone), so a full file system refuses the open.
     let top = region.u64(crate::layout::H_ARENA_TOP)?.load(Relaxed);
-    let _ = region.reserve_to(top.min(region.len()));
+    if let Err(Error::NoSpace { .. }) = region.reserve_to(top.min(region.len())) {
+        return Err(Error::Io {
+            code: "ENOSPC".into(),
+            message: format!(
+                "ENOSPC: store file '{path}' has pages its store uses that are not allocated (a sparse copy?), and its file system has no room for them; free space and open it again"
+            ),
+        });
+    }
     Ok(memory)
 }
 

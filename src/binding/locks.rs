@@ -101,6 +101,10 @@ fn release(held: Vec<Held>) {
         let Ok(a) = a.try_borrow() else { return };
         for (id, key, owner) in &held {
             if let Some(att) = a.get(*id as usize).and_then(Option::as_ref) {
+                // A lost store (fault.rs) is not written to any more.
+                if att.store.region().lost().is_err() {
+                    continue;
+                }
                 // Only if still ours: a lease that expired may belong to someone else now.
                 let _ = att.store.compare_and_change(key, Some(owner), None, None);
             }

@@ -223,7 +223,12 @@ pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
     // until the attachment is released.
     let region = unsafe { Region::new(base, len) };
     region.lost().map_err(|e| throw(env, &e))?;
-    let store = Store::attach(region).map_err(|e| throw(env, &e))?;
+    let store = Store::attach(region).map_err(|e| {
+        // Cut under us while attaching: that, not what the zeros looked like.
+        // SAFETY: as above.
+        let e = unsafe { Region::new(base, len) }.lost().err().unwrap_or(e);
+        throw(env, &e)
+    })?;
     let fault_slot = store.region().fault_slot();
     let (mut sab_ref, mut view_ref) = (ptr::null_mut(), ptr::null_mut());
     // SAFETY: creating strong references to live values of this env.

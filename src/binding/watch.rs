@@ -198,7 +198,10 @@ unsafe extern "C" fn thread_exits(arg: *mut std::ffi::c_void) {
     let _ = ATTACHED.try_with(|a| {
         let Ok(a) = a.try_borrow() else { return };
         if let Some(att) = a.get(watching.id as usize).and_then(Option::as_ref) {
-            let _ = att.store.watch_unregister(watching.slot);
+            // A lost store's registration went with its pages (fault.rs).
+            if att.store.region().lost().is_ok() {
+                let _ = att.store.watch_unregister(watching.slot);
+            }
         }
     });
 }
@@ -209,7 +212,11 @@ fn stop(mut waiter: Waiter) {
         thread.thread().unpark();
         let (base, len) = waiter.memory;
         // SAFETY: see `Memory`.
-        if let Ok(store) = Store::attach(unsafe { Region::new(base, len) }) {
+        let region = unsafe { Region::new(base, len) };
+        if let Some(store) = Store::attach(region)
+            .ok()
+            .filter(|s| s.region().lost().is_ok())
+        {
             // Moves the signal and wakes its futex sleepers: this waiter finds its stop flag
             // even if it was about to sleep; the others look again and sleep again.
             let _ = store.poke_waiters();
@@ -340,6 +347,15 @@ pub fn watch_ack(id: u32, slot: u32, cursor: f64) {
 fn wait_loop(memory: Memory, state: Arc<WaiterState>, tsfn: Tsfn) {
     // SAFETY: see `Memory`.
     let Ok(store) = Store::attach(unsafe { Region::new(memory.0, memory.1) }) else {
+        // Lost (or corrupted) before this thread began: the JS side's read tells which.
+        // SAFETY: the function lives until this thread is joined (see thread_exits).
+        unsafe {
+            sys::napi_call_threadsafe_function(
+                tsfn.0,
+                ptr::null_mut(),
+                sys::ThreadsafeFunctionCallMode::nonblocking,
+            )
+        };
         return;
     };
     while !state.stop.load(Acquire) {
