@@ -866,6 +866,7 @@ module.exports.processAlive = nativeBinding.processAlive
 module.exports.processStart = nativeBinding.processStart
 module.exports.scan = nativeBinding.scan
 module.exports.setEncodeBuffer = nativeBinding.setEncodeBuffer
+module.exports.setReadOnly = nativeBinding.setReadOnly
 module.exports.setValue = nativeBinding.setValue
 module.exports.stats = nativeBinding.stats
 module.exports.watchAck = nativeBinding.watchAck

@@ -100,7 +100,9 @@ export interface OpenStoreOptions extends StoreOptions, EvictionOptions {
   /**
    * Open for reading only: every write (set, delete, clear, increment, compareAndSet, update,
    * getOrSet, lock, release) throws ERR_KV_READ_ONLY, and reads leave no trace in the store
-   * (no eviction marks, no help to an index growth). Never creates a file. Default false.
+   * (no eviction marks, no help to an index growth; watch() still registers and check() still
+   * takes the writer lock). Never creates a file; its handle opens read-only stores elsewhere.
+   * Default false.
    */
   readOnly?: boolean;
 }

@@ -12,6 +12,7 @@ const { evictionOptions, Visits } = require('./lib/evict');
 const { Hub, waitFor } = require('./lib/watch');
 const { HANDLE, isHandle, forkMessage, receiveHandle } = require('./lib/port');
 const { Link, fileIdOf } = require('./lib/linked');
+const { checkKey, LOCK_PREFIX } = require('./lib/keys');
 
 let native;
 try {
@@ -70,22 +71,9 @@ function readRaw(id, key) {
   return n;
 }
 
-function checkKey(key) {
-  if (typeof key !== 'string') {
-    throw new TypeError(`key must be a string, got ${key === null ? 'null' : typeof key}`);
-  }
-  // A lone surrogate would be replaced in UTF-8, so two different keys would collide.
-  if (!key.isWellFormed()) throw new TypeError('key must be well-formed UTF-16 (it contains a lone surrogate)');
-  // Locks are entries under this prefix: a user key there could forge or break a lock.
-  if (key.charCodeAt(0) === 0 && key.startsWith(LOCK_PREFIX)) {
-    throw new TypeError(`keys starting with ${JSON.stringify(LOCK_PREFIX)} are reserved for locks`);
-  }
-}
 
 const MAX_UPDATE_ATTEMPTS = 10_000;
 
-/** Lock entries live in the store under this prefix (hidden from keys and iteration). */
-const LOCK_PREFIX = '\u0000lock\u0000';
 const DEFAULT_LEASE_MS = 30_000;
 /**
  * Identifies this thread as a lock holder (unique across threads and processes): the pid and
@@ -292,7 +280,10 @@ class SharedKVStore {
     this.#id();
     // A named store travels by name, a store file by path: every thread reaches its memory
     // through the addon.
-    if (this.#path !== undefined) return { [HANDLE]: 1, path: this.#path, mode: this.#mode, fileId: this.#fileId };
+    if (this.#path !== undefined) {
+      const handle = { [HANDLE]: 1, path: this.#path, mode: this.#mode, fileId: this.#fileId };
+      return this.#readOnly ? { ...handle, readOnly: true } : handle;
+    }
     return this.#name === undefined ? { [HANDLE]: 1, buffer: this.#buffer } : { [HANDLE]: 1, name: this.#name };
   }
 
@@ -311,6 +302,7 @@ class SharedKVStore {
   _readOnly() {
     this.#readOnly = true;
     this.#visits = undefined;
+    native.setReadOnly(this.#id());
     return this;
   }
 
@@ -345,8 +337,8 @@ class SharedKVStore {
     this.#att = this.#cache = this.#reader = this.#buffer = this.#visits = undefined;
     if (SharedKVStore.instance === this) SharedKVStore.instance = undefined;
     if (this.#name !== undefined && namedStores.get(this.#name) === this) namedStores.delete(this.#name);
-    const fileKey = this.#readOnly ? `${this.#path}\0readOnly` : this.#path;
-    if (this.#path !== undefined && fileStores.get(fileKey)?.store === this) fileStores.delete(fileKey);
+    const key = fileKey(this.#path, this.#readOnly);
+    if (this.#path !== undefined && fileStores.get(key)?.store === this) fileStores.delete(key);
   }
 
   get closed() {
@@ -792,6 +784,8 @@ function createManager(options) {
 
 /** This thread's store for each store file path: openStore(path) returns the same object. */
 const fileStores = new Map();
+/** A read-only store of a path is another object than the writable one. */
+const fileKey = (file, readOnly) => (readOnly ? `${file}\0readOnly` : file);
 
 /**
  * The store in the file at `path`, shared by every thread of every process that opens it
@@ -802,7 +796,7 @@ function openStore(path, options = {}) {
   const { file, maxBytes, mode, create, readOnly } = fileOptions(path, options, DEFAULTS.maxBytes);
   const { onFull, maxEntries } = evictionOptions(options, 'openStore');
   const codec = checkCodec(options.codec ?? DEFAULTS.codec);
-  const cacheKey = readOnly ? `${file}\0readOnly` : file;
+  const cacheKey = fileKey(file, readOnly);
   const cached = fileStores.get(cacheKey);
   // Reused only while the path still names the file it mapped: a file deleted (or replaced)
   // by another process is another store now, and this process must not go on in the old one.
@@ -842,6 +836,7 @@ function attachHandle(store, handle) {
     const { buffer, fileId } = native.fileBuffer(handle.path, DEFAULTS.maxBytes, mode, false, 0, 0);
     checkSameFile(handle, fileId);
     store._attach(buffer, undefined, handle.path, mode, fileId);
+    if (handle.readOnly === true) store._readOnly();
     return;
   }
   store._attach(handle.buffer ?? native.namedBuffer(handle.name, DEFAULTS.maxBytes, 0, 0), handle.name);
@@ -868,8 +863,9 @@ function createStore(source, options = {}) {
   } else if (isHandle(source) && source.name !== undefined) {
     return namedStore(source.name, options);
   } else if (isHandle(source) && source.path !== undefined) {
-    const store = openStore(source.path, { mode: source.mode, ...options, create: false });
-    checkSameFile(source, fileStores.get(store.path)?.fileId);
+    const readOnly = source.readOnly === true ? { readOnly: true } : {};
+    const store = openStore(source.path, { mode: source.mode, ...options, ...readOnly, create: false });
+    checkSameFile(source, fileStores.get(fileKey(store.path, source.readOnly === true))?.fileId);
     return store;
   } else if (isHandle(source)) {
     store = new SharedKVStore(source.buffer, codec);

@@ -264,13 +264,132 @@ test('watch prints another process\'s writes as they happen, and stops on SIGINT
 });
 
 test('ERR_KV_LAYOUT names both versions and the commands that carry the data over', () => {
-  const file = made([['a', 1]]);
-  const fd = fs.openSync(file, 'r+');
-  const v = Buffer.alloc(4);
-  v.writeUInt32LE(5);
-  fs.writeSync(fd, v, 0, 4, 8); // layout.rs H_VERSION
-  fs.closeSync(fd);
-  const r = cli(['keys', file]);
+  for (const [version, advice] of [[10, /layout version 10.*dump FILE backup\.skvdump.*restore NEWFILE backup\.skvdump/], [5, /layout version 5.*made before stores could be dumped.*delete the file/]]) {
+    const file = made([['a', 1]]);
+    const fd = fs.openSync(file, 'r+');
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(version);
+    fs.writeSync(fd, v, 0, 4, 8); // layout.rs H_VERSION
+    fs.closeSync(fd);
+    const r = cli(['keys', file]);
+    assert.equal(r.status, 1);
+    assert.match(r.err, /^shared-kv-store: ERR_KV_LAYOUT: /);
+    assert.match(r.err, advice);
+  }
+});
+
+test('delete removes what the pattern names and nothing more, and counts it', () => {
+  const file = made([['a*b', 1], ['axb', 2], ['ayyb', 3], ['ab', 4], ['/x/', 5], ['box', 6]]);
+  assert.equal(cli(['delete', file, 'a\\*b']).out, '1\n');
+  assert.equal(cli(['delete', file, '/^\\/x\\/$/']).out, '1\n');
+  assert.deepEqual(cli(['keys', file]).out.trim().split('\n').sort(), ['ab', 'axb', 'ayyb', 'box']);
+  assert.equal(cli(['delete', file, 'a*b']).out, '3\n');
+  assert.deepEqual(cli(['keys', file]).out.trim().split('\n'), ['box']);
+});
+
+test('keys with line breaks print as JSON strings; get shows big values whole', () => {
+  const big = new Map(Array.from({ length: 300 }, (_, i) => [i, 'x'.repeat(i)]));
+  const file = made([['two\nlines', 1], ['plain', 2], ['big', big]]);
+  assert.deepEqual(cli(['keys', file]).out.trim().split('\n').sort(), ['"two\\nlines"', 'big', 'plain']);
+  assert.equal(cli(['get', file, 'big']).out, `${util.inspect(big, { depth: null, breakLength: Infinity, maxArrayLength: Infinity, maxStringLength: Infinity })}\n`);
+  assert.doesNotMatch(cli(['get', file, 'big']).out, /more items/);
+});
+
+test('--mode opens a store shared with a group; without it the file is refused', () => {
+  const file = made([['k', 1]], { mode: 0o660 });
+  const refused = cli(['keys', file]);
+  assert.equal(refused.status, 1);
+  assert.match(refused.err, /ERR_KV_UNSAFE_FILE/);
+  assert.equal(cli(['keys', file, '--mode', '660']).out, 'k\n');
+  assert.equal(cli(['keys', file, '--mode', 'rw']).status, 2);
+});
+
+/** A dump in format 1 holding `entries` ([key, value bytes, expires]), with a valid CRC. */
+function craft(entries) {
+  const zlib = require('node:zlib');
+  const header = Buffer.from('{"format":1}');
+  const parts = [Buffer.from('SKVDUMP\0', 'latin1'), Buffer.alloc(8)];
+  parts[1].writeUInt32LE(1, 0);
+  parts[1].writeUInt32LE(header.length, 4);
+  parts.push(header);
+  for (const [key, value, expires] of entries) {
+    const k = Buffer.from(key);
+    const r = Buffer.alloc(1 + 4 + k.length + 4 + value.length + 8);
+    let at = r.writeUInt8(1, 0);
+    at = r.writeUInt32LE(k.length, at);
+    at += k.copy(r, at);
+    at = r.writeUInt32LE(value.length, at);
+    at += value.copy(r, at);
+    r.writeDoubleLE(expires, at);
+    parts.push(r);
+  }
+  const end = Buffer.alloc(9);
+  end.writeDoubleLE(entries.length, 1);
+  parts.push(end);
+  const body = Buffer.concat(parts);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32LE(zlib.crc32(body) >>> 0);
+  return Buffer.concat([body, crc]);
+}
+
+test('a dump with an entry no store could hold restores nothing, into a new store or an existing one', () => {
+  const one = Buffer.from([0x01]); // msgpack 1
+  const good = [['a', one, 0], ['b', one, 0]];
+  const cases = [
+    [[...good, ['c', Buffer.from([0xd4, 0x7f, 0x00]), 0]], /entry 3: its value does not decode/], // an extension no version knows
+    [[...good, ['\u0000lock\u0000x', one, 0]], /entry 3: keys starting with/],
+    [[...good, ['k'.repeat(20_000), one, 0]], /entry 3: its key is 20000 bytes long/],
+    [[...good, ['c', one, 1.5]], /entry 3: its expiry 1.5/],
+  ];
+  const existing = made([['kept', 'as it was']]);
+  const before = fs.readFileSync(existing);
+  for (const [entries, message] of cases) {
+    const dump = newPath('dump');
+    fs.writeFileSync(dump, craft(entries));
+    const target = newPath();
+    const r = cli(['restore', target, dump]);
+    assert.equal(r.status, 1, r.err);
+    assert.match(r.err, /^shared-kv-store: ERR_KV_DUMP_FORMAT: /);
+    assert.match(r.err, message);
+    assert.equal(fs.existsSync(target), false);
+    assert.equal(cli(['restore', existing, dump]).status, 1);
+    assert.ok(fs.readFileSync(existing).equals(before), 'the existing store was written to');
+  }
+  // The crafted format itself is right: the good entries restore.
+  const dump = newPath('dump');
+  fs.writeFileSync(dump, craft(good));
+  const target = newPath();
+  assert.equal(cli(['restore', target, dump]).status, 0);
+  assert.equal(cli(['get', target, 'b']).out, '1\n');
+});
+
+test('a restore a new store is too small for leaves no file; into an evicting store that must evict, it fails', () => {
+  const file = made(Array.from({ length: 300 }, (_, i) => [`k${i}`, 'v'.repeat(2000)]));
+  const dump = newPath('dump');
+  assert.equal(cli(['dump', file, dump]).status, 0);
+  const target = newPath();
+  const small = cli(['restore', target, dump, '--max-bytes', String(1 << 16)]);
+  assert.equal(small.status, 1);
+  assert.match(small.err, /ERR_KV_FULL/);
+  assert.equal(fs.existsSync(target), false, 'a half-restored store was left');
+  assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.restore.tmp')), []);
+  const evicting = made([['important', 1]], { maxBytes: 1 << 18, onFull: 'evict' });
+  const r = cli(['restore', evicting, dump]);
   assert.equal(r.status, 1);
-  assert.match(r.err, /^shared-kv-store: ERR_KV_LAYOUT: .*layout version 5.*dump FILE backup\.skvdump.*restore NEWFILE backup\.skvdump/);
+  assert.match(r.err, /ERR_KV_FULL: the store evicted \d+ entries/);
+});
+
+test('dump never writes over the store itself, and replaces OUT only once complete', () => {
+  const file = made([['a', 1]]);
+  const before = fs.readFileSync(file);
+  const r = cli(['dump', file, file]);
+  assert.equal(r.status, 2);
+  assert.match(r.err, /OUT is the store file itself/);
+  assert.ok(fs.readFileSync(file).equals(before));
+  const out = newPath('dump');
+  fs.writeFileSync(out, 'the last good backup');
+  assert.equal(cli(['dump', path.join(dir, 'missing.kv'), out]).status, 1);
+  assert.equal(fs.readFileSync(out, 'utf8'), 'the last good backup');
+  assert.equal(cli(['dump', file, out]).status, 0);
+  assert.ok(fs.readFileSync(out).subarray(0, 7).equals(Buffer.from('SKVDUMP')));
 });

@@ -311,6 +311,18 @@ test('readOnly: writes throw ERR_KV_READ_ONLY, reads work and leave the file unc
   assert.equal(r.size, 100);
   assert.equal([...r.entries()].length, 100);
   assert.ok(fs.readFileSync(file).equals(before), 'reads left a trace (eviction marks)');
+  // The native codec's reads, expiresAt and a worker given the handle leave none either.
+  const { spawnSync } = require('node:child_process');
+  const other = spawnSync(process.execPath, ['-e', `
+    const { openStore, createStore } = require(${JSON.stringify(path.join(__dirname, '..'))});
+    const { Worker } = require('node:worker_threads');
+    const s = openStore(${JSON.stringify(file)}, { readOnly: true, codec: 'native' });
+    for (let round = 0; round < 3; round++) for (let i = 0; i < 100; i++) if (s.get('k' + i).i !== i || s.expiresAt('k' + i) !== null) process.exit(3);
+    const w = new Worker('const { workerData } = require("node:worker_threads"); const s = require(' + JSON.stringify(${JSON.stringify(path.join(__dirname, '..'))}) + ').createStore(workerData); try { s.set("x", 1); process.exit(4) } catch (e) { process.exit(e.code === "ERR_KV_READ_ONLY" ? 0 : 5) }', { eval: true, workerData: s.handle });
+    w.on('exit', (c) => process.exit(c));
+  `]);
+  assert.equal(other.status, 0, other.stderr.toString());
+  assert.ok(fs.readFileSync(file).equals(before), 'the native codec, expiresAt or a worker left a trace');
   for (const write of [() => r.set('a', 1), () => r.delete('k1'), () => r.clear(), () => r.increment('n'),
     () => r.compareAndSet('k1', { i: 1 }, 2), () => r.update('k1', () => 2), () => r.getOrSet('g', () => 1),
     () => r.lock('l'), () => r.release('l')]) {

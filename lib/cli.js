@@ -13,17 +13,19 @@ const COMMANDS = {
     usage: 'keys FILE [PATTERN]',
     about: 'Prints the keys (all, or those matching a glob or /regex/flags pattern), one per line.',
     args: [1, 2],
-    run([file, pattern], _, out) {
-      const store = read(file);
-      for (const key of pattern === undefined ? store.keys() : store.listKeys(pattern)) out(`${key}\n`);
+    flags: { mode: 'mode' },
+    run([file, pattern], flags, out) {
+      const store = read(file, flags);
+      for (const key of pattern === undefined ? store.keys() : store.listKeys(pattern)) out(`${line(key)}\n`);
     },
   },
   get: {
     usage: 'get FILE KEY',
     about: "Prints KEY's value as JSON (values JSON cannot carry, such as a Map, a Buffer or a BigInt, as util.inspect shows them). Exits 1 if KEY is absent.",
     args: [2, 2],
-    run([file, key], _, out) {
-      const value = read(file).get(key);
+    flags: { mode: 'mode' },
+    run([file, key], flags, out) {
+      const value = read(file, flags).get(key);
       if (value === undefined) throw coded('ERR_KV_NOT_FOUND', `no key '${key}' in ${file}`);
       out(`${show(value)}\n`);
     },
@@ -32,7 +34,7 @@ const COMMANDS = {
     usage: 'set FILE KEY JSON [--ttl SECONDS]',
     about: 'Sets KEY to the JSON value given, with an optional time to live.',
     args: [3, 3],
-    flags: { ttl: 'number' },
+    flags: { ttl: 'number', mode: 'mode' },
     run([file, key, json], flags) {
       let value;
       try {
@@ -40,7 +42,7 @@ const COMMANDS = {
       } catch (err) {
         throw coded('ERR_KV_USAGE', `the value is not JSON: ${err.message}`);
       }
-      const store = openStore(file, { create: false });
+      const store = openStore(file, { create: false, ...mode(flags) });
       store.set(key, value, flags.ttl === undefined ? undefined : { ttl: flags.ttl });
     },
   },
@@ -48,20 +50,24 @@ const COMMANDS = {
     usage: 'delete FILE KEY-OR-PATTERN',
     about: 'Deletes a key, or every key matching a glob or /regex/flags pattern; prints how many went.',
     args: [2, 2],
-    run([file, key], _, out) {
-      const store = openStore(file, { create: false });
-      let n = 0;
-      for (const k of store.listKeys(key)) if (store.delete(k)) n++;
-      out(`${n}\n`);
+    flags: { mode: 'mode' },
+    run([file, key], flags, out) {
+      const store = openStore(file, { create: false, ...mode(flags) });
+      // The keys the pattern names, deleted by the pattern itself (a listed key such as 'a*b'
+      // given back to delete() would be a pattern again).
+      const named = store.listKeys(key);
+      store.delete(key);
+      out(`${named.filter((k) => !store.has(k)).length}\n`);
     },
   },
   stats: {
     usage: 'stats FILE',
     about: "Prints the store's statistics as JSON.",
     args: [1, 1],
-    run([file], _, out) {
+    flags: { mode: 'mode' },
+    run([file], flags, out) {
       // This process's read cache is not the store's: left out.
-      const { hits, misses, cachedEntries, cachedBytes, ...stats } = read(file).stats();
+      const { hits, misses, cachedEntries, cachedBytes, ...stats } = read(file, flags).stats();
       out(`${JSON.stringify({ path: require('node:path').resolve(file), ...stats }, null, 2)}\n`);
     },
   },
@@ -69,8 +75,9 @@ const COMMANDS = {
     usage: 'check FILE',
     about: 'Verifies every block, free list and index slot of the store: exits 0 with a summary, or 1 naming the inconsistency.',
     args: [1, 1],
-    run([file], _, out) {
-      const c = read(file).check();
+    flags: { mode: 'mode' },
+    run([file], flags, out) {
+      const c = read(file, flags).check();
       out(`ok: ${c.entries} entries, ${c.bytesUsed} bytes used, ${c.bytesFree} bytes free in ${c.blocks} blocks\n`);
     },
   },
@@ -78,15 +85,21 @@ const COMMANDS = {
     usage: 'watch FILE [PATTERN]',
     about: 'Prints a line per change made by any process ("EVENT KEY") until interrupted (Ctrl-C).',
     args: [1, 2],
-    run([file, pattern], _, out) {
-      const store = read(file);
+    flags: { mode: 'mode' },
+    run([file, pattern], flags, out) {
+      const store = read(file, flags);
       return new Promise((resolve, reject) => {
         const stop = () => {
           watcher.close();
           resolve();
         };
         const watcher = store.watch(pattern, (key, event) => {
-          out(key === undefined ? `${event}\n` : `${event} ${key}\n`);
+          try {
+            out(key === undefined ? `${event}\n` : `${event} ${line(key)}\n`);
+          } catch (err) {
+            watcher.close();
+            return reject(err); // stdout closed (EPIPE): main ends quietly
+          }
           if (event === 'lost') reject(coded('ERR_KV_LOST', `${file} was truncated under this process`));
         });
         process.once('SIGINT', stop);
@@ -99,35 +112,127 @@ const COMMANDS = {
     usage: 'dump FILE [OUT]',
     about: 'Writes every entry, with its exact value and its expiry, to OUT (or stdout) in the dump format (README: "Operating a store file"). Readable by any later version.',
     args: [1, 2],
-    run([file, target]) {
-      const store = read(file);
-      const fd = target === undefined ? 1 : fs.openSync(target, 'w', 0o600);
+    flags: { mode: 'mode' },
+    run([file, target], flags) {
+      if (target === undefined && process.stdout.isTTY) throw coded('ERR_KV_USAGE', 'the dump is binary: give OUT, or redirect stdout to a file');
+      const store = read(file, flags);
+      if (target !== undefined && sameFile(target, file)) throw coded('ERR_KV_USAGE', `OUT is the store file itself (${file})`);
+      // Written beside OUT and renamed over it when complete: a dump that fails half way
+      // leaves the previous OUT (the last good backup) as it was.
+      const tmp = target === undefined ? undefined : `${target}.${process.pid}.tmp`;
+      const fd = tmp === undefined ? 1 : fs.openSync(tmp, 'wx', 0o600);
       const progress = progressLine('dumped');
-      const n = writeDump(store, (buf) => writeAll(fd, buf), { source: source(store), onProgress: progress });
-      if (fd !== 1) fs.closeSync(fd);
-      progress(n, true);
+      try {
+        const n = writeDump(store, (buf) => writeAll(fd, buf), { source: source(store), onProgress: progress });
+        if (tmp !== undefined) {
+          fs.fsyncSync(fd);
+          fs.closeSync(fd);
+          fs.renameSync(tmp, target);
+        }
+        progress(n, true);
+      } catch (err) {
+        if (tmp !== undefined) {
+          fs.closeSync(fd);
+          fs.rmSync(tmp, { force: true });
+        }
+        throw err;
+      }
     },
   },
   restore: {
     usage: 'restore FILE [IN] [--max-bytes N]',
     about: 'Sets every entry of the dump IN (or stdin) that has not expired into the store FILE, creating it (maxBytes N, default 1 GiB) if needed. The whole dump is checked first: a damaged dump, or one of a newer format, restores nothing.',
     args: [1, 2],
-    flags: { 'max-bytes': 'number' },
+    flags: { 'max-bytes': 'number', mode: 'mode' },
     run([file, input], flags, out) {
-      const buf = fs.readFileSync(input === undefined ? 0 : input);
-      checkDump(buf); // before the store is opened (or made): a refused dump leaves nothing
-      const options = flags['max-bytes'] === undefined ? {} : { maxBytes: flags['max-bytes'] };
-      const store = openStore(file, options);
+      if (input === undefined && process.stdin.isTTY) throw coded('ERR_KV_USAGE', 'give IN, or pipe the dump to stdin');
+      const buf = readAll(input === undefined ? 0 : input);
+      const maxKeyBytes = require('../binding.js').layout().maxKeyBytes;
+      // Every entry checked before a store is opened or made: a refused dump leaves nothing.
+      const checked = checkDump(buf, { maxKeyBytes });
+      const options = { ...mode(flags), ...(flags['max-bytes'] === undefined ? {} : { maxBytes: flags['max-bytes'] }) };
+      const fresh = !fs.existsSync(file);
+      // A new store file is made under a temporary name and linked into place only when the
+      // whole dump is in it: a restore that fails (a store too small) leaves no file.
+      const target = fresh ? `${file}.${process.pid}.restore.tmp` : file;
+      const store = openStore(target, options);
+      const evictedBefore = store.stats().evictions;
       const progress = progressLine('restored');
-      const { restored, expired } = restoreDump(store, buf, { onProgress: progress });
-      progress(restored, true);
-      out(`restored ${restored} entries${expired ? ` (${expired} had expired since the dump)` : ''}\n`, true);
+      let result;
+      try {
+        result = restoreDump(store, buf, { onProgress: progress, checked });
+        const evicted = store.stats().evictions - evictedBefore;
+        if (evicted > 0) {
+          throw coded('ERR_KV_FULL', `the store evicted ${evicted} entries to make room: it is too small for this dump (${file}${fresh ? ' was not made' : ' lost them'})`);
+        }
+        if (fresh) fs.linkSync(target, file); // EEXIST if another process made the file meanwhile
+      } finally {
+        if (fresh) {
+          store.close();
+          fs.rmSync(target, { force: true });
+        }
+      }
+      progress(result.restored, true);
+      out(`restored ${result.restored} entries${result.expired ? ` (${result.expired} had expired since the dump)` : ''}\n`, true);
     },
   },
 };
 
-function read(file) {
-  return openStore(file, { readOnly: true });
+function read(file, flags = {}) {
+  return openStore(file, { readOnly: true, ...mode(flags) });
+}
+
+/** `--mode 660`: the mode a store file shared with a group was made with (openStore's). */
+function mode(flags) {
+  return flags.mode === undefined ? {} : { mode: flags.mode };
+}
+
+/** A key on a line of its own; JSON-quoted if it holds a line break or a control character. */
+function line(key) {
+  return /[\u0000-\u001f\u007f"]/.test(key) ? JSON.stringify(key) : key;
+}
+
+function sameFile(a, b) {
+  try {
+    const [x, y] = [fs.statSync(a), fs.statSync(b)];
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** A whole file (or stdin, fd 0), past readFileSync's 2 GiB limit (a store holds up to 4 GiB). */
+function readAll(source) {
+  if (source !== 0) {
+    const fd = fs.openSync(source, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const buf = Buffer.allocUnsafe(size);
+      for (let at = 0; at < size;) {
+        const n = fs.readSync(fd, buf, at, size - at, at);
+        if (n === 0) return buf.subarray(0, at);
+        at += n;
+      }
+      return buf;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  const chunks = [];
+  const chunk = Buffer.allocUnsafe(1 << 20);
+  for (;;) {
+    let n;
+    try {
+      n = fs.readSync(0, chunk, 0, chunk.length, null);
+    } catch (err) {
+      if (err.code === 'EAGAIN') continue;
+      if (err.code === 'EOF') break;
+      throw err;
+    }
+    if (n === 0) break;
+    chunks.push(Buffer.from(chunk.subarray(0, n)));
+  }
+  return Buffer.concat(chunks);
 }
 
 function source(store) {
@@ -137,7 +242,9 @@ function source(store) {
 
 /** JSON where JSON carries the value exactly; util.inspect's view otherwise. */
 function show(value) {
-  return jsonExact(value) ? JSON.stringify(value) : util.inspect(value, { depth: null, breakLength: Infinity });
+  return jsonExact(value)
+    ? JSON.stringify(value)
+    : util.inspect(value, { depth: null, breakLength: Infinity, maxArrayLength: Infinity, maxStringLength: Infinity });
 }
 
 function jsonExact(v) {
@@ -169,6 +276,12 @@ function coded(code, message) {
   return err;
 }
 
+const FLAG_HELP = {
+  mode: 'BITS  the permission bits the store file was made with (openStore\'s mode), in octal: 660 for a store shared with a group',
+  ttl: 'SECONDS  the entry expires this many seconds from now',
+  'max-bytes': 'N  the size of the store file if this makes it (an existing store keeps its own)',
+};
+
 function usage() {
   const lines = Object.values(COMMANDS).map((c) => `  shared-kv-store ${c.usage}`);
   return `Usage:\n${lines.join('\n')}\n  shared-kv-store COMMAND --help\n\nFILE is a store file (openStore). Commands that only read never change it.\n`;
@@ -176,8 +289,8 @@ function usage() {
 
 function help(name) {
   const c = COMMANDS[name];
-  const flags = c.flags ? Object.keys(c.flags).map((f) => ` --${f}`).join('') : '';
-  return `Usage: shared-kv-store ${c.usage}\n\n${c.about}\n${flags ? `\nOptions:${flags}\n` : ''}`;
+  const flags = Object.keys(c.flags ?? {}).map((f) => `  --${f} ${FLAG_HELP[f]}\n`).join('');
+  return `Usage: shared-kv-store ${c.usage}\n\n${c.about}\n${flags ? `\nOptions:\n${flags}` : ''}`;
 }
 
 /** Splits argv into positionals and the command's --flags; throws ERR_KV_USAGE. */
@@ -195,8 +308,15 @@ function parse(args, spec = {}) {
       continue;
     }
     const [name, inline] = a.slice(2).split(/=(.*)/s, 2);
-    if (!(name in spec)) throw coded('ERR_KV_USAGE', `unknown option --${name}`);
+    if (!Object.hasOwn(spec, name)) throw coded('ERR_KV_USAGE', `unknown option --${name}`);
     const raw = inline ?? args[++i];
+    if (spec[name] === 'mode') {
+      if (raw === undefined || !/^0?o?[0-7]{3,4}$/.test(raw)) {
+        throw coded('ERR_KV_USAGE', `--${name} takes permission bits in octal such as 660, got ${raw === undefined ? 'nothing' : raw}`);
+      }
+      flags[name] = parseInt(raw.replace(/^0?o?/, ''), 8);
+      continue;
+    }
     const n = Number(raw);
     if (raw === undefined || raw === '' || !Number.isFinite(n) || n <= 0) {
       throw coded('ERR_KV_USAGE', `--${name} takes a positive number, got ${raw === undefined ? 'nothing' : raw}`);
@@ -228,7 +348,8 @@ async function main(argv, io = {}) {
     stderr(`shared-kv-store: ERR_KV_USAGE: unknown command '${name}'\n\n${usage()}`);
     return 2;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
+  const options = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (options.includes('--help') || options.includes('-h')) {
     stdout(help(name));
     return 0;
   }
@@ -241,6 +362,8 @@ async function main(argv, io = {}) {
     await command.run(positional, flags, out);
     return 0;
   } catch (err) {
+    // Whoever read stdout stopped (`| head`): nothing more to say, and nobody to say it to.
+    if (err?.code === 'EPIPE') return 0;
     const code = err?.code ?? 'ERR_KV_FAILED';
     stderr(`shared-kv-store: ${code}: ${String(err?.message ?? err).split('\n')[0]}\n`);
     if (code === 'ERR_KV_USAGE') {

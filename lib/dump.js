@@ -24,6 +24,7 @@
 
 const zlib = require('node:zlib');
 const { Encoder, decode } = require('./codec');
+const { checkKey } = require('./keys');
 
 const MAGIC = Buffer.from('SKVDUMP\0', 'latin1');
 const FORMAT = 1;
@@ -81,10 +82,13 @@ function writeDump(store, write, { source = {}, onProgress } = {}) {
 }
 
 /**
- * Checks a whole dump in `buf`: `{ header, count }`, or an error with code ERR_KV_DUMP_VERSION
- * (made by a newer format) or ERR_KV_DUMP_FORMAT (not a dump, damaged or cut short).
+ * Checks a whole dump in `buf`, every entry included (its key, its value's encoding, its
+ * expiry), so that a restore fails before it writes anything rather than half way:
+ * `{ header, count }`, or an error with code ERR_KV_DUMP_VERSION (made by a newer format) or
+ * ERR_KV_DUMP_FORMAT (not a dump, damaged or cut short, or an entry no store could hold).
+ * `maxKeyBytes`: the store's key length limit.
  */
-function checkDump(buf) {
+function checkDump(buf, { maxKeyBytes = Infinity } = {}) {
   if (buf.length < 16 || !buf.subarray(0, 8).equals(MAGIC)) {
     throw dumpError('ERR_KV_DUMP_FORMAT', 'not a shared-kv-store dump (no SKVDUMP magic at its start)');
   }
@@ -122,7 +126,28 @@ function checkDump(buf) {
     at = vAt + 4 + vlen + 8;
     if (at > body) throw cut(`record ${count + 1}`);
     count++;
+    checkEntry(buf, vAt - klen, klen, vAt + 4, vlen, count, maxKeyBytes);
   }
+}
+
+/** One entry of a dump, as a store would take it; ERR_KV_DUMP_FORMAT naming it if not. */
+function checkEntry(buf, kAt, klen, vAt, vlen, n, maxKeyBytes) {
+  const bad = (what) => dumpError('ERR_KV_DUMP_FORMAT', `entry ${n}: ${what}; nothing was restored`);
+  const key = buf.toString('utf8', kAt, kAt + klen);
+  if (!Buffer.from(key).equals(buf.subarray(kAt, kAt + klen))) throw bad('its key is not UTF-8');
+  if (klen > maxKeyBytes) throw bad(`its key is ${klen} bytes long, more than the store's ${maxKeyBytes}`);
+  try {
+    checkKey(key);
+  } catch (err) {
+    throw bad(err.message);
+  }
+  try {
+    decode(buf.subarray(vAt, vAt + vlen));
+  } catch (err) {
+    throw bad(`its value does not decode (${err.message}): made by a newer version of shared-kv-store?`);
+  }
+  const expires = buf.readDoubleLE(vAt + vlen);
+  if (!Number.isSafeInteger(expires) || expires < 0) throw bad(`its expiry ${expires} is not a time in ms`);
 }
 
 /** The entries of a dump `checkDump` accepted: [key, value bytes, expires (0: never)]. */
@@ -141,11 +166,12 @@ function* dumpEntries(buf) {
 }
 
 /**
- * Restores the dump in `buf` into `store`: checks all of it first, then sets every entry that
- * has not expired by now, with its expiry. Returns `{ restored, expired, header }`.
+ * Restores the dump in `buf` into `store`: checks all of it first (unless `checked`, what
+ * checkDump returned for it), then sets every entry that has not expired by now, with its
+ * expiry. Returns `{ restored, expired, header }`.
  */
-function restoreDump(store, buf, { onProgress, now = Date.now } = {}) {
-  const { header } = checkDump(buf);
+function restoreDump(store, buf, { onProgress, now = Date.now, maxKeyBytes, checked } = {}) {
+  const header = checked?.header ?? checkDump(buf, { maxKeyBytes }).header;
   let restored = 0;
   let expired = 0;
   for (const [key, bytes, expires] of dumpEntries(buf)) {

@@ -136,6 +136,10 @@ impl fmt::Display for Error {
                 f,
                 "store is full: the file system holding the store file has no room for it to grow past {reserved} bytes (it needs {end}; ENOSPC): free space there, or size it for every store file on it (Docker: --shm-size)"
             ),
+            Error::Layout { found, expected } if *found < crate::layout::FIRST_DUMPABLE_LAYOUT => write!(
+                f,
+                "the store has layout version {found}, this build reads version {expected}; it was made before stores could be dumped, so its data cannot be carried over: delete the file to start again"
+            ),
             Error::Layout { found, expected } => write!(
                 f,
                 "the store has layout version {found}, this build reads version {expected}. Carry its data over with a dump: `npx shared-kv-store@<the version that made it> dump FILE backup.skvdump`, then `npx shared-kv-store restore NEWFILE backup.skvdump` with this one (README: Operating a store file)"

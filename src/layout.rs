@@ -22,6 +22,9 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"SKVSTOR1");
 /// block offsets (stores up to 1 TiB), two index tables while the index grows incrementally,
 /// the move record of compaction, an 8 KiB header.
 pub const LAYOUT_VERSION: u32 = 9;
+/// The first layout whose stores `npx shared-kv-store dump` reads (the command came with it):
+/// a store of an older layout cannot be carried over.
+pub const FIRST_DUMPABLE_LAYOUT: u32 = 9;
 /// Block offsets are 37 bits of 8-byte units in a slot: a region is at most 1 TiB.
 pub const MAX_REGION_BYTES: u64 = 1 << 40;
 

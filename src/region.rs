@@ -150,6 +150,13 @@ impl Region {
         self.len
     }
 
+    /// Adds `delta` to the u64 counter at `at` (writer lock held: no other writer races it).
+    pub(crate) fn add(&self, at: u64, delta: i64) -> Result<()> {
+        let w = self.u64(at)?;
+        w.store(w.load(Relaxed).saturating_add_signed(delta), Relaxed);
+        Ok(())
+    }
+
     /// Extends the view after the memory behind it grew in place.
     ///
     /// # Safety

@@ -31,21 +31,13 @@ use crate::arena::Arena;
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::store::Store;
-use crate::table::{begin_descriptor, end_descriptor, load_ref, load_slot, Ref, Table, Tables};
+use crate::table::{begin_descriptor, end_descriptor, load_ref, load_slot, Ref, Room, Table, Tables};
 
 /// The main table is rebuilt smaller when live entries fill less than 1/SHRINK_BELOW of it.
 const SHRINK_BELOW: u64 = 8;
 /// One read in HELP_EVERY that finds the index growing helps it on, by HELP_SLOTS entries.
 pub const HELP_EVERY: u32 = 32;
 const HELP_SLOTS: u64 = 128;
-
-/// Whether a new key may go into the vacant slot the index offers.
-pub(crate) enum Room {
-    /// Yes.
-    Yes,
-    /// Not before the growth under way moved on (done now): look again.
-    Again,
-}
 
 impl Store {
     /// Before a new key goes into slot `vacant` of `tables` (writer lock held): starts a growth
@@ -178,6 +170,9 @@ impl Store {
     /// marking reads does) and moves HELP_SLOTS entries: a few microseconds, and the growth
     /// ends within a few thousand reads. Never waits, never allocates.
     pub fn read_during_growth(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
         let n = self.growth_reads.fetch_add(1, Relaxed);
         if n % HELP_EVERY != 0 {
             return Ok(());
@@ -288,11 +283,11 @@ impl Store {
                 Table::publish_marked(r, to, Ref::live(block, hash), visited)?;
                 // Then gone from T0: killed in between, recovery keeps the T1 slot.
                 Table::publish(r, at, Ref::Tombstone)?;
-                add(r, H_T1_LIVE, 1)?;
+                r.add(H_T1_LIVE, 1)?;
                 if reused {
-                    add(r, H_T1_TOMBSTONES, -1)?;
+                    r.add(H_T1_TOMBSTONES, -1)?;
                 }
-                add(r, H_TOMBSTONES, 1)?;
+                r.add(H_TOMBSTONES, 1)?;
             }
             i += 1;
             cursor.store(i, Relaxed);
@@ -325,11 +320,4 @@ impl Store {
         end_descriptor(epoch);
         Arena { r }.free(t0.block)
     }
-}
-
-/// Adds `delta` to the u64 counter at `at` (writer lock held).
-pub(crate) fn add(r: &crate::region::Region, at: u64, delta: i64) -> Result<()> {
-    let w = r.u64(at)?;
-    w.store(w.load(Relaxed).saturating_add_signed(delta), Relaxed);
-    Ok(())
 }

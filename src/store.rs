@@ -13,8 +13,7 @@ use crate::hash::hash_key;
 use crate::layout::*;
 use crate::lock::{lock, Backoff, LockWords, WriteGuard, WAIT_TIMEOUT};
 use crate::region::Region;
-use crate::rehash::{add, Room};
-use crate::table::{load_ref, Find, Read, Ref, Table, Tables};
+use crate::table::{load_ref, Find, Read, Ref, Room, Table, Tables};
 use crate::undo::{arm_undo, disarm_undo};
 use std::time::Duration;
 
@@ -36,6 +35,9 @@ pub struct Store {
     wake: std::sync::atomic::AtomicU32,
     /// Reads this handle made while the index grew (see `rehash::read_during_growth`).
     pub(crate) growth_reads: std::sync::atomic::AtomicU32,
+    /// Reads through this handle leave no trace: no help to an index growth (openStore's
+    /// `readOnly`; the binding also skips eviction marks).
+    pub read_only: bool,
 }
 
 /// The writer lock, held by one of this store's operations: releasing it wakes the watchers
@@ -241,6 +243,7 @@ impl Store {
             },
             wake: Default::default(),
             growth_reads: Default::default(),
+            read_only: false,
         })
     }
 
@@ -284,6 +287,7 @@ impl Store {
             limits,
             wake: Default::default(),
             growth_reads: Default::default(),
+            read_only: false,
         })
     }
 
@@ -553,16 +557,16 @@ impl Store {
             let block = self.write_block(key, value, opts)?;
             let was_tombstone = load_ref(r, at)? == Ref::Tombstone;
             Table::publish(r, at, Ref::live(block, hash))?;
-            add(r, H_LIVE, 1)?;
+            r.add(H_LIVE, 1)?;
             if lease {
-                add(r, H_LOCKS, 1)?;
+                r.add(H_LOCKS, 1)?;
             }
             let in_t1 = tables.t1.is_some_and(|t| t.holds(at));
             if in_t1 {
-                add(r, H_T1_LIVE, 1)?;
+                r.add(H_T1_LIVE, 1)?;
             }
             if was_tombstone {
-                add(r, if in_t1 { H_T1_TOMBSTONES } else { H_TOMBSTONES }, -1)?;
+                r.add(if in_t1 { H_T1_TOMBSTONES } else { H_TOMBSTONES }, -1)?;
             }
             return Ok(());
         }
@@ -626,15 +630,15 @@ impl Store {
         // The marks of reads were the removed entry's: a key written into this slot later
         // starts unmarked.
         Table::publish_marked(r, at, Ref::Tombstone, 0)?;
-        add(r, H_LIVE, -1)?;
+        r.add(H_LIVE, -1)?;
         if lease {
-            add(r, H_LOCKS, -1)?;
+            r.add(H_LOCKS, -1)?;
         }
         let in_t1 = Tables::load(r)?.t1.is_some_and(|t| t.holds(at));
         if in_t1 {
-            add(r, H_T1_LIVE, -1)?;
+            r.add(H_T1_LIVE, -1)?;
         }
-        add(r, if in_t1 { H_T1_TOMBSTONES } else { H_TOMBSTONES }, 1)?;
+        r.add(if in_t1 { H_T1_TOMBSTONES } else { H_TOMBSTONES }, 1)?;
         Arena { r }.free_merged(block)
     }
 

@@ -33,6 +33,16 @@ use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::region::{Region, Word32};
 
+
+/// Whether a new key may go into the vacant slot the index offers (`Store::index_room`, in
+/// rehash.rs: the growth decides; the store's writes act on the answer).
+pub(crate) enum Room {
+    /// Yes.
+    Yes,
+    /// Not before the growth under way moved on (done now): look again.
+    Again,
+}
+
 /// What a slot holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ref {

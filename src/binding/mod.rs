@@ -330,6 +330,16 @@ pub fn lost_flags(env: Env) -> Result<Raw> {
     Ok(Raw(buf))
 }
 
+/// Makes attachment `id` read-only: its reads leave no trace in the store (no eviction marks,
+/// no help to an index growth). The JS side refuses its writes.
+#[napi(js_name = "setReadOnly")]
+pub fn set_read_only(env: Env, id: u32) -> Result<()> {
+    with(env.raw(), id, |att| {
+        att.store.read_only = true;
+        Ok(())
+    })
+}
+
 /// Throws ERR_KV_LOST if store `id`'s file was truncated under this process (what the JS
 /// reader calls when it finds its flag set); otherwise does nothing.
 #[napi(js_name = "checkLost")]
@@ -515,6 +525,7 @@ fn write_version(
 pub fn layout(env: Env) -> Result<Raw> {
     use crate::layout::*;
     let fields = [
+        ("maxKeyBytes", MAX_KEY_BYTES as u64),
         ("tableEpoch", H_TABLE_EPOCH),
         ("writeLock", H_WRITE_LOCK),
         ("t0", H_T0),
@@ -936,6 +947,7 @@ impl Attached {
     /// Notes a hit of the native codec's get for eviction; marks a batch at a time.
     fn visited(&mut self, env: sys::napi_env, v: crate::store::Version) -> Result<()> {
         if !self.store.limits.evict
+            || self.store.read_only
             || v.seq & crate::layout::SEQ_VISITED == crate::layout::SEQ_VISITED
         {
             return Ok(());
