@@ -393,3 +393,13 @@ test('dump never writes over the store itself, and replaces OUT only once comple
   assert.equal(cli(['dump', file, out]).status, 0);
   assert.ok(fs.readFileSync(out).subarray(0, 7).equals(Buffer.from('SKVDUMP')));
 });
+
+test('progress goes to stderr when it is a terminal, and not otherwise', { skip: spawnSync('script', ['--version']).status !== 0 && 'no script(1) to give the command a terminal' }, () => {
+  const file = made([['a', 1], ['b', 2]]);
+  const out = newPath('dump');
+  assert.equal(cli(['dump', file, out]).err, '', 'no progress into a pipe');
+  // script(1) runs the command on a pseudo-terminal and copies what it writes there.
+  const r = spawnSync('script', ['-qec', `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} dump ${JSON.stringify(file)} ${JSON.stringify(out)}`, '/dev/null'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /\rdumped 2 entries\r?\n/);
+});

@@ -139,3 +139,50 @@ test('reads alone finish a growth of the index that the writes left half done (t
   assert.ok(store.stats().indexSlots < both && store.stats().indexSlots > single, 'one, larger table');
   assert.equal(store.check().entries, n);
 });
+
+test('entries() while this thread\'s writes grow the index: every key once, none lost', () => {
+  const { store } = createManager({ maxBytes: 64 * MIB });
+  const N = 5000;
+  for (let i = 0; i < N; i++) store.set(`k${i}`, i);
+  const slotsBefore = store.stats().indexSlots;
+  const seen = new Map();
+  let added = 0;
+  for (const [k, v] of store.entries()) {
+    seen.set(k, (seen.get(k) ?? 0) + 1);
+    if (k.startsWith('k')) assert.equal(v, Number(k.slice(1)), k);
+    // Growths start, move and finish meanwhile (20,000 new keys: the index grows twice).
+    for (let j = 0; j < 4 && added < 4 * N; j++) store.set(`new${added++}`, 0);
+  }
+  assert.ok(store.stats().indexSlots >= 4 * slotsBefore, 'the index grew during the iteration');
+  for (let i = 0; i < N; i++) assert.equal(seen.get(`k${i}`), 1, `k${i}`);
+  for (const [k, c] of seen) assert.equal(c, 1, `${k} came ${c} times`);
+});
+
+test('listKeys() while a worker\'s writes grow the index: every key once, none lost', async () => {
+  const manager = createManager({ maxBytes: 64 * MIB });
+  const { store } = manager;
+  const N = 3000;
+  for (let i = 0; i < N; i++) store.set(`k${i}`, i);
+  const flags = new Int32Array(new SharedArrayBuffer(8)); // [listing, done]
+  const w = worker(`
+    const store = kv.createStore(workerData.kv);
+    const flags = new Int32Array(workerData.flags);
+    while (Atomics.load(flags, 0) === 0) Atomics.wait(flags, 0, 0, 10);
+    for (let i = 0; i < 30000; i++) store.set('new' + i, i); // the index grows three times
+    Atomics.store(flags, 1, 1);
+  `, { workerData: { kv: manager.handle, flags: flags.buffer } });
+  const exit = exited(w);
+  const want = Array.from({ length: N }, (_, i) => `k${i}`).sort();
+  const slotsBefore = store.stats().indexSlots;
+  // Listing from before the worker's first write until after its last one.
+  Atomics.store(flags, 0, 1);
+  Atomics.notify(flags, 0);
+  let rounds = 0;
+  do {
+    assert.deepEqual(store.listKeys('k*').sort(), want);
+    rounds++;
+  } while (Atomics.load(flags, 1) === 0);
+  assert.equal(await exit, 0);
+  assert.ok(store.stats().indexSlots >= 8 * slotsBefore, 'the index grew');
+  assert.ok(rounds > 1);
+});
