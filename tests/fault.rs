@@ -19,17 +19,21 @@ fn path(name: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
-/// A store file of MAX bytes holding 1,000 keys of 4 KiB (so its data spans most pages).
-fn filled(path: &str) -> (Memory, Store) {
-    let opts = FileOptions {
+/// How the tests open a store file of MAX bytes.
+fn options(create: bool) -> FileOptions {
+    FileOptions {
         max_bytes: MAX,
         mode: 0o600,
-        create: true,
+        create,
         evict: false,
         max_entries: 0,
         max_file_bytes: shared_kv_store::layout::MAX_REGION_BYTES,
-    };
-    let (m, _) = Memory::open_file(path, opts).unwrap();
+    }
+}
+
+/// A store file of MAX bytes holding 1,000 keys of 4 KiB (so its data spans most pages).
+fn filled(path: &str) -> (Memory, Store) {
+    let (m, _) = Memory::open_file(path, options(true)).unwrap();
     let mut s = Store::attach(m.region()).unwrap();
     s.wait_timeout = Duration::from_millis(200);
     for i in 0..1000u32 {
@@ -229,14 +233,8 @@ fn child_fault_elsewhere_chained() {
         libc::sigemptyset(&mut sa.sa_mask);
         assert_eq!(libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut()), 0);
     }
-    let p = path("child-chained");
-    let (m, s) = filled(&p);
     // A fault in the store is still ours...
-    truncate(&p, 0);
-    OPS[0].1(&s);
-    assert_lost(&s, &p, 0);
-    drop((s, m));
-    std::fs::remove_file(&p).unwrap();
+    a_cut_store_is_lost("child-chained");
     // ...and one elsewhere goes to the handler that was there first.
     fault_elsewhere();
 }
@@ -304,14 +302,7 @@ fn a_store_file_with_holes_in_its_data_on_a_full_file_system_is_refused_at_open(
         let mut filler = std::fs::File::create(dir.join("filler")).unwrap();
         while filler.write_all(&[1; 64 << 10]).is_ok() {}
     }
-    let opts = FileOptions {
-        max_bytes: MAX,
-        mode: 0o600,
-        create: false,
-        evict: false,
-        max_entries: 0,
-        max_file_bytes: shared_kv_store::layout::MAX_REGION_BYTES,
-    };
+    let opts = options(false);
     match Memory::open_file(&p, opts) {
         Err(Error::Io { code, message }) => {
             assert_eq!(code, "ENOSPC");
@@ -368,18 +359,18 @@ fn slots_of_unmapped_files_are_reused() {
     // Far more mappings than the table has slots, each unmapped again...
     let p = path("many");
     drop(filled(&p));
-    let opts = FileOptions {
-        max_bytes: MAX,
-        mode: 0o600,
-        create: false,
-        evict: false,
-        max_entries: 0,
-        max_file_bytes: shared_kv_store::layout::MAX_REGION_BYTES,
-    };
+    let opts = options(false);
     for _ in 0..shared_kv_store::fault::SLOTS * 2 {
         drop(Memory::open_file(&p, opts).unwrap());
     }
+    std::fs::remove_file(&p).unwrap();
     // ...and a store mapped after them is still protected.
+    a_cut_store_is_lost("after-many");
+}
+
+/// A filled store file, cut to 0 bytes and read: lost, as it should be.
+fn a_cut_store_is_lost(name: &str) {
+    let p = path(name);
     let (m, s) = filled(&p);
     truncate(&p, 0);
     OPS[0].1(&s);

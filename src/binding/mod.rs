@@ -315,19 +315,8 @@ pub fn lost_flags(env: Env) -> Result<Raw> {
     let (base, len) = crate::fault::flags();
     #[cfg(not(unix))]
     let (base, len) = (ptr::null_mut(), 0usize);
-    let mut buf = ptr::null_mut();
-    // SAFETY: the flags are a static table that lives as long as the process, so no finalizer.
-    check(env, unsafe {
-        sys::napi_create_external_arraybuffer(
-            env,
-            base.cast(),
-            len,
-            None,
-            ptr::null_mut(),
-            &mut buf,
-        )
-    })?;
-    Ok(Raw(buf))
+    // SAFETY: the flags are a static table that lives as long as the process.
+    unsafe { named::external_arraybuffer(env, base, len) }
 }
 
 /// Makes attachment `id` read-only: its reads leave no trace in the store (no eviction marks,

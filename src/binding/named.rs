@@ -132,10 +132,22 @@ pub fn file_buffer(
 /// it failed to make, and a hint freed on that path too was a double free: SIGABRT for a
 /// named store above 4 GiB).
 fn external_buffer(env: sys::napi_env, memory: Arc<Memory>) -> Result<Raw> {
-    let mut buf = ptr::null_mut();
-    let (base, len) = (memory.base(), memory.len());
     // SAFETY: the memory outlives the ArrayBuffer: it is never unmapped, and the registry
     // holds it (`memory` is one of its Arcs).
+    unsafe { external_arraybuffer(env, memory.base(), memory.len()) }
+}
+
+/// An ArrayBuffer over `len` bytes at `base`, with no finalizer.
+///
+/// # Safety
+/// The bytes must stay valid for the rest of the process (nothing frees them).
+pub(super) unsafe fn external_arraybuffer(
+    env: sys::napi_env,
+    base: *mut u8,
+    len: usize,
+) -> Result<Raw> {
+    let mut buf = ptr::null_mut();
+    // SAFETY: valid env and out-pointer; the caller keeps the bytes alive for good.
     let status = unsafe {
         sys::napi_create_external_arraybuffer(
             env,

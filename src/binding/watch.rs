@@ -348,27 +348,13 @@ fn wait_loop(memory: Memory, state: Arc<WaiterState>, tsfn: Tsfn) {
     // SAFETY: see `Memory`.
     let Ok(store) = Store::attach(unsafe { Region::new(memory.0, memory.1) }) else {
         // Lost (or corrupted) before this thread began: the JS side's read tells which.
-        // SAFETY: the function lives until this thread is joined (see thread_exits).
-        unsafe {
-            sys::napi_call_threadsafe_function(
-                tsfn.0,
-                ptr::null_mut(),
-                sys::ThreadsafeFunctionCallMode::nonblocking,
-            )
-        };
+        call_back(&tsfn);
         return;
     };
     while !state.stop.load(Acquire) {
         if store.region().lost().is_err() {
             // Truncated under us (fault.rs): the JS side's next read reports ERR_KV_LOST.
-            // SAFETY: as below.
-            unsafe {
-                sys::napi_call_threadsafe_function(
-                    tsfn.0,
-                    ptr::null_mut(),
-                    sys::ThreadsafeFunctionCallMode::nonblocking,
-                )
-            };
+            call_back(&tsfn);
             return;
         }
         if state.pending.load(Acquire) {
@@ -378,15 +364,7 @@ fn wait_loop(memory: Memory, state: Arc<WaiterState>, tsfn: Tsfn) {
         match store.arm_sleep(SLEEP_FUTEX, state.cursor.load(Relaxed)) {
             Ok(None) => {
                 state.pending.store(true, Release);
-                // SAFETY: the function lives until this thread is joined (see thread_exits).
-                let status = unsafe {
-                    sys::napi_call_threadsafe_function(
-                        tsfn.0,
-                        ptr::null_mut(),
-                        sys::ThreadsafeFunctionCallMode::nonblocking,
-                    )
-                };
-                if status != sys::Status::napi_ok {
+                if !call_back(&tsfn) {
                     return; // closing: the thread's env is going away
                 }
             }
@@ -397,6 +375,19 @@ fn wait_loop(memory: Memory, state: Arc<WaiterState>, tsfn: Tsfn) {
             Err(_) => std::thread::park_timeout(WAITER_NAP),
         }
     }
+}
+
+/// Queues a call of the watcher's JS callback on its thread; false if the function is closing.
+fn call_back(tsfn: &Tsfn) -> bool {
+    // SAFETY: the function lives until this waiter thread is joined (see thread_exits).
+    let status = unsafe {
+        sys::napi_call_threadsafe_function(
+            tsfn.0,
+            ptr::null_mut(),
+            sys::ThreadsafeFunctionCallMode::nonblocking,
+        )
+    };
+    status == sys::Status::napi_ok
 }
 
 /// Calls the watcher's JS callback (on its thread).
