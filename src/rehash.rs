@@ -31,7 +31,9 @@ use crate::arena::Arena;
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::store::Store;
-use crate::table::{begin_descriptor, end_descriptor, load_ref, load_slot, Ref, Room, Table, Tables};
+use crate::table::{
+    begin_descriptor, end_descriptor, load_ref, load_slot, Ref, Room, Table, Tables,
+};
 
 /// The main table is rebuilt smaller when live entries fill less than 1/SHRINK_BELOW of it.
 const SHRINK_BELOW: u64 = 8;

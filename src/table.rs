@@ -33,7 +33,6 @@ use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::region::{Region, Word32};
 
-
 /// Whether a new key may go into the vacant slot the index offers (`Store::index_room`, in
 /// rehash.rs: the growth decides; the store's writes act on the answer).
 pub(crate) enum Room {
