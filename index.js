@@ -12,7 +12,8 @@ const { evictionOptions, Visits } = require('./lib/evict');
 const { Hub, waitFor } = require('./lib/watch');
 const { HANDLE, isHandle, forkMessage, receiveHandle } = require('./lib/port');
 const { Link, fileIdOf } = require('./lib/linked');
-const { checkKey, LOCK_PREFIX } = require('./lib/keys');
+const { checkKey, compilePattern, LOCK_PREFIX } = require('./lib/keys');
+const { setOptions } = require('./lib/set-options');
 
 let native;
 try {
@@ -81,82 +82,6 @@ const DEFAULT_LEASE_MS = 30_000;
  */
 const LOCK_OWNER = `${process.pid}:${native.processStart()}:${require('node:worker_threads').threadId}:${Math.random().toString(36).slice(2)}`;
 const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
-
-const GLOB_SPECIAL = /[.+^${}()|[\]\\/]/;
-
-const REGEX_FORM = /^\/([\s\S]+)\/([dgimsuvy]*)$/;
-
-/**
- * A RegExp for a pattern string, or undefined if it is a plain key. As the README says, only
- * these make a pattern: `/source/flags` is a regex; a string containing `*` or `?` is a glob,
- * in which a backslash escapes the next character (`a\\*b` matches the key `a*b`). Any other
- * string is one key, backslashes included (`C:\\temp` is the key `C:\temp`, never a glob).
- * (Any key is matched alone by the regex `/^…$/` of it.) `always`: a plain key gets a RegExp
- * matching exactly it (listKeys, watch). An invalid regex is a SyntaxError.
- */
-function compilePattern(pattern, always = false) {
-  if (typeof pattern !== 'string') throw new TypeError('a pattern must be a string or a RegExp');
-  if (!/[*?]/.test(pattern) && !REGEX_FORM.test(pattern)) {
-    return always ? new RegExp(`^${escapeRegExp(pattern)}$`, 'u') : undefined;
-  }
-  const m = REGEX_FORM.exec(pattern);
-  if (m) {
-    try {
-      return new RegExp(m[1], m[2]);
-    } catch (err) {
-      throw new SyntaxError(`invalid pattern ${pattern}: ${err.message}`);
-    }
-  }
-  let source = '';
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i];
-    if (c === '\\' && i + 1 < pattern.length) {
-      const next = pattern[++i];
-      source += GLOB_SPECIAL.test(next) || next === '*' || next === '?' ? '\\' + next : next;
-    } else if (c === '*') {
-      source += '[\\s\\S]*';
-    } else if (c === '?') {
-      source += '[\\s\\S]';
-    } else source += GLOB_SPECIAL.test(c) ? '\\' + c : c;
-  }
-  return new RegExp(`^${source}$`, 'u');
-}
-
-function escapeRegExp(s) {
-  return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-}
-
-/** Parses set()'s options object into what the binding takes. */
-function setOptions(options) {
-  if (typeof options !== 'object') {
-    throw new TypeError('set: the third argument is resizeBuffer (a boolean) or an options object');
-  }
-  const { ttl, expiresAt: at, minBufferSize, immutable, resizeBuffer } = options; // skipLock: sets are always atomic
-  let mode = (resizeBuffer === true ? 1 : 0) | (immutable === true ? 2 : 0);
-  let reserve = 0, expiresAt = 0;
-  if (ttl !== undefined) {
-    if (typeof ttl !== 'number' || !(ttl > 0) || !Number.isFinite(ttl)) {
-      throw new RangeError(`set: ttl must be a positive number of seconds, got ${String(ttl)}`);
-    }
-    expiresAt = Math.ceil(Date.now() + ttl * 1000);
-  }
-  if (at !== undefined && at !== null) {
-    // An absolute expiry (a restore keeps each entry's): ms since the Unix epoch, or a Date.
-    const ms = at instanceof Date ? at.getTime() : at;
-    if (ttl !== undefined) throw new TypeError('set: give ttl or expiresAt, not both');
-    if (!Number.isSafeInteger(ms) || ms <= 0) {
-      throw new RangeError(`set: expiresAt must be a Date or a positive whole number of ms since the Unix epoch, got ${String(at)}`);
-    }
-    expiresAt = ms;
-  }
-  if (minBufferSize !== undefined) {
-    if (!Number.isSafeInteger(minBufferSize) || minBufferSize < 0 || minBufferSize > 0xffffffff) {
-      throw new RangeError(`set: minBufferSize must be a whole number of bytes, got ${String(minBufferSize)}`);
-    }
-    reserve = minBufferSize;
-  }
-  return { mode, reserve, expiresAt };
-}
 
 function closedError() {
   const err = new Error('shared-kv-store: this store was closed in this thread');

@@ -68,6 +68,15 @@ const CHECKS = {
     ['get of 10,000 keys, eviction on vs off', m.on / m.off, 1.1, 'max', `${fmt(m.on)} vs ${fmt(m.off)} ns`],
     ['get from the read cache, eviction on vs off', m.hotOn / m.hotOff, 1.1, 'max', `${fmt(m.hotOn)} vs ${fmt(m.hotOff)} ns`],
   ],
+  growth: (m) => {
+    const ms = (ns) => `${(ns / 1e6).toFixed(2)} ms`;
+    const keys = `${(m.keys / 1e6).toFixed(0)}M keys`;
+    return [
+      [`growth stall: slowest set growing from empty to ${keys} vs slowest overwrite at that size`, m.fillMax / m.steadyMax, 2, 'max', `${ms(m.fillMax)} vs ${ms(m.steadyMax)}`],
+      ['growth stall: p99.99 set while growing vs p99.99 overwrite', m.fillP9999 / m.steadyP9999, 2, 'max', `${fmt(m.fillP9999)} vs ${fmt(m.steadyP9999)} ns (p50 ${fmt(m.fillP50)} vs ${fmt(m.steadyP50)} ns)`],
+      ["growth stall: another process's slowest set during the growth vs the slowest overwrite", m.otherMax / m.steadyMax, null, 'report', `${ms(m.otherMax)} (p99.99 ${fmt(m.otherP9999)} ns, ${m.otherSets} sets)`],
+    ];
+  },
   'evict-set': (m) => [['set evicting at steady state vs set with room', m.evicting / m.room, 1.3, 'max', `${fmt(m.evicting)} vs ${fmt(m.room)} ns`]],
   watch: (m) => {
     const us = (ns) => `${(ns / 1000).toFixed(1)} µs`;

@@ -10,6 +10,7 @@ const { pack, unpack } = require('msgpackr');
 const { createManager } = require('..');
 const processes = require('./processes');
 const cache = require('./cache');
+const growth = require('./growth');
 const watch = require('./watch');
 
 const MIB = 1024 * 1024;
@@ -201,6 +202,7 @@ const scenarios = {
   processes: processes.processes,
   ...cache.scenarios,
   ...watch.scenarios,
+  ...growth.scenarios,
 };
 
 if (require.main === module) {
