@@ -66,6 +66,45 @@ function hitRatios() {
   return metrics;
 }
 
+/**
+ * Hit ratios with varied value sizes, a cache capped in bytes: an evicting store of maxBytes
+ * against lru-cache with the same budget as its maxSize (sizeCalculation: key and value length;
+ * the store's budget also pays for its index and headers, lru-cache's for nothing of its own).
+ * Each key's value is 100 B to 12.8 KB, fixed by the key (a power of two times 100 B).
+ */
+function hitRatiosSized() {
+  const metrics = {};
+  const sizeOf = (k) => 100 << (Math.imul(k, 0x9e3779b1) >>> 29);
+  const values = new Map();
+  const valueOf = (k) => {
+    let v = values.get(k);
+    if (v === undefined) values.set(k, (v = 'v'.repeat(sizeOf(k))));
+    return v;
+  };
+  let total = 0;
+  for (let k = 0; k < KEYS; k++) total += sizeOf(k) + 8;
+  for (const [label, alpha] of [['zipf08', 0.8], ['zipf10', 1.0]]) {
+    const t = trace(alpha, false);
+    for (const pct of [1, 10]) {
+      const budget = Math.max(1 << 20, Math.round((total * pct) / 100));
+      const store = createStore(`bench-hit-sized-${stores++}`, { onFull: 'evict', maxBytes: budget });
+      const lru = new LRUCache({ maxSize: budget, sizeCalculation: (v, k) => v.length + k.length });
+      const run = (get, set) => {
+        let hits = 0;
+        for (let i = 0; i < t.length; i++) {
+          const k = `k${t[i]}`;
+          if (get(k) !== undefined) hits++;
+          else set(k, valueOf(t[i]));
+        }
+        return hits / t.length;
+      };
+      metrics[`${label}_${pct}_store`] = run((k) => store.get(k), (k, v) => store.set(k, v));
+      metrics[`${label}_${pct}_lru`] = run((k) => lru.get(k), (k, v) => lru.set(k, v));
+    }
+  }
+  return metrics;
+}
+
 function nsPerOp(n, fn) {
   let sink;
   for (let i = 0; i < Math.min(n, 50_000); i++) sink = fn(i);
@@ -122,4 +161,4 @@ function evictSet() {
   return metrics;
 }
 
-module.exports = { scenarios: { 'hit-ratio': hitRatios, 'evict-get': evictGet, 'evict-set': evictSet } };
+module.exports = { scenarios: { 'hit-ratio': hitRatios, 'hit-ratio-sized': hitRatiosSized, 'evict-get': evictGet, 'evict-set': evictSet } };

@@ -64,6 +64,11 @@ const CHECKS = {
     m[`${t}_${pct}_store`] / m[`${t}_${pct}_lru`], 1, 'min',
     `${(100 * m[`${t}_${pct}_store`]).toFixed(1)}% vs ${(100 * m[`${t}_${pct}_lru`]).toFixed(1)}%`,
   ])),
+  'hit-ratio-sized': (m) => ['zipf08', 'zipf10'].flatMap((t) => [1, 10].map((pct) => [
+    `hit ratio, values of 100 B to 12.8 KB, ${{ zipf08: 'Zipf 0.8', zipf10: 'Zipf 1.0' }[t]}, ${pct}% of the bytes, vs lru-cache maxSize`,
+    m[`${t}_${pct}_store`] / m[`${t}_${pct}_lru`], null, 'report',
+    `${(100 * m[`${t}_${pct}_store`]).toFixed(1)}% vs ${(100 * m[`${t}_${pct}_lru`]).toFixed(1)}%`,
+  ])),
   'evict-get': (m) => [
     ['get of 10,000 keys, eviction on vs off', m.on / m.off, 1.1, 'max', `${fmt(m.on)} vs ${fmt(m.off)} ns`],
     ['get from the read cache, eviction on vs off', m.hotOn / m.hotOff, 1.1, 'max', `${fmt(m.hotOn)} vs ${fmt(m.hotOff)} ns`],
