@@ -216,18 +216,31 @@ test('a dump of a store another process is writing is consistent key by key', as
     let n = 0;
     for (let i = 0; i < 500; i++) s.set('k' + i, { i, n, pad: 'p'.repeat(i % 97) });
     process.stdout.write('ready\\n');
-    for (;;) { n++; const i = n % 500; s.set('k' + i, { i, n, pad: 'p'.repeat((i + n) % 97) }); if (n % 1000 === 0) s.delete('k' + ((n / 1000) % 500)); }
+    const parent = process.ppid;
+    for (;;) {
+      n++; const i = n % 500; s.set('k' + i, { i, n, pad: 'p'.repeat((i + n) % 97) });
+      if (n % 1000 === 0) {
+        s.delete('k' + ((n / 1000) % 500));
+        if (process.ppid !== parent) process.exit(1); // the test is gone: never loop on alone
+      }
+    }
   `], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = once(writer, 'exit');
-  await once(writer.stdout, 'data');
-  const out = newPath('dump');
-  const d = await new Promise((resolve) => {
-    const c = spawn(process.execPath, [BIN, 'dump', file, out], { stdio: 'inherit' });
-    c.on('exit', resolve);
-  });
-  writer.kill();
-  await exited;
-  assert.equal(d, 0);
+  let d;
+  try {
+    await once(writer.stdout, 'data');
+    const out = newPath('dump');
+    d = await new Promise((resolve) => {
+      const c = spawn(process.execPath, [BIN, 'dump', file, out], { stdio: 'inherit' });
+      c.on('exit', resolve);
+    });
+    d = [d, out];
+  } finally {
+    writer.kill('SIGKILL');
+    await exited;
+  }
+  const [code, out] = d;
+  assert.equal(code, 0);
   const target = newPath();
   assert.equal(cli(['restore', target, out]).status, 0);
   const s = openStore(target);
@@ -251,13 +264,18 @@ test('watch prints another process\'s writes as they happen, and stops on SIGINT
     out += d;
     if (out.includes('delete job:1\n')) resolve();
   }));
-  const writer = spawnSync(process.execPath, ['-e', `
-    const s = require(${JSON.stringify(path.join(__dirname, '..'))}).openStore(${JSON.stringify(file)});
-    s.set('job:1', 1); s.set('other', 2); s.set('job:2', 3); s.delete('job:1');
-  `]);
-  assert.equal(writer.status, 0);
-  await seen;
-  assert.equal(out, 'set job:1\nset job:2\ndelete job:1\n');
+  try {
+    const writer = spawnSync(process.execPath, ['-e', `
+      const s = require(${JSON.stringify(path.join(__dirname, '..'))}).openStore(${JSON.stringify(file)});
+      s.set('job:1', 1); s.set('other', 2); s.set('job:2', 3); s.delete('job:1');
+    `]);
+    assert.equal(writer.status, 0);
+    await seen;
+    assert.equal(out, 'set job:1\nset job:2\ndelete job:1\n');
+  } catch (err) {
+    w.kill('SIGKILL'); // never left running behind a failed test
+    throw err;
+  }
   w.kill('SIGINT');
   const [code, signal] = await exited;
   assert.equal(signal, null);
