@@ -130,7 +130,9 @@ class ReadCache {
     if (e !== undefined && e.value !== undefined && Atomics.load(this.words, e.seqIndex) === e.seq &&
         Atomics.load(this.words, this.epochIndex) === e.epoch && (e.expires === 0 || Date.now() < e.expires)) {
       this.hits++;
-      this.lastOffset = e.seqIndex << 2; // the version of the hit, for eviction's read marks
+      // The version of the hit, for eviction's read marks (`* 4`: `<< 2` went negative for a
+      // SEQ word past 2 GiB, and the marks' dedupe never matched).
+      this.lastOffset = e.seqIndex * 4;
       this.lastSeq = e.seq;
       if (++e.hits === COMPILE_AFTER_HITS) e.clone = compiledCloner(e.value);
       return e.clone(e.value);

@@ -376,7 +376,9 @@ mod signal {
                 from as *mut libc::c_void,
                 to - from,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                // NORESERVE: a store larger than RAM and swap must still be replaceable
+                // (without it a 64 GiB replacement failed with ENOMEM here).
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
                 -1,
                 0,
             )
