@@ -128,6 +128,9 @@ impl Store {
         ((live + 1) * 2)
             .max(self.limits.evicting_index_slots())
             .max(INITIAL_TABLE_CAP)
+            // A table counts its slots in 32 bits (T_CAP): past 2^31 live entries the last
+            // table is the largest one, filled further (to 3/4 of 2^32: ~3.2 billion keys).
+            .min(u32::MAX as u64)
     }
 
     /// Bytes of the table the next new key would start a growth for (its table 3/4 full, and

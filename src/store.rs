@@ -87,6 +87,7 @@ impl Limits {
                 .saturating_add(1)
                 .saturating_mul(4)
                 .min(fits)
+                .min(u32::MAX as u64) // T_CAP is 32 bits
         } else {
             0
         }

@@ -627,3 +627,14 @@ fn reads_alone_finish_a_growth_the_writes_left_half_done() {
             .is_some());
     }
 }
+
+#[test]
+fn an_evicting_index_is_never_asked_for_more_slots_than_a_table_counts() {
+    // 2^31 entries in a store of 1 TiB: 4 slots an entry would be 2^33 slots; T_CAP is 32 bits.
+    let limits = shared_kv_store::Limits {
+        evict: true,
+        max_entries: 1 << 31,
+        max_bytes: 1 << 40,
+    };
+    assert_eq!(limits.evicting_index_slots(), u32::MAX as u64);
+}
