@@ -89,9 +89,13 @@ impl Memory {
                 )
             };
             if p == libc::MAP_FAILED {
-                return Err(Error::Full {
-                    needed: len as u64,
-                    max: len as u64,
+                // Not the store being full: the OS would not give the address space.
+                let e = std::io::Error::last_os_error();
+                return Err(Error::Io {
+                    code: "ENOMEM".into(),
+                    message: format!(
+                        "ENOMEM: the OS refused {len} bytes of address space for a store in memory ({e}); a smaller maxBytes fits, or raise the limit (ulimit -v, vm.overcommit_memory)"
+                    ),
                 });
             }
             Ok(Memory {
@@ -468,6 +472,19 @@ fn now_nanos() -> u64 {
 #[cfg(all(test, unix, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn address_space_the_os_refuses_is_enomem_not_a_full_store() {
+        // 2^62 bytes: more than any 64-bit platform's user address space.
+        match Memory::anonymous(1 << 62) {
+            Err(Error::Io { code, message }) => {
+                assert_eq!(code, "ENOMEM");
+                assert!(message.contains("address space"), "{message}");
+            }
+            other => panic!("{:?}", other.map(|m| m.len())),
+        }
+    }
     use std::os::unix::fs::PermissionsExt;
 
     fn dir() -> std::path::PathBuf {
