@@ -106,32 +106,43 @@ function checkDump(buf, { maxKeyBytes = Infinity } = {}) {
   } catch {
     throw cut('header');
   }
-  if (buf.length < 4) throw cut('checksum');
   const body = buf.length - 4;
   if ((zlib.crc32(buf.subarray(0, body)) >>> 0) !== buf.readUInt32LE(body)) throw cut('checksum');
-  let at = 16 + hlen;
+  const walk = records(buf, 16 + hlen, cut);
   let count = 0;
-  for (;;) {
-    if (at >= body) throw cut('no end record');
-    const tag = buf[at];
-    if (tag === TAG_END) {
+  for (let r = walk.next(); ; r = walk.next()) {
+    if (r.done) {
+      const at = r.value; // the end record
       if (at + 9 !== body || buf.readDoubleLE(at + 1) !== count) throw cut('entry count');
       return { header, count };
     }
-    if (tag !== TAG_ENTRY || at + 5 > body) throw cut(`record ${count + 1}`);
+    checkEntry(buf, r.value, ++count, maxKeyBytes);
+  }
+}
+
+/**
+ * The entry records of a dump from `at` on, each bounds-checked against its body (`cut(what)`
+ * makes the error): `{ kAt, klen, vAt, vlen, expires }`. Returns the end record's offset.
+ */
+function* records(buf, at, cut) {
+  const body = buf.length - 4;
+  for (let n = 1; ; n++) {
+    if (at >= body) throw cut('no end record');
+    if (buf[at] === TAG_END) return at;
+    if (buf[at] !== TAG_ENTRY || at + 5 > body) throw cut(`record ${n}`);
     const klen = buf.readUInt32LE(at + 1);
-    const vAt = at + 5 + klen;
-    if (vAt + 4 > body) throw cut(`record ${count + 1}`);
-    const vlen = buf.readUInt32LE(vAt);
-    at = vAt + 4 + vlen + 8;
-    if (at > body) throw cut(`record ${count + 1}`);
-    count++;
-    checkEntry(buf, vAt - klen, klen, vAt + 4, vlen, count, maxKeyBytes);
+    const vlenAt = at + 5 + klen;
+    if (vlenAt + 4 > body) throw cut(`record ${n}`);
+    const vlen = buf.readUInt32LE(vlenAt);
+    const end = vlenAt + 4 + vlen + 8;
+    if (end > body) throw cut(`record ${n}`);
+    yield { kAt: at + 5, klen, vAt: vlenAt + 4, vlen, expires: buf.readDoubleLE(end - 8) };
+    at = end;
   }
 }
 
 /** One entry of a dump, as a store would take it; ERR_KV_DUMP_FORMAT naming it if not. */
-function checkEntry(buf, kAt, klen, vAt, vlen, n, maxKeyBytes) {
+function checkEntry(buf, { kAt, klen, vAt, vlen, expires }, n, maxKeyBytes) {
   const bad = (what) => dumpError('ERR_KV_DUMP_FORMAT', `entry ${n}: ${what}; nothing was restored`);
   const key = buf.toString('utf8', kAt, kAt + klen);
   if (!Buffer.from(key).equals(buf.subarray(kAt, kAt + klen))) throw bad('its key is not UTF-8');
@@ -146,22 +157,14 @@ function checkEntry(buf, kAt, klen, vAt, vlen, n, maxKeyBytes) {
   } catch (err) {
     throw bad(`its value does not decode (${err.message}): made by a newer version of shared-kv-store?`);
   }
-  const expires = buf.readDoubleLE(vAt + vlen);
   if (!Number.isSafeInteger(expires) || expires < 0) throw bad(`its expiry ${expires} is not a time in ms`);
 }
 
 /** The entries of a dump `checkDump` accepted: [key, value bytes, expires (0: never)]. */
 function* dumpEntries(buf) {
-  let at = 16 + buf.readUInt32LE(12);
-  while (buf[at] === TAG_ENTRY) {
-    const klen = buf.readUInt32LE(at + 1);
-    const key = buf.toString('utf8', at + 5, at + 5 + klen);
-    const vAt = at + 5 + klen;
-    const vlen = buf.readUInt32LE(vAt);
-    const value = buf.subarray(vAt + 4, vAt + 4 + vlen);
-    const expires = buf.readDoubleLE(vAt + 4 + vlen);
-    at = vAt + 4 + vlen + 8;
-    yield [key, value, expires];
+  const never = () => new Error('unreachable: the dump was checked');
+  for (const { kAt, klen, vAt, vlen, expires } of records(buf, 16 + buf.readUInt32LE(12), never)) {
+    yield [buf.toString('utf8', kAt, kAt + klen), buf.subarray(vAt, vAt + vlen), expires];
   }
 }
 

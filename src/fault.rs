@@ -281,15 +281,6 @@ mod signal {
         (t.lost.as_ptr() as *mut u8, t.lost.len() * 4)
     }
 
-    /// Test hook: marks the mapping at `base` lost as a fault in it would, without one.
-    pub fn mark_lost_for_test(base: usize, size: u64) {
-        let t = table();
-        let i = t.slot_of(base);
-        if i != 0 {
-            t.mark_lost(i, size);
-        }
-    }
-
     /// Installs the handler, once per process. Never again: a handler installed after ours
     /// that chains back to ours would otherwise call it, and be called by it, for ever.
     fn install() {
