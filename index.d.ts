@@ -75,7 +75,7 @@ export interface ManagerOptions extends StoreOptions, EvictionOptions {
   name?: string;
   /** Initial buffer size in bytes. Default 1 MiB; at least ~37 KiB. */
   initialBytes?: number;
-  /** The buffer grows in place up to this many bytes. Default 1 GiB; at most 4 GiB. */
+  /** The buffer grows in place up to this many bytes. Default 1 GiB; at most 1 TiB (a thread store is one SharedArrayBuffer: 4 GiB on Node 20). */
   maxBytes?: number;
 }
 
@@ -87,7 +87,7 @@ export type StoreHandle =
 
 /** `openStore(path, options)`: a store file shared by the processes of the machine. */
 export interface OpenStoreOptions extends StoreOptions, EvictionOptions {
-  /** The file's size when this call creates it (sparse: pages cost memory once touched). Default 1 GiB, at most 4 GiB. */
+  /** The file's size when this call creates it (sparse: pages cost memory once touched). Default 1 GiB, at most 1 TiB. */
   maxBytes?: number;
   /**
    * Permission bits of a new file, applied exactly (not filtered by the umask). Default 0o600.

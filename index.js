@@ -177,7 +177,7 @@ class SharedKVStore {
         if (native.limits(this.#att.id).evict) this.#visits = new Visits(native, this.#att.id);
         // The native codec path builds values in Rust and does not use the read cache.
         if (this.#jsCodec) {
-          this.#cache = new ReadCache(sab, EPOCH_INDEX);
+          this.#cache = new ReadCache(sab, EPOCH_INDEX, LAYOUT.jsWindowBytes);
           this.#reader = new Reader(sab, LAYOUT, native.hashSeed(this.#att.id));
         }
         delete this._attach;
@@ -657,6 +657,9 @@ class Manager {
     if (opts.maxBytes < opts.initialBytes) {
       throw new RangeError(`maxBytes (${opts.maxBytes}) must be at least initialBytes (${opts.initialBytes})`);
     }
+    if (opts.maxBytes > LAYOUT.maxRegionBytes) {
+      throw new RangeError(`maxBytes is at most ${LAYOUT.maxRegionBytes} (1 TiB), got ${opts.maxBytes}`);
+    }
     if (opts.name !== undefined) {
       /** The store itself, also at `globalThis.SharedKVStore.instance`. */
       this.store = namedStore(opts.name, opts);
@@ -667,7 +670,11 @@ class Manager {
     try {
       buffer = native.createBuffer(opts.initialBytes, opts.maxBytes, onFull, maxEntries);
     } catch (err) {
-      if (err instanceof RangeError) throw new RangeError(`cannot create a store of ${opts.initialBytes} to ${opts.maxBytes} bytes: ${err.message}`);
+      if (err instanceof RangeError) {
+        // V8 sets the largest SharedArrayBuffer: 4 GiB on Node 20, far more on Node 24.
+        throw new RangeError(`cannot create a store of ${opts.initialBytes} to ${opts.maxBytes} bytes: ${err.message} ` +
+          `(a thread store is one SharedArrayBuffer, which Node ${process.versions.node} may limit; a named store or a store file goes to 1 TiB)`);
+      }
       throw err;
     }
     /** The store itself, also at `globalThis.SharedKVStore.instance`. */
@@ -718,7 +725,7 @@ const fileKey = (file, readOnly) => (readOnly ? `${file}\0readOnly` : file);
  * Options: `{ maxBytes, mode = 0o600, create = true, codec }`.
  */
 function openStore(path, options = {}) {
-  const { file, maxBytes, mode, create, readOnly } = fileOptions(path, options, DEFAULTS.maxBytes);
+  const { file, maxBytes, mode, create, readOnly } = fileOptions(path, options, DEFAULTS.maxBytes, LAYOUT.maxRegionBytes);
   const { onFull, maxEntries } = evictionOptions(options, 'openStore');
   const codec = checkCodec(options.codec ?? DEFAULTS.codec);
   const cacheKey = fileKey(file, readOnly);
@@ -745,7 +752,7 @@ function namedStore(name, options = {}) {
     const maxBytes = options.maxBytes ?? DEFAULTS.maxBytes;
     if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) throw new RangeError(`maxBytes must be a positive integer, got ${maxBytes}`);
     // As for store files: the memory is one external ArrayBuffer, at most 4 GiB on Node 20.
-    if (maxBytes > 2 ** 32) throw new RangeError(`createStore: maxBytes is at most 4 GiB (${2 ** 32}) for a named store, got ${maxBytes}`);
+    if (maxBytes > LAYOUT.maxRegionBytes) throw new RangeError(`createStore: maxBytes is at most ${LAYOUT.maxRegionBytes} (1 TiB) for a named store, got ${maxBytes}`);
     if (maxBytes < MIN_MAX_BYTES) throw new RangeError(`createStore: maxBytes is at least ${MIN_MAX_BYTES} (64 KiB: the header and the first index take 16 KiB), got ${maxBytes}`);
     const { onFull, maxEntries } = evictionOptions(options, 'createStore');
     store = new SharedKVStore(native.namedBuffer(name, maxBytes, onFull, maxEntries), codec, name);

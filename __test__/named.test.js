@@ -96,25 +96,27 @@ test('a process using named stores in main and a worker exits on its own', () =>
   assert.equal(run.stdout.trim(), '2');
 });
 
-test('a named store above 4 GiB is a RangeError, not a crash (createStore, a named manager, the Keyv adapter); 4 GiB itself works', () => {
+test('a named store above 1 TiB is a RangeError, not a crash (createStore, a named manager, the Keyv adapter); 4 GiB and 5 GiB work', () => {
   const root = JSON.stringify(path.join(__dirname, '..'));
   const script = `
     const { createStore, createManager } = require(${root});
     const KeyvSharedKV = require('shared-kv-store/keyv');
     const Adapter = KeyvSharedKV.KeyvSharedKVStore;
     const tries = [
-      () => createStore('big', { maxBytes: 5 * 2 ** 30 }),
-      () => createManager({ name: 'big-manager', maxBytes: 2 ** 33 }),
-      () => new Adapter({ name: 'big-keyv', maxBytes: 8 * 2 ** 30 }),
+      () => createStore('big', { maxBytes: 2 ** 40 + 1 }),
+      () => createManager({ name: 'big-manager', maxBytes: 2 ** 41 }),
+      () => new Adapter({ name: 'big-keyv', maxBytes: 2 ** 42 }),
     ];
     for (const t of tries) {
-      try { t(); console.log('no error'); } catch (e) { console.log(e.name, /4 GiB/.test(e.message)); }
+      try { t(); console.log('no error'); } catch (e) { console.log(e.name, /1 TiB/.test(e.message)); }
     }
-    const s = createStore('edge', { maxBytes: 2 ** 32 });
-    s.set('a', { x: 1 });
-    console.log(s.get('a').x, s.stats().bufferBytes);`;
+    for (const maxBytes of [2 ** 32, 5 * 2 ** 30]) {
+      const s = createStore('edge' + maxBytes, { maxBytes });
+      s.set('a', { x: 1 });
+      console.log(s.get('a').x, s.stats().bufferBytes);
+    }`;
   const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(run.signal, null, `died of ${run.signal}: ${run.stderr}`);
   assert.equal(run.status, 0, run.stderr);
-  assert.deepEqual(run.stdout.trim().split('\n'), ['RangeError true', 'RangeError true', 'RangeError true', `1 ${2 ** 32}`]);
+  assert.deepEqual(run.stdout.trim().split('\n'), ['RangeError true', 'RangeError true', 'RangeError true', `1 ${2 ** 32}`, `1 ${5 * 2 ** 30}`]);
 });

@@ -99,11 +99,14 @@ function compiledCloner(value) {
 
 class ReadCache {
   /** `sab`: the store's buffer; `epochIndex`: the table epoch's index in it as Int32 words. */
-  constructor(sab, epochIndex) {
+  constructor(sab, epochIndex, window) {
     this.sab = sab;
+    // Versions past the JS window (the first 4 GiB; see lib/reader.js) come as offset 0 and are
+    // not kept: the words below cannot reach their SEQ.
+    this.window = window;
     // A fixed-length view: Atomics.load through a length-tracking view of a growable buffer
     // measured ~20 ns here, through a fixed-length one ~8 ns. Re-made when the buffer grew.
-    this.words = new Int32Array(sab, 0, Math.floor(sab.byteLength / 4));
+    this.words = this.view();
     this.epochIndex = epochIndex;
     this.entries = new Map();
     this.bytes = 0;
@@ -117,6 +120,10 @@ class ReadCache {
     this.seenOffset = new Uint32Array(SEEN_SLOTS);
     this.seenSeq = new Int32Array(SEEN_SLOTS);
     this.seenEpoch = new Int32Array(SEEN_SLOTS);
+  }
+
+  view() {
+    return new Int32Array(this.sab, 0, Math.floor(Math.min(this.sab.byteLength, this.window) / 4));
   }
 
   /**
@@ -149,6 +156,7 @@ class ReadCache {
    */
   note(key, version, value, size) {
     const offset = version[0], seq = version[1] | 0, epoch = version[2] | 0;
+    if (offset === 0) return false; // past the window: nothing this cache could check
     // Two ways per set, found by a multiplicative hash of the slot offset (slots are a few
     // bytes apart); a direct-mapped table lost ~4% of 1,000 hot keys to collisions.
     const set = (Math.imul(offset >>> 2, 0x9e3779b1) >>> (32 - SEEN_BITS)) << 1;
@@ -172,7 +180,7 @@ class ReadCache {
     if (size > MAX_VALUE_BYTES) return false;
     this.forget(key);
     if (this.entries.size >= MAX_ENTRIES || this.bytes + size > MAX_TOTAL_BYTES) this.evictOldestHalf();
-    if (offset / 4 >= this.words.length) this.words = new Int32Array(this.sab, 0, Math.floor(this.sab.byteLength / 4));
+    if (offset / 4 >= this.words.length) this.words = this.view();
     const expires = version[3] + version[4] * 4294967296; // 0: never
     this.entries.set(key, { seqIndex: offset >>> 2, seq, epoch, expires, value, clone: cloneAny, size, hits: 0 });
     this.bytes += size;

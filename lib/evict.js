@@ -39,7 +39,8 @@ class Visits {
   record(offset, seq) {
     if (++this.reads >= FLUSH_READS && this.n !== 0) this.flush();
     seq |= 0;
-    if ((seq & VISITED) === VISITED) return; // marked already
+    // Marked already, or past the JS window (offset 0: the native get marked it).
+    if ((seq & VISITED) === VISITED || offset === 0) return;
     const r = (Math.imul(offset >>> 3, 0x9e3779b1) >>> (32 - RECENT_BITS));
     if (this.recentOffset[r] === offset && this.recentSeq[r] === seq) return;
     this.recentOffset[r] = offset;

@@ -6,14 +6,14 @@
 
 const path = require('node:path');
 
-/** openStore()'s options, checked; `maxBytes` defaults to the other stores' default. */
 /**
  * The smallest maxBytes of any store: the header and the first index take 16,400 bytes, and a
  * store with no room past them refuses every set.
  */
 const MIN_MAX_BYTES = 64 * 1024;
 
-function fileOptions(file, options, defaultMaxBytes) {
+/** openStore()'s options, checked; `maxBytes` defaults to the other stores' default. */
+function fileOptions(file, options, defaultMaxBytes, maxRegionBytes) {
   if (typeof file !== 'string' || file === '' || file.includes('\0')) {
     throw new TypeError('openStore: path must be a non-empty string without NUL characters');
   }
@@ -25,7 +25,7 @@ function fileOptions(file, options, defaultMaxBytes) {
   if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
     throw new RangeError(`openStore: maxBytes must be a positive integer, got ${String(maxBytes)}`);
   }
-  if (maxBytes > 2 ** 32) throw new RangeError(`openStore: maxBytes is at most 4 GiB, got ${maxBytes}`);
+  if (maxBytes > maxRegionBytes) throw new RangeError(`openStore: maxBytes is at most ${maxRegionBytes} (1 TiB), got ${maxBytes}`);
   if (maxBytes < MIN_MAX_BYTES) throw new RangeError(`openStore: maxBytes is at least ${MIN_MAX_BYTES} (64 KiB: the header and the first index take 16 KiB), got ${maxBytes}`);
   if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
     throw new RangeError(`openStore: mode must be permission bits such as 0o600, got ${String(mode)}`);

@@ -99,12 +99,15 @@ class Reader {
     this.growing = false;
     this.size = 0;
     this.version = new Uint32Array(5); // [seq offset, seq, epoch, expiry low, expiry high]
+    // What this reader reads directly: the first 4 GiB at most, where every offset is a u32 and
+    // `>>> 2` is exact; an entry past it is left to the native reader (FALLBACK).
+    this.window = layout.jsWindowBytes;
     this.remap();
   }
 
   /** Fixed-length views (Atomics on them are much cheaper than on length-tracking ones). */
   remap() {
-    const len = this.sab.byteLength;
+    const len = Math.min(this.sab.byteLength, this.window);
     this.len = len;
     this.u8 = Buffer.from(this.sab, 0, len);
     // (Divisions, not shifts: a 4 GiB buffer has 2^32 bytes, which `>>>` would wrap to 0.)
@@ -128,7 +131,7 @@ class Reader {
 
   /** Past our view: the buffer may have grown (remap and retry) or the bytes are bad. */
   outside() {
-    if (this.sab.byteLength > this.len) {
+    if (Math.min(this.sab.byteLength, this.window) > this.len) {
       this.remap();
       return RETRY;
     }

@@ -54,7 +54,20 @@ impl Store {
             });
         }
         // One bit per 8-byte boundary of the arena: the blocks the index references.
-        let mut referenced = vec![0u64; ((top - HEADER_SIZE) / 8).div_ceil(64) as usize];
+        // (top / 64 bytes of heap: 16 GiB for a full 1 TiB store. Asked for fallibly, so a
+        // process that cannot have it gets ENOMEM, not an abort.)
+        let words = ((top - HEADER_SIZE) / 8).div_ceil(64) as usize;
+        let mut referenced = Vec::new();
+        referenced
+            .try_reserve_exact(words)
+            .map_err(|_| Error::Io {
+                code: "ENOMEM".into(),
+                message: format!(
+                    "recovering the store needs {} bytes of memory, which this process cannot get",
+                    words * 8
+                ),
+            })?;
+        referenced.resize(words, 0u64);
         let mut marked = 0u64;
         // Marks `block`; false if it was marked already.
         let mut mark = |block: u64| -> Result<bool> {

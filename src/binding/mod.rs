@@ -176,8 +176,9 @@ struct Attached {
     store: Store,
     /// Keeps the SharedArrayBuffer alive and lets us call its `grow`.
     sab: sys::napi_ref,
-    /// The length-tracking view whose length is the trusted region length.
-    view: sys::napi_ref,
+    /// The length-tracking view whose length is the trusted region length (None: a named
+    /// store or store file, whose length never changes).
+    view: Option<sys::napi_ref>,
     base: *mut u8,
     max: u64,
     /// Reused between gets, so a get allocates nothing once warm.
@@ -212,13 +213,27 @@ thread_local! {
 #[napi]
 pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
     let env = env.raw();
-    let (view, (base, len)) = typed_view(env, sab.0)?;
-    let max = raw::get_number(env, sab.0, c"maxByteLength")? as u64;
     let mut plain = false;
     // SAFETY: valid env, value and out-pointer. A SharedArrayBuffer is not an ArrayBuffer here.
     check(env, unsafe {
         sys::napi_is_arraybuffer(env, sab.0, &mut plain)
     })?;
+    let (view, base, len, max) = if plain {
+        // A named store or store file: its length never changes, and past 4 GiB JS holds only
+        // a window of it (named::JS_WINDOW_BYTES): the registry knows the whole mapping.
+        let (mut data, mut len) = (ptr::null_mut(), 0usize);
+        // SAFETY: valid env, value and out-pointers.
+        check(env, unsafe {
+            sys::napi_get_arraybuffer_info(env, sab.0, &mut data, &mut len)
+        })?;
+        let base = data.cast::<u8>();
+        let len = named::mapped_len(base).unwrap_or(len);
+        (None, base, len, len as u64)
+    } else {
+        let (view, (base, len)) = typed_view(env, sab.0)?;
+        let max = raw::get_number(env, sab.0, c"maxByteLength")? as u64;
+        (Some(view), base, len, max)
+    };
     // SAFETY: base/len describe the live buffer; the references taken below keep it alive
     // until the attachment is released.
     let region = unsafe { Region::new(base, len) };
@@ -230,11 +245,15 @@ pub fn attach(env: Env, sab: Raw) -> Result<Raw> {
         throw(env, &e)
     })?;
     let fault_slot = store.region().fault_slot();
-    let (mut sab_ref, mut view_ref) = (ptr::null_mut(), ptr::null_mut());
+    let (mut sab_ref, mut view_ref) = (ptr::null_mut(), None);
     // SAFETY: creating strong references to live values of this env.
     unsafe {
         check(env, sys::napi_create_reference(env, sab.0, 1, &mut sab_ref))?;
-        check(env, sys::napi_create_reference(env, view, 1, &mut view_ref))?;
+        if let Some(view) = view {
+            let mut r = ptr::null_mut();
+            check(env, sys::napi_create_reference(env, view, 1, &mut r))?;
+            view_ref = Some(r);
+        }
     }
     let attached = Attached {
         store,
@@ -385,7 +404,9 @@ impl Attached {
         // attachment is consumed).
         unsafe {
             sys::napi_delete_reference(env, self.sab);
-            sys::napi_delete_reference(env, self.view);
+            if let Some(r) = self.view {
+                sys::napi_delete_reference(env, r);
+            }
             if let Some(r) = self.i32_view {
                 sys::napi_delete_reference(env, r);
             }
@@ -460,8 +481,11 @@ fn with<T>(env: sys::napi_env, id: u32, f: impl FnOnce(&mut Attached) -> Result<
 
 /// Copies the encoded value of `key` into `out`. Returns its length (when larger than
 /// `out`, nothing was copied: call again with a buffer that size), or -1 if absent. On a hit,
-/// `version` (a Uint32Array of 3) receives the entry's version: the byte offset of its SEQ
-/// word, SEQ, and the table epoch, which the JS read cache checks with two `Atomics.load`s.
+/// `version` (a Uint32Array of 5) receives the entry's version: the byte offset of its SEQ
+/// word, SEQ, the table epoch (which the JS read cache checks with two `Atomics.load`s) and
+/// the expiry. A SEQ word past the JS window (named::JS_WINDOW_BYTES) is reported as offset 0,
+/// which no SEQ word has: JS neither caches nor marks that version, and its eviction mark is
+/// made here.
 #[napi]
 pub fn get(env: Env, id: u32, key: String, out: Raw, version: Raw) -> Result<f64> {
     let env = env.raw();
@@ -474,6 +498,12 @@ pub fn get(env: Env, id: u32, key: String, out: Raw, version: Raw) -> Result<f64
             // SAFETY: dst holds cap >= buf.len() bytes of a private (non-shared) Uint8Array.
             unsafe { ptr::copy_nonoverlapping(att.buf.as_ptr(), dst, att.buf.len()) };
         }
+        let v = if v.seq_offset >= named::JS_WINDOW_BYTES {
+            att.visited(env, v)?;
+            crate::store::Version { seq_offset: 0, ..v }
+        } else {
+            v
+        };
         write_version(env, version.0, v)?;
         Ok(att.buf.len() as f64)
     })
@@ -542,6 +572,8 @@ pub fn layout(env: Env) -> Result<Raw> {
         ("blockExpiresBig", B_EXPIRES_BIG),
         ("layoutVersion", LAYOUT_VERSION as u64),
         ("helpEvery", crate::rehash::HELP_EVERY as u64),
+        ("maxRegionBytes", MAX_REGION_BYTES),
+        ("jsWindowBytes", named::JS_WINDOW_BYTES),
     ];
     let map = fields
         .iter()
@@ -985,7 +1017,10 @@ impl Attached {
 
     /// Re-reads the buffer's current length from our view.
     fn refresh(&mut self, env: sys::napi_env) -> Result<u64> {
-        let view = raw::deref(env, self.view)?;
+        let Some(view) = self.view else {
+            return Ok(self.store.region().len());
+        };
+        let view = raw::deref(env, view)?;
         let (base, len) = view_info(env, view)?;
         if base != self.base {
             return Err(throw(env, &CoreError::corrupted("the buffer moved")));

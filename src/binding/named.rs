@@ -20,11 +20,17 @@ use napi_derive::napi;
 use parking_lot::Mutex;
 
 use super::raw::{self, check, throw, Raw};
+use crate::layout::MAX_REGION_BYTES;
 use crate::memory::{FileOptions, Memory};
 use crate::store::Store;
 
-/// The largest external ArrayBuffer every supported Node makes (Node 20: Buffer's 4 GiB).
-const MAX_EXTERNAL_BYTES: u64 = 1 << 32;
+/// The bytes of a store JS sees: the largest external ArrayBuffer Node 20 makes (it refuses
+/// "a Buffer larger than 0x100000000 bytes"; Node 24 makes larger ones), and the most a JS
+/// offset computed with `>>> 2` can address. A store past it is still one mapping: JS is handed
+/// an ArrayBuffer over its first 4 GiB, which the JS reader and read cache read directly, and
+/// `attach` finds the whole mapping in the registries below, so the core sees every byte and
+/// reads past the window go through it (`lib/reader.js` falls back to the native reader).
+pub(super) const JS_WINDOW_BYTES: u64 = 1 << 32;
 
 static REGISTRY: Mutex<Option<HashMap<String, Arc<Memory>>>> = parking_lot::const_mutex(None);
 /// Store files this process has mapped, by (device, inode): every thread, and every path that
@@ -48,10 +54,10 @@ pub fn named_buffer(
         match map.get(&name) {
             Some(m) => m.clone(),
             None => {
-                if max_bytes > MAX_EXTERNAL_BYTES as f64 {
+                if max_bytes > MAX_REGION_BYTES as f64 {
                     return Err(Error::new(
                         Status::InvalidArg,
-                        format!("maxBytes is at most {MAX_EXTERNAL_BYTES} (4 GiB) for a named store, got {max_bytes}"),
+                        format!("maxBytes is at most {MAX_REGION_BYTES} (1 TiB) for a named store, got {max_bytes}"),
                     ));
                 }
                 let len = (max_bytes as usize).max(crate::store::MIN_REGION_BYTES as usize);
@@ -91,7 +97,7 @@ pub fn file_buffer(
         create,
         evict: on_full == crate::layout::ON_FULL_EVICT,
         max_entries: max_entries.max(0.0) as u64,
-        max_file_bytes: MAX_EXTERNAL_BYTES,
+        max_file_bytes: MAX_REGION_BYTES,
     };
     let (memory, created) = Memory::open_file(&path, opts).map_err(|e| throw(env, &e))?;
     let (dev, ino) = memory.file_id.expect("a file mapping has a file id");
@@ -126,7 +132,16 @@ pub fn file_buffer(
     Ok(Raw(out))
 }
 
-/// An external ArrayBuffer over `memory`. No finalizer: the registry (REGISTRY or FILES)
+/// The whole length of the named store or store file mapped at `base`, which JS holds as a
+/// window of at most JS_WINDOW_BYTES (see `attach`); None for memory of neither registry.
+pub(super) fn mapped_len(base: *mut u8) -> Option<usize> {
+    fn find<K>(map: Option<&HashMap<K, Arc<Memory>>>, base: *mut u8) -> Option<usize> {
+        map?.values().find(|m| m.base() == base).map(|m| m.len())
+    }
+    find(REGISTRY.lock().as_ref(), base).or_else(|| find(FILES.lock().as_ref(), base))
+}
+
+/// An external ArrayBuffer over `memory`'s first JS_WINDOW_BYTES at most. No finalizer: the registry (REGISTRY or FILES)
 /// keeps every store's memory for the rest of the process, so there is nothing to release, and
 /// nothing a failed creation could release twice (Node-API may run the finalizer of a buffer
 /// it failed to make, and a hint freed on that path too was a double free: SIGABRT for a
@@ -134,7 +149,13 @@ pub fn file_buffer(
 fn external_buffer(env: sys::napi_env, memory: Arc<Memory>) -> Result<Raw> {
     // SAFETY: the memory outlives the ArrayBuffer: it is never unmapped, and the registry
     // holds it (`memory` is one of its Arcs).
-    unsafe { external_arraybuffer(env, memory.base(), memory.len()) }
+    unsafe {
+        external_arraybuffer(
+            env,
+            memory.base(),
+            memory.len().min(JS_WINDOW_BYTES as usize),
+        )
+    }
 }
 
 /// An ArrayBuffer over `len` bytes at `base`, with no finalizer.
