@@ -4,6 +4,8 @@
 // Exit codes: 0 done; 1 an error, a missing key, or a failed check; 2 a usage error.
 
 const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
 const util = require('node:util');
 const { openStore } = require('..');
 const { writeDump, restoreDump, checkDump } = require('./dump');
@@ -68,7 +70,7 @@ const COMMANDS = {
     run([file], flags, out) {
       // This process's read cache is not the store's: left out.
       const { hits, misses, cachedEntries, cachedBytes, ...stats } = read(file, flags).stats();
-      out(`${JSON.stringify({ path: require('node:path').resolve(file), ...stats }, null, 2)}\n`);
+      out(`${JSON.stringify({ path: path.resolve(file), ...stats }, null, 2)}\n`);
     },
   },
   check: {
@@ -146,37 +148,46 @@ const COMMANDS = {
     flags: { 'max-bytes': 'number', mode: 'mode' },
     run([file, input], flags, out) {
       if (input === undefined && process.stdin.isTTY) throw coded('ERR_KV_USAGE', 'give IN, or pipe the dump to stdin');
-      const buf = readAll(input === undefined ? 0 : input);
-      const maxKeyBytes = require('../binding.js').layout().maxKeyBytes;
-      // Every entry checked before a store is opened or made: a refused dump leaves nothing.
-      const checked = checkDump(buf, { maxKeyBytes });
-      const options = { ...mode(flags), ...(flags['max-bytes'] === undefined ? {} : { maxBytes: flags['max-bytes'] }) };
-      const fresh = !fs.existsSync(file);
-      // A new store file is made under a temporary name and linked into place only when the
-      // whole dump is in it: a restore that fails (a store too small) leaves no file.
-      const target = fresh ? `${file}.${process.pid}.restore.tmp` : file;
-      const store = openStore(target, options);
-      const evictedBefore = store.stats().evictions;
-      const progress = progressLine('restored');
-      let result;
+      const dump = openDump(input);
       try {
-        result = restoreDump(store, buf, { onProgress: progress, checked });
-        const evicted = store.stats().evictions - evictedBefore;
-        if (evicted > 0) {
-          throw coded('ERR_KV_FULL', `the store evicted ${evicted} entries to make room: it is too small for this dump (${file}${fresh ? ' was not made' : ' lost them'})`);
-        }
-        if (fresh) fs.linkSync(target, file); // EEXIST if another process made the file meanwhile
+        restoreFrom(file, dump, flags, out);
       } finally {
-        if (fresh) {
-          store.close();
-          fs.rmSync(target, { force: true });
-        }
+        dump.close();
       }
-      progress(result.restored, true);
-      out(`restored ${result.restored} entries${result.expired ? ` (${result.expired} had expired since the dump)` : ''}\n`, true);
     },
   },
 };
+
+/** Restores the dump `{ fd, size }` into the store file `file` (see the restore command). */
+function restoreFrom(file, dump, flags, out) {
+  const maxKeyBytes = require('../binding.js').layout().maxKeyBytes;
+  // Every entry checked before a store is opened or made: a refused dump leaves nothing.
+  const checked = checkDump(dump, { maxKeyBytes });
+  const options = { ...mode(flags), ...(flags['max-bytes'] === undefined ? {} : { maxBytes: flags['max-bytes'] }) };
+  const fresh = !fs.existsSync(file);
+  // A new store file is made under a temporary name and linked into place only when the
+  // whole dump is in it: a restore that fails (a store too small) leaves no file.
+  const target = fresh ? `${file}.${process.pid}.restore.tmp` : file;
+  const store = openStore(target, options);
+  const evictedBefore = store.stats().evictions;
+  const progress = progressLine('restored');
+  let result;
+  try {
+    result = restoreDump(store, dump, { onProgress: progress, checked });
+    const evicted = store.stats().evictions - evictedBefore;
+    if (evicted > 0) {
+      throw coded('ERR_KV_FULL', `the store evicted ${evicted} entries to make room: it is too small for this dump (${file}${fresh ? ' was not made' : ' lost them'})`);
+    }
+    if (fresh) fs.linkSync(target, file); // EEXIST if another process made the file meanwhile
+  } finally {
+    if (fresh) {
+      store.close();
+      fs.rmSync(target, { force: true });
+    }
+  }
+  progress(result.restored, true);
+  out(`restored ${result.restored} entries${result.expired ? ` (${result.expired} had expired since the dump)` : ''}\n`, true);
+}
 
 function read(file, flags = {}) {
   return openStore(file, { readOnly: true, ...mode(flags) });
@@ -201,38 +212,44 @@ function sameFile(a, b) {
   }
 }
 
-/** A whole file (or stdin, fd 0), past readFileSync's 2 GiB limit (a store holds up to 4 GiB). */
-function readAll(source) {
-  if (source !== 0) {
-    const fd = fs.openSync(source, 'r');
-    try {
-      const size = fs.fstatSync(fd).size;
-      const buf = Buffer.allocUnsafe(size);
-      for (let at = 0; at < size;) {
-        const n = fs.readSync(fd, buf, at, size - at, at);
-        if (n === 0) return buf.subarray(0, at);
-        at += n;
+/**
+ * The dump at `file`, or on stdin, as `{ fd, size, close() }` for lib/dump.js, which reads it
+ * twice (checked whole, then restored) a MiB at a time: a dump of a store past 4 GiB is larger
+ * than any Buffer. Stdin is copied to a temporary file first (removed by close()).
+ */
+function openDump(file) {
+  if (file !== undefined) {
+    const fd = fs.openSync(file, 'r');
+    return { fd, size: fs.fstatSync(fd).size, close: () => fs.closeSync(fd) };
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'skv-restore-'));
+  const spool = path.join(dir, 'dump');
+  const fd = fs.openSync(spool, 'w+', 0o600);
+  const close = () => {
+    fs.closeSync(fd);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    let size = 0;
+    for (;;) {
+      let n;
+      try {
+        n = fs.readSync(0, chunk, 0, chunk.length, null);
+      } catch (err) {
+        if (err.code === 'EAGAIN') continue;
+        if (err.code === 'EOF') break;
+        throw err;
       }
-      return buf;
-    } finally {
-      fs.closeSync(fd);
+      if (n === 0) break;
+      for (let at = 0; at < n;) at += fs.writeSync(fd, chunk, at, n - at, size + at);
+      size += n;
     }
+    return { fd, size, close };
+  } catch (err) {
+    close();
+    throw err;
   }
-  const chunks = [];
-  const chunk = Buffer.allocUnsafe(1 << 20);
-  for (;;) {
-    let n;
-    try {
-      n = fs.readSync(0, chunk, 0, chunk.length, null);
-    } catch (err) {
-      if (err.code === 'EAGAIN') continue;
-      if (err.code === 'EOF') break;
-      throw err;
-    }
-    if (n === 0) break;
-    chunks.push(Buffer.from(chunk.subarray(0, n)));
-  }
-  return Buffer.concat(chunks);
 }
 
 function source(store) {

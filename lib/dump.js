@@ -22,6 +22,7 @@
 // A reader refuses a newer version, and checks the whole file (structure, count, CRC) before
 // it restores anything: a damaged or cut dump is never half restored.
 
+const fs = require('node:fs');
 const zlib = require('node:zlib');
 const { Encoder, decode } = require('./codec');
 const { checkKey } = require('./keys');
@@ -82,108 +83,204 @@ function writeDump(store, write, { source = {}, onProgress } = {}) {
 }
 
 /**
- * Checks a whole dump in `buf`, every entry included (its key, its value's encoding, its
- * expiry), so that a restore fails before it writes anything rather than half way:
- * `{ header, count }`, or an error with code ERR_KV_DUMP_VERSION (made by a newer format) or
- * ERR_KV_DUMP_FORMAT (not a dump, damaged or cut short, or an entry no store could hold).
- * `maxKeyBytes`: the store's key length limit.
+ * A dump read from its start, in order: from a Buffer, or from `{ fd, size }` (a file read with
+ * positioned reads, a MiB at a time, so a dump larger than memory, or than the largest Buffer,
+ * can be checked and restored). `take(n)` returns the next n bytes (a view valid until the next
+ * take), or null past the end; every byte before the trailing CRC goes into `crc`.
  */
-function checkDump(buf, { maxKeyBytes = Infinity } = {}) {
-  if (buf.length < 16 || !buf.subarray(0, 8).equals(MAGIC)) {
+class Input {
+  constructor(source, chunkBytes = CHUNK) {
+    this.chunkBytes = chunkBytes;
+    if (Buffer.isBuffer(source)) {
+      this.fd = -1;
+      this.size = source.length;
+      this.chunk = source;
+      this.chunkAt = 0;
+    } else {
+      this.fd = source.fd;
+      this.size = source.size;
+      this.chunk = Buffer.alloc(0);
+      this.chunkAt = 0;
+    }
+    this.at = 0;
+    this.crc = 0;
+  }
+
+  take(n) {
+    if (this.at + n > this.size) return null;
+    let out;
+    const from = this.at - this.chunkAt;
+    if (from + n <= this.chunk.length) {
+      out = this.chunk.subarray(from, from + n);
+    } else if (n <= this.chunkBytes) {
+      const size = Math.min(this.chunkBytes, this.size - this.at);
+      this.space ??= Buffer.allocUnsafeSlow(this.chunkBytes);
+      this.chunk = this.read(size, this.space);
+      this.chunkAt = this.at;
+      out = this.chunk.subarray(0, n);
+    } else {
+      out = this.read(n); // one large value: read whole, the chunk left as it was
+    }
+    if (this.at + n <= this.size - 4) this.crc = zlib.crc32(out, this.crc);
+    this.at += n;
+    return out;
+  }
+
+  /** Whether the CRC of every byte before the last four is the last four (the rest read too). */
+  crcHolds() {
+    const body = this.size - 4;
+    // Bytes already taken past the body were not added; go back to where the CRC stopped.
+    let at = this.at;
+    let crc = this.crc;
+    if (at > body) {
+      at = 0;
+      crc = 0;
+    }
+    for (; at < body; at += this.chunkBytes) {
+      const n = Math.min(this.chunkBytes, body - at);
+      crc = zlib.crc32(this.fd < 0 ? this.chunk.subarray(at, at + n) : this.readAt(at, n), crc);
+    }
+    const last = this.fd < 0 ? this.chunk.subarray(body) : this.readAt(body, 4);
+    return (crc >>> 0) === last.readUInt32LE(0);
+  }
+
+  readAt(at, n) {
+    const saved = this.at;
+    this.at = at;
+    try {
+      return this.read(n);
+    } finally {
+      this.at = saved;
+    }
+  }
+
+  /** `n` bytes of the file from `this.at`, into `into` if given. */
+  read(n, into = Buffer.allocUnsafe(n)) {
+    for (let got = 0; got < n;) {
+      const r = fs.readSync(this.fd, into, got, n - got, this.at + got);
+      if (r === 0) throw new Error(`dump: the file ended at ${this.at + got} bytes while being read; was it changed?`);
+      got += r;
+    }
+    return into.length === n ? into : into.subarray(0, n);
+  }
+}
+
+const CHUNK = 1 << 20;
+
+/**
+ * Checks a whole dump (a Buffer, or `{ fd, size }` of a file), every entry included (its key,
+ * its value's encoding, its expiry), so that a restore fails before it writes anything rather
+ * than half way: `{ header, count }`, or an error with code ERR_KV_DUMP_VERSION (made by a
+ * newer format) or ERR_KV_DUMP_FORMAT (not a dump, damaged or cut short, or an entry no store
+ * could hold). `maxKeyBytes`: the store's key length limit; `chunkBytes`: how much a file is
+ * read at a time (1 MiB; tests make it small).
+ */
+function checkDump(source, { maxKeyBytes = Infinity, chunkBytes } = {}) {
+  const input = new Input(source, chunkBytes);
+  const header = readHeader(input); // not a dump, or another format: said as such
+  try {
+    let count = 0;
+    for (const entry of records(input)) checkEntry(entry, ++count, maxKeyBytes);
+    const end = input.take(8);
+    if (end === null || end.readDoubleLE(0) !== count) throw cut('entry count');
+    const crc = input.crc >>> 0;
+    const stored = input.take(4);
+    if (stored === null || input.at !== input.size) throw cut('end record');
+    if (stored.readUInt32LE(0) !== crc) throw cut('checksum');
+    return { header, count };
+  } catch (err) {
+    // Damage shows as a bad checksum first: a flipped byte may also make a record look cut or
+    // an entry look made by a newer version, which would mislead.
+    if (err.code === 'ERR_KV_DUMP_FORMAT' && input.size >= 4 && !input.crcHolds()) throw cut('checksum');
+    throw err;
+  }
+}
+
+function cut(what) {
+  return dumpError('ERR_KV_DUMP_FORMAT', `the dump is damaged or cut short (${what}); nothing was restored`);
+}
+
+/** The magic, format version and JSON header at the dump's start. */
+function readHeader(input) {
+  const head = input.take(16);
+  if (head === null || !head.subarray(0, 8).equals(MAGIC)) {
     throw dumpError('ERR_KV_DUMP_FORMAT', 'not a shared-kv-store dump (no SKVDUMP magic at its start)');
   }
-  const version = buf.readUInt32LE(8);
+  const version = head.readUInt32LE(8);
   if (version > FORMAT) {
     throw dumpError('ERR_KV_DUMP_VERSION', `this dump has format version ${version}; this version of shared-kv-store reads format ${FORMAT} and older: restore it with a newer shared-kv-store`);
   }
   if (version < 1) throw dumpError('ERR_KV_DUMP_FORMAT', `format version ${version} does not exist`);
-  const cut = (what) => dumpError('ERR_KV_DUMP_FORMAT', `the dump is damaged or cut short (${what}); nothing was restored`);
-  const hlen = buf.readUInt32LE(12);
-  if (16 + hlen > buf.length) throw cut('header');
-  let header;
+  const json = input.take(head.readUInt32LE(12));
   try {
-    header = JSON.parse(buf.toString('utf8', 16, 16 + hlen));
+    return JSON.parse(json.toString('utf8'));
   } catch {
-    throw cut('header');
-  }
-  const body = buf.length - 4;
-  if ((zlib.crc32(buf.subarray(0, body)) >>> 0) !== buf.readUInt32LE(body)) throw cut('checksum');
-  const walk = records(buf, 16 + hlen, cut);
-  let count = 0;
-  for (let r = walk.next(); ; r = walk.next()) {
-    if (r.done) {
-      const at = r.value; // the end record
-      if (at + 9 !== body || buf.readDoubleLE(at + 1) !== count) throw cut('entry count');
-      return { header, count };
-    }
-    checkEntry(buf, r.value, ++count, maxKeyBytes);
+    // (Damage there is reported as such when the checksum says so.)
+    throw input.size >= 4 && !input.crcHolds() ? cut('checksum') : cut('header');
   }
 }
 
 /**
- * The entry records of a dump from `at` on, each bounds-checked against its body (`cut(what)`
- * makes the error): `{ kAt, klen, vAt, vlen, expires }`. Returns the end record's offset.
+ * The entry records from the input's position on, each bounds-checked against the input:
+ * `{ key, value, expires }` (key and value: the raw bytes, views valid until the next record).
+ * Stops after the end record's tag.
  */
-function* records(buf, at, cut) {
-  const body = buf.length - 4;
+function* records(input) {
   for (let n = 1; ; n++) {
-    if (at >= body) throw cut('no end record');
-    if (buf[at] === TAG_END) return at;
-    if (buf[at] !== TAG_ENTRY || at + 5 > body) throw cut(`record ${n}`);
-    const klen = buf.readUInt32LE(at + 1);
-    const vlenAt = at + 5 + klen;
-    if (vlenAt + 4 > body) throw cut(`record ${n}`);
-    const vlen = buf.readUInt32LE(vlenAt);
-    const end = vlenAt + 4 + vlen + 8;
-    if (end > body) throw cut(`record ${n}`);
-    yield { kAt: at + 5, klen, vAt: vlenAt + 4, vlen, expires: buf.readDoubleLE(end - 8) };
-    at = end;
+    const tag = input.take(1);
+    if (tag === null) throw cut('no end record');
+    if (tag[0] === TAG_END) return;
+    if (tag[0] !== TAG_ENTRY) throw cut(`record ${n}`);
+    const klen = input.take(4);
+    // A copy: the value's read may reuse the chunk the key is in.
+    const key = klen === null ? null : input.take(klen.readUInt32LE(0));
+    const keyCopy = key === null ? null : Buffer.from(key);
+    const vlen = keyCopy === null ? null : input.take(4);
+    const value = vlen === null ? null : input.take(vlen.readUInt32LE(0));
+    const expires = value === null ? null : input.take(8);
+    if (expires === null) throw cut(`record ${n}`);
+    yield { key: keyCopy, value, expires: expires.readDoubleLE(0) };
   }
 }
 
 /** One entry of a dump, as a store would take it; ERR_KV_DUMP_FORMAT naming it if not. */
-function checkEntry(buf, { kAt, klen, vAt, vlen, expires }, n, maxKeyBytes) {
+function checkEntry({ key: bytes, value, expires }, n, maxKeyBytes) {
   const bad = (what) => dumpError('ERR_KV_DUMP_FORMAT', `entry ${n}: ${what}; nothing was restored`);
-  const key = buf.toString('utf8', kAt, kAt + klen);
-  if (!Buffer.from(key).equals(buf.subarray(kAt, kAt + klen))) throw bad('its key is not UTF-8');
-  if (klen > maxKeyBytes) throw bad(`its key is ${klen} bytes long, more than the store's ${maxKeyBytes}`);
+  const key = bytes.toString('utf8');
+  if (!Buffer.from(key).equals(bytes)) throw bad('its key is not UTF-8');
+  if (bytes.length > maxKeyBytes) throw bad(`its key is ${bytes.length} bytes long, more than the store's ${maxKeyBytes}`);
   try {
     checkKey(key);
   } catch (err) {
     throw bad(err.message);
   }
   try {
-    decode(buf.subarray(vAt, vAt + vlen));
+    decode(value);
   } catch (err) {
     throw bad(`its value does not decode (${err.message}): made by a newer version of shared-kv-store?`);
   }
   if (!Number.isSafeInteger(expires) || expires < 0) throw bad(`its expiry ${expires} is not a time in ms`);
 }
 
-/** The entries of a dump `checkDump` accepted: [key, value bytes, expires (0: never)]. */
-function* dumpEntries(buf) {
-  const never = () => new Error('unreachable: the dump was checked');
-  for (const { kAt, klen, vAt, vlen, expires } of records(buf, 16 + buf.readUInt32LE(12), never)) {
-    yield [buf.toString('utf8', kAt, kAt + klen), buf.subarray(vAt, vAt + vlen), expires];
-  }
-}
-
 /**
- * Restores the dump in `buf` into `store`: checks all of it first (unless `checked`, what
- * checkDump returned for it), then sets every entry that has not expired by now, with its
- * expiry. Returns `{ restored, expired, header }`.
+ * Restores the dump (a Buffer, or `{ fd, size }`) into `store`: checks all of it first (unless
+ * `checked`, what checkDump returned for it), then reads it again and sets every entry that has
+ * not expired by now, with its expiry. Returns `{ restored, expired, header }`.
  */
-function restoreDump(store, buf, { onProgress, now = Date.now, maxKeyBytes, checked } = {}) {
-  const header = checked?.header ?? checkDump(buf, { maxKeyBytes }).header;
+function restoreDump(store, source, { onProgress, now = Date.now, maxKeyBytes, checked, chunkBytes } = {}) {
+  const header = checked?.header ?? checkDump(source, { maxKeyBytes, chunkBytes }).header;
+  const input = new Input(source, chunkBytes);
+  readHeader(input);
   let restored = 0;
   let expired = 0;
-  for (const [key, bytes, expires] of dumpEntries(buf)) {
+  for (const { key: bytes, value, expires } of records(input)) {
     if (expires !== 0 && expires <= now()) {
       expired++;
       continue;
     }
+    const key = bytes.toString('utf8');
     try {
-      store.set(key, decode(bytes), expires === 0 ? undefined : { expiresAt: expires });
+      store.set(key, decode(value), expires === 0 ? undefined : { expiresAt: expires });
     } catch (err) {
       err.message = `restore: ${restored} entries restored, then '${key}' failed: ${err.message}`;
       throw err;
