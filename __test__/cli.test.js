@@ -430,6 +430,9 @@ test('restore reads a dump a chunk at a time: values across chunks and larger th
   const { Encoder } = require('../lib/codec');
   const encoder = new Encoder();
   const entries = [['a', 'x'.repeat(100), 0], ['bb', { n: 1, s: 'y'.repeat(30) }, 0], ['', [1, 2, 3], Date.now() + 3_600_000], ['long', 'z'.repeat(5000), 0]];
+  // Many small records, so that every field, the expiry included, straddles some chunk's end,
+  // and some values are exactly a chunk long (61 encodes 'x' * 61 in 63 bytes, 64 with 62).
+  for (let i = 0; i < 400; i++) entries.push([`n${i}`, i % 5 === 0 ? 'x'.repeat(i % 70) : i, i % 3 === 0 ? Date.now() + 3_600_000 + i : 0]);
   const encoded = (v) => {
     const n = encoder.encode(v); // (it may replace encoder.buf)
     return Buffer.from(encoder.buf.subarray(0, n));
@@ -440,7 +443,7 @@ test('restore reads a dump a chunk at a time: values across chunks and larger th
   const fd = fs.openSync(file, 'r');
   try {
     const source = { fd, size: bytes.length };
-    for (const chunkBytes of [7, 64, 1 << 20]) {
+    for (const chunkBytes of [7, 13, 64, 100, 1 << 20]) {
       assert.equal(checkDump(source, { chunkBytes }).count, entries.length);
       const got = new Map();
       const store = { set: (k, v, o) => got.set(k, [v, o?.expiresAt ?? 0]) };

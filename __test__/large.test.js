@@ -129,6 +129,23 @@ test('an evicting store file past 4 GiB: reads past the mark are marked (nativel
   store.close();
 });
 
+test('a mark held natively (a read past the window) is handed over before the next write', async (t) => {
+  if (freeBytes(tmp) < 5 * GIB) return t.skip(`${tmp} has less than 5 GiB free`);
+  // One read of the hot key per 50 writes: a mark that waited for a batch of 128 would come
+  // too late (a reviewer saw it evicted by the 25th round).
+  const file = path.join(tmp, 'lag.kv');
+  const store = kv.openStore(file, { maxBytes: MAX, onFull: 'evict', maxEntries: 1000 });
+  store.set('pad', 'x', { minBufferSize: 2 ** 32 - 1 });
+  for (let i = 0; i < 1500; i++) store.set('fill' + i, i);
+  store.set('hot', 1);
+  for (let round = 0; round < 200; round++) {
+    assert.equal(store.get('hot'), 1, `hot in round ${round}`);
+    for (let i = 0; i < 50; i++) store.set(`c${round}:${i}`, i);
+  }
+  assert.ok(store.stats().evictions > 10000);
+  store.close();
+});
+
 test('a named store past 4 GiB is shared by the threads of the process', async () => {
   const store = kv.createStore('large-named', { maxBytes: MAX });
   assert.equal(store.stats().bufferBytes, MAX);

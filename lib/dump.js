@@ -222,7 +222,7 @@ function readHeader(input) {
 
 /**
  * The entry records from the input's position on, each bounds-checked against the input:
- * `{ key, value, expires }` (key and value: the raw bytes, views valid until the next record).
+ * `{ key, value, expires }` (key and value: the raw bytes, valid until the next record).
  * Stops after the end record's tag.
  */
 function* records(input) {
@@ -232,11 +232,13 @@ function* records(input) {
     if (tag[0] === TAG_END) return;
     if (tag[0] !== TAG_ENTRY) throw cut(`record ${n}`);
     const klen = input.take(4);
-    // A copy: the value's read may reuse the chunk the key is in.
+    // A copy: the value's read may refill the chunk the key is in.
     const key = klen === null ? null : input.take(klen.readUInt32LE(0));
     const keyCopy = key === null ? null : Buffer.from(key);
     const vlen = keyCopy === null ? null : input.take(4);
-    const value = vlen === null ? null : input.take(vlen.readUInt32LE(0));
+    const view = vlen === null ? null : input.take(vlen.readUInt32LE(0));
+    // A copy too if it lies in the reused chunk: reading the expiry may refill that chunk.
+    const value = view !== null && view.buffer === input.space?.buffer ? Buffer.from(view) : view;
     const expires = value === null ? null : input.take(8);
     if (expires === null) throw cut(`record ${n}`);
     yield { key: keyCopy, value, expires: expires.readDoubleLE(0) };

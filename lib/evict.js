@@ -29,6 +29,7 @@ class Visits {
     this.id = id;
     this.pairs = new Uint32Array(BATCH * 2);
     this.n = 0;
+    this.nativePending = false;
     this.reads = 0;
     // The last version recorded per slot (direct-mapped), so a hot key is recorded once.
     this.recentOffset = new Uint32Array(1 << RECENT_BITS);
@@ -37,10 +38,14 @@ class Visits {
 
   /** A hit on the version (SEQ word offset, SEQ). */
   record(offset, seq) {
-    if (++this.reads >= FLUSH_READS && this.n !== 0) this.flush();
+    if (++this.reads >= FLUSH_READS && (this.n !== 0 || this.nativePending)) this.flush();
     seq |= 0;
-    // Marked already, or past the JS window (offset 0: the native get marked it).
-    if ((seq & VISITED) === VISITED || offset === 0) return;
+    if ((seq & VISITED) === VISITED) return; // marked already
+    if (offset === 0) {
+      // Past the JS window: the native get holds this mark; the next flush hands it over.
+      this.nativePending = true;
+      return;
+    }
     const r = (Math.imul(offset >>> 3, 0x9e3779b1) >>> (32 - RECENT_BITS));
     if (this.recentOffset[r] === offset && this.recentSeq[r] === seq) return;
     this.recentOffset[r] = offset;
@@ -53,9 +58,10 @@ class Visits {
 
   flush() {
     this.reads = 0;
-    if (this.n === 0) return;
+    if (this.n === 0 && !this.nativePending) return;
     const n = this.n;
     this.n = 0;
+    this.nativePending = false;
     // Not marked if a writer held the lock at that moment: reads never wait for writers.
     this.native.markVisited(this.id, this.pairs, n);
   }

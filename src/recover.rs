@@ -54,20 +54,10 @@ impl Store {
             });
         }
         // One bit per 8-byte boundary of the arena: the blocks the index references.
-        // (top / 64 bytes of heap: 16 GiB for a full 1 TiB store. Asked for fallibly, so a
-        // process that cannot have it gets ENOMEM, not an abort.)
-        let words = ((top - HEADER_SIZE) / 8).div_ceil(64) as usize;
-        let mut referenced = Vec::new();
-        referenced
-            .try_reserve_exact(words)
-            .map_err(|_| Error::Io {
-                code: "ENOMEM".into(),
-                message: format!(
-                    "recovering the store needs {} bytes of memory, which this process cannot get",
-                    words * 8
-                ),
-            })?;
-        referenced.resize(words, 0u64);
+        // (top / 64 bytes of address space: zeroed pages the allocator maps, committed only
+        // where a referenced block sets a bit, so a store of large values costs little. Asked
+        // for fallibly: a process that cannot have it gets ENOMEM, not an abort.)
+        let mut referenced = zeroed_words(((top - HEADER_SIZE) / 8).div_ceil(64) as usize)?;
         let mut marked = 0u64;
         // Marks `block`; false if it was marked already.
         let mut mark = |block: u64| -> Result<bool> {
@@ -223,4 +213,29 @@ fn settle_descriptor(r: &crate::region::Region) -> Result<Tables> {
         epoch.store(e.wrapping_add(1), Release);
     }
     Ok(tables)
+}
+
+/// `words` zeroed u64s, or ENOMEM. `alloc_zeroed` gets fresh zero pages from the OS for a large
+/// size, so only the pages written are committed (a `vec![0; n]` after `try_reserve` writes them
+/// all: 64 MiB per recovery of a 4 GiB store).
+fn zeroed_words(words: usize) -> Result<Box<[u64]>> {
+    let enomem = || Error::Io {
+        code: "ENOMEM".into(),
+        message: format!(
+            "recovering the store needs {} bytes of memory, which this process cannot get",
+            words.saturating_mul(8)
+        ),
+    };
+    if words == 0 {
+        return Ok(Box::new([]));
+    }
+    let layout = std::alloc::Layout::array::<u64>(words).map_err(|_| enomem())?;
+    // SAFETY: the layout's size is non-zero (words > 0).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<u64>();
+    if p.is_null() {
+        return Err(enomem());
+    }
+    // SAFETY: `p` is a fresh, zeroed (valid u64s) allocation of the global allocator with the
+    // layout of `[u64; words]`, which is what the Box frees it with.
+    Ok(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, words)) })
 }

@@ -21,6 +21,11 @@ use shared_kv_store::layout::*;
 use shared_kv_store::{Error, Limits, Region, SetOptions, Store};
 
 const LEN: usize = 1 << 20;
+/// Stores past 4 GiB: a padding entry reserves [PAD_FROM, ~4 GiB), which no write touches, so
+/// only the bytes around it are saved and restored (BIG_LEN is reserved, not committed).
+const BIG_LEN: usize = (1 << 32) + (2 << 20);
+const PAD_FROM: usize = 1 << 20;
+const PAD_TO: usize = 1 << 32;
 /// The exit status of a writer whose operation returned before its crash point.
 const FINISHED: i32 = 87;
 
@@ -29,17 +34,22 @@ const FINISHED: i32 = 87;
 struct Shm {
     base: *mut u8,
     len: usize,
+    /// A range never written (a padded store's reserve): left out of save and restore.
+    hole: Option<(usize, usize)>,
 }
 
 impl Shm {
     fn new() -> Shm {
+        Shm::sized(LEN)
+    }
+    fn sized(size: usize) -> Shm {
         // SAFETY: a fresh anonymous shared mapping; checked below.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                LEN,
+                size,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
                 0,
             )
@@ -47,24 +57,48 @@ impl Shm {
         assert_ne!(p, libc::MAP_FAILED);
         Shm {
             base: p.cast(),
-            len: LEN,
+            len: size,
+            hole: None,
+        }
+    }
+    /// The ranges save and restore copy.
+    fn ranges(&self) -> Vec<(usize, usize)> {
+        match self.hole {
+            None => vec![(0, self.len)],
+            Some((from, to)) => vec![(0, from), (to, self.len)],
         }
     }
     fn region(&self) -> Region {
         // SAFETY: LEN >= len bytes at base stay mapped for the whole test (never unmapped).
         unsafe { Region::new(self.base, self.len) }
     }
-    /// The bytes, copied while no other process runs.
+    /// The bytes (but a hole's), copied while no other process runs.
     fn save(&self) -> Vec<u8> {
-        let mut b = vec![0; self.len];
-        // SAFETY: no child runs and no Region is used meanwhile; len bytes are mapped.
-        unsafe { std::ptr::copy_nonoverlapping(self.base, b.as_mut_ptr(), self.len) };
+        let mut b = Vec::new();
+        for (from, to) in self.ranges() {
+            // SAFETY: no child runs and no Region is used meanwhile; [from, to) is mapped.
+            b.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(self.base.add(from), to - from)
+            });
+        }
         b
     }
+    /// Puts back what `save` copied (or, from a shorter `bytes`, that many bytes from the start).
     fn restore(&self, bytes: &[u8]) {
-        assert!(bytes.len() <= LEN);
-        // SAFETY: no child runs and no Region is used meanwhile; LEN bytes are mapped.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base, bytes.len()) };
+        let mut at = 0;
+        for (from, to) in self.ranges() {
+            let n = (to - from).min(bytes.len() - at);
+            // SAFETY: no child runs and no Region is used meanwhile; [from, from + n) is mapped.
+            unsafe { std::ptr::copy_nonoverlapping(bytes[at..].as_ptr(), self.base.add(from), n) };
+            at += n;
+        }
+    }
+    /// Zeroes what save and restore copy.
+    fn zero(&self) {
+        for (from, to) in self.ranges() {
+            // SAFETY: no child runs and no Region is used meanwhile; [from, to) is mapped.
+            unsafe { std::ptr::write_bytes(self.base.add(from), 0, to - from) };
+        }
     }
 }
 
@@ -670,12 +704,60 @@ fn crash_recovery(shm: &Shm, fam: &Family, states: &[Snapshot], crashed: &[u8], 
 fn every_crash_point_of_every_write_family_recovers_to_before_or_after() {
     let deep = std::env::var("SKV_CRASHPOINTS_DEEP").is_ok();
     let mut shm = Shm::new();
+    let (points, recoverer_points) = run_families(&mut shm, families(deep), deep, false);
+    eprintln!("{points} crash points of writers, {recoverer_points} of recoverers");
+}
+
+/// The same families in a store past 4 GiB: a padding entry of 4 GiB first, so that every block
+/// the family writes (and the index it grows) lies past the 4 GiB mark, where offsets need the
+/// slot's high bits.
+#[test]
+fn crash_points_past_4_gib_recover_too() {
+    const PAST: [&str; 5] = [
+        "set of a new key",
+        "overwrite in place with the undo record",
+        "copy-on-write overwrite (longer than the undo record)",
+        "delete",
+        "an expiring set",
+    ];
+    let mut shm = Shm::sized(BIG_LEN);
+    shm.hole = Some((PAD_FROM, PAD_TO));
+    let big: Vec<Family> = families(false)
+        .into_iter()
+        .filter(|f| PAST.iter().any(|p| f.name.starts_with(p)))
+        .map(|mut f| {
+            let setup = f.setup;
+            f.setup = Box::new(move |s: &Store| {
+                let pad = SetOptions {
+                    reserve: PAD_TO as u64 - 1, // its block ends past the mark
+                    ..SetOptions::default()
+                };
+                s.set_with(b"\0pad", b"x", &pad).unwrap();
+                assert!(s.stats().unwrap().bytes_used > PAD_TO as u64);
+                setup(s);
+            });
+            f.name = format!("{} (past 4 GiB)", f.name);
+            f.limits.max_bytes = BIG_LEN as u64;
+            f
+        })
+        .collect();
+    assert_eq!(big.len(), PAST.len());
+    let (points, recoverer_points) = run_families(&mut shm, big, false, true);
+    eprintln!("past 4 GiB: {points} crash points of writers, {recoverer_points} of recoverers");
+}
+
+/// Enumerates every crash point of each family; returns (writer points, recoverer points).
+fn run_families(shm: &mut Shm, families: Vec<Family>, deep: bool, padded: bool) -> (u64, u64) {
     let (mut points, mut recoverer_points) = (0, 0);
-    for fam in families(deep) {
+    for fam in families {
         // The store is maxBytes long, so that full means full; and zeroed, as new memory is
         // (the format trusts that bytes past the high water were never written).
         shm.len = fam.limits.max_bytes as usize;
-        shm.restore(&vec![0; LEN]);
+        if padded {
+            shm.zero();
+        } else {
+            shm.restore(&vec![0; LEN]);
+        }
         // The state before, and after each write, uninterrupted (in this process).
         let s = Store::create_with(shm.region(), 11, STORE_PROCESS_SHARED, fam.limits).unwrap();
         (fam.setup)(&s);
@@ -728,5 +810,5 @@ fn every_crash_point_of_every_write_family_recovers_to_before_or_after() {
         points += last;
         eprintln!("{}: {last} crash points", fam.name);
     }
-    eprintln!("{points} crash points of writers, {recoverer_points} of recoverers");
+    (points, recoverer_points)
 }

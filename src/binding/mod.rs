@@ -1077,6 +1077,10 @@ pub fn mark_visited(env: Env, id: u32, pairs: Raw, n: u32) -> Result<bool> {
         .map(|p| (p[0] as u64, p[1]))
         .collect();
     with(env, id, |att| {
+        // With the marks the native get holds (reads past the JS window, or of the native
+        // codec): handed over at the same moments as this thread's JS marks.
+        let mut seen = seen;
+        seen.append(&mut att.visits);
         att.run(env, |store, _| store.mark_visited(&seen))
     })
 }
