@@ -41,6 +41,14 @@ function readAll(store, what) {
   assert.equal(store.get('absent'), undefined);
 }
 
+/** An evicting store file padded past 4 GiB, then 1,500 keys: the index grows past the mark. */
+function evictingPastMark(name, maxEntries) {
+  const store = kv.openStore(path.join(tmp, name), { maxBytes: MAX, onFull: 'evict', maxEntries });
+  store.set('pad', 'x', { minBufferSize: 2 ** 32 - 1 });
+  for (let i = 0; i < 1500; i++) store.set('fill' + i, i);
+  return store;
+}
+
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'skv-large-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -108,11 +116,7 @@ test('a store file past 4 GiB: written past the mark, read through both codecs, 
 
 test('an evicting store file past 4 GiB: reads past the mark are marked (natively), and hot keys survive', async (t) => {
   if (freeBytes(tmp) < 5 * GIB) return t.skip(`${tmp} has less than 5 GiB free`);
-  const file = path.join(tmp, 'evict.kv');
-  const store = kv.openStore(file, { maxBytes: MAX, onFull: 'evict', maxEntries: 2000 });
-  store.set('pad', 'x', { minBufferSize: 2 ** 32 - 1 });
-  // 1,500 keys grow the index, which is placed past the mark with them.
-  for (let i = 0; i < 1500; i++) store.set('fill' + i, i);
+  const store = evictingPastMark('evict.kv', 2000);
   for (let i = 0; i < 20; i++) store.set('hot' + i, { i });
   // 4,000 cold writes into 2,000 entries: the eviction hand passes every entry at least twice,
   // and only the marks of the hot keys' reads keep them.
@@ -133,10 +137,7 @@ test('a mark held natively (a read past the window) is handed over before the ne
   if (freeBytes(tmp) < 5 * GIB) return t.skip(`${tmp} has less than 5 GiB free`);
   // One read of the hot key per 50 writes: a mark that waited for a batch of 128 would come
   // too late (a reviewer saw it evicted by the 25th round).
-  const file = path.join(tmp, 'lag.kv');
-  const store = kv.openStore(file, { maxBytes: MAX, onFull: 'evict', maxEntries: 1000 });
-  store.set('pad', 'x', { minBufferSize: 2 ** 32 - 1 });
-  for (let i = 0; i < 1500; i++) store.set('fill' + i, i);
+  const store = evictingPastMark('lag.kv', 1000);
   store.set('hot', 1);
   for (let round = 0; round < 200; round++) {
     assert.equal(store.get('hot'), 1, `hot in round ${round}`);
