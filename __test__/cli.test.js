@@ -469,3 +469,29 @@ test('restore reads a dump a chunk at a time: values across chunks and larger th
     }
   }
 });
+
+test('a dump that changes between the check and the restore restores nothing: noticed by its size, times, or its end', () => {
+  const { openDump } = require('../lib/cli');
+  const { checkDump, restoreDump } = require('../lib/dump');
+  const one = Buffer.from([0x01]);
+  const bytes = craft(Array.from({ length: 50 }, (_, i) => [`k${i}`, one, 0]));
+  const file = newPath('dump');
+  fs.writeFileSync(file, bytes);
+  const dump = openDump(file);
+  try {
+    assert.equal(checkDump(dump).count, 50);
+    assert.equal(dump.changed(), false);
+    fs.appendFileSync(file, 'x');
+    assert.equal(dump.changed(), true); // the CLI refuses here, before it writes anything
+    // Cut under a restore already running: it stops with a coded error where the file ends.
+    fs.truncateSync(file, 200);
+    const set = [];
+    assert.throws(() => restoreDump({ set: (k) => set.push(k) }, dump, { checked: { header: {} } }), { code: 'ERR_KV_DUMP_CHANGED' });
+    assert.ok(set.length < 50);
+  } finally {
+    dump.close();
+  }
+  // A key length past the store's limit is refused before the key is read.
+  const long = craft([['k'.repeat(100), one, 0]]);
+  assert.throws(() => checkDump(long, { maxKeyBytes: 10 }), { code: 'ERR_KV_DUMP_FORMAT', message: /entry 1: its key is 100 bytes long, more than the store's 10/ });
+});

@@ -173,6 +173,8 @@ function restoreFrom(file, dump, flags, out) {
   const progress = progressLine('restored');
   let result;
   try {
+    // What was checked is what is restored: the dump may not change in between.
+    if (dump.changed()) throw coded('ERR_KV_DUMP_CHANGED', 'the dump changed while it was checked; nothing was restored');
     result = restoreDump(store, dump, { onProgress: progress, checked });
     const evicted = store.stats().evictions - evictedBefore;
     if (evicted > 0) {
@@ -220,7 +222,12 @@ function sameFile(a, b) {
 function openDump(file) {
   if (file !== undefined) {
     const fd = fs.openSync(file, 'r');
-    return { fd, size: fs.fstatSync(fd).size, close: () => fs.closeSync(fd) };
+    const at = fs.fstatSync(fd);
+    const changed = () => {
+      const now = fs.fstatSync(fd);
+      return now.size !== at.size || now.mtimeMs !== at.mtimeMs || now.ctimeMs !== at.ctimeMs;
+    };
+    return { fd, size: at.size, changed, close: () => fs.closeSync(fd) };
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'skv-restore-'));
   const spool = path.join(dir, 'dump');
@@ -245,7 +252,7 @@ function openDump(file) {
       for (let at = 0; at < n;) at += fs.writeSync(fd, chunk, at, n - at, size + at);
       size += n;
     }
-    return { fd, size, close };
+    return { fd, size, changed: () => false, close };
   } catch (err) {
     close();
     throw err;
@@ -391,4 +398,4 @@ async function main(argv, io = {}) {
   }
 }
 
-module.exports = { main };
+module.exports = { main, openDump };

@@ -158,7 +158,7 @@ class Input {
   read(n, into = Buffer.allocUnsafe(n)) {
     for (let got = 0; got < n;) {
       const r = fs.readSync(this.fd, into, got, n - got, this.at + got);
-      if (r === 0) throw new Error(`dump: the file ended at ${this.at + got} bytes while being read; was it changed?`);
+      if (r === 0) throw dumpError('ERR_KV_DUMP_CHANGED', `the file ended at ${this.at + got} bytes while being read: it changed`);
       got += r;
     }
     return into.length === n ? into : into.subarray(0, n);
@@ -180,7 +180,7 @@ function checkDump(source, { maxKeyBytes = Infinity, chunkBytes } = {}) {
   const header = readHeader(input); // not a dump, or another format: said as such
   try {
     let count = 0;
-    for (const entry of records(input)) checkEntry(entry, ++count, maxKeyBytes);
+    for (const entry of records(input, maxKeyBytes)) checkEntry(entry, ++count);
     const end = input.take(8);
     if (end === null || end.readDoubleLE(0) !== count) throw cut('entry count');
     const crc = input.crc >>> 0;
@@ -191,7 +191,8 @@ function checkDump(source, { maxKeyBytes = Infinity, chunkBytes } = {}) {
   } catch (err) {
     // Damage shows as a bad checksum first: a flipped byte may also make a record look cut or
     // an entry look made by a newer version, which would mislead.
-    if (err.code === 'ERR_KV_DUMP_FORMAT' && input.size >= 4 && !input.crcHolds()) throw cut('checksum');
+    // (A RangeError: a damaged length asked for more memory than there is.)
+    if ((err.code === 'ERR_KV_DUMP_FORMAT' || err instanceof RangeError) && input.size >= 4 && !input.crcHolds()) throw cut('checksum');
     throw err;
   }
 }
@@ -225,15 +226,17 @@ function readHeader(input) {
  * `{ key, value, expires }` (key and value: the raw bytes, valid until the next record).
  * Stops after the end record's tag.
  */
-function* records(input) {
+function* records(input, maxKeyBytes = Infinity) {
   for (let n = 1; ; n++) {
     const tag = input.take(1);
     if (tag === null) throw cut('no end record');
     if (tag[0] === TAG_END) return;
     if (tag[0] !== TAG_ENTRY) throw cut(`record ${n}`);
-    const klen = input.take(4);
+    const klen = input.take(4)?.readUInt32LE(0);
+    // Before the key is read: a damaged length is not worth a large allocation.
+    if (klen > maxKeyBytes) throw entryError(n, `its key is ${klen} bytes long, more than the store's ${maxKeyBytes}`);
     // A copy: the value's read may refill the chunk the key is in.
-    const key = klen === null ? null : input.take(klen.readUInt32LE(0));
+    const key = klen === undefined ? null : input.take(klen);
     const keyCopy = key === null ? null : Buffer.from(key);
     const vlen = keyCopy === null ? null : input.take(4);
     const view = vlen === null ? null : input.take(vlen.readUInt32LE(0));
@@ -245,12 +248,15 @@ function* records(input) {
   }
 }
 
+function entryError(n, what) {
+  return dumpError('ERR_KV_DUMP_FORMAT', `entry ${n}: ${what}; nothing was restored`);
+}
+
 /** One entry of a dump, as a store would take it; ERR_KV_DUMP_FORMAT naming it if not. */
-function checkEntry({ key: bytes, value, expires }, n, maxKeyBytes) {
-  const bad = (what) => dumpError('ERR_KV_DUMP_FORMAT', `entry ${n}: ${what}; nothing was restored`);
+function checkEntry({ key: bytes, value, expires }, n) {
+  const bad = (what) => entryError(n, what);
   const key = bytes.toString('utf8');
   if (!Buffer.from(key).equals(bytes)) throw bad('its key is not UTF-8');
-  if (bytes.length > maxKeyBytes) throw bad(`its key is ${bytes.length} bytes long, more than the store's ${maxKeyBytes}`);
   try {
     checkKey(key);
   } catch (err) {
@@ -275,7 +281,7 @@ function restoreDump(store, source, { onProgress, now = Date.now, maxKeyBytes, c
   readHeader(input);
   let restored = 0;
   let expired = 0;
-  for (const { key: bytes, value, expires } of records(input)) {
+  for (const { key: bytes, value, expires } of records(input, maxKeyBytes)) {
     if (expires !== 0 && expires <= now()) {
       expired++;
       continue;
