@@ -9,7 +9,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 
 use common::Mem;
-use shared_kv_store::layout::{H_MIG_STATE, MIG_MOVING};
+use shared_kv_store::layout::{
+    H_HIGH_WATER, H_MIG_CURSOR, H_MIG_STATE, H_PREP, H_T0, MIGRATE_SCAN_FACTOR, MIGRATE_SLOTS,
+    MIG_MOVING, MIG_NONE, MIG_PREPARING, SLOT_SIZE, ZERO_BYTES,
+};
 use shared_kv_store::Store;
 
 fn key(i: u64) -> Vec<u8> {
@@ -69,4 +72,96 @@ fn a_scan_across_growths_loses_no_key_and_repeats_none() {
         eprintln!("{initial} keys, batches of {batch}: {during_growth} batches during a growth, {restarts} restarts");
         s.check().unwrap();
     }
+}
+
+/// Where a growth stands: (state, cursor, T0's slots, the prepared block, its slots).
+fn growth(s: &Store) -> (u32, u64, u64, u64, u64) {
+    let r = s.region();
+    let state = r.u32(H_MIG_STATE).unwrap().load(Relaxed);
+    let prep = r.u64(H_PREP).unwrap().load(Relaxed);
+    (
+        state,
+        r.u64(H_MIG_CURSOR).unwrap().load(Relaxed),
+        cap(s, r.u64(H_T0).unwrap().load(Relaxed)),
+        prep,
+        if state == MIG_PREPARING {
+            cap(s, prep)
+        } else {
+            0
+        },
+    )
+}
+
+/// The slots of the table at `block` (T_CAP, the u32 after the block's internal header word).
+fn cap(s: &Store, block: u64) -> u64 {
+    s.region()
+        .u32(block + shared_kv_store::layout::T_CAP)
+        .unwrap()
+        .load(Relaxed) as u64
+}
+
+/// "No write waits for a whole rebuild": across growths from empty to 200,000 keys, and in a
+/// mix of sets and deletes that grows and shrinks the index, every write moves the growth on by
+/// one bounded slice at most: ZERO_BYTES of the new table zeroed, or MIGRATE_SLOTS entries
+/// moved (scanning at most MIGRATE_SLOTS * MIGRATE_SCAN_FACTOR slots). A write that finished
+/// the rest at once (rehash_all's catch-up) would fail here.
+#[test]
+fn no_write_waits_for_a_whole_rebuild() {
+    let scan = MIGRATE_SLOTS * MIGRATE_SCAN_FACTOR;
+    let mem = Mem::new(256 << 20);
+    let s = mem.create(256 << 20);
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut growths, mut steps) = (0u64, 0u64);
+    for i in 0..400_000u64 {
+        let before = growth(&s);
+        let high_water = s.region().u64(H_HIGH_WATER).unwrap().load(Relaxed);
+        if i < 200_000 {
+            s.set(&key(i), &i.to_le_bytes(), false).unwrap();
+        } else {
+            // Deletes outrun sets: the index shrinks (a rebuild to a smaller table) as well.
+            let k = key(next() % 200_000);
+            if next() % 4 == 0 {
+                s.set(&k, b"again", false).unwrap();
+            } else {
+                s.delete(&k).unwrap();
+            }
+        }
+        let after = growth(&s);
+        // (Caps read before the write: a finished growth frees the old table's block.)
+        let (state, cursor, t0_cap, prep, prep_cap) = before;
+        let work = match (state, after.0) {
+            (MIG_NONE, MIG_NONE) => 0,
+            (MIG_NONE, MIG_PREPARING) => {
+                growths += 1;
+                if after.3 >= high_water && after.1 == after.4 * SLOT_SIZE {
+                    0 // a block past the high water was never written: nothing to zero
+                } else {
+                    after.1.div_ceil(ZERO_BYTES)
+                }
+            }
+            (MIG_PREPARING, MIG_PREPARING) => {
+                assert_eq!(prep, after.3, "write {i}: the prepared table changed");
+                (after.1 - cursor).div_ceil(ZERO_BYTES)
+            }
+            // The last slice of zeroing, then the table is published.
+            (MIG_PREPARING, MIG_MOVING) => (prep_cap * SLOT_SIZE - cursor).div_ceil(ZERO_BYTES),
+            (MIG_MOVING, MIG_MOVING) => (after.1 - cursor).div_ceil(scan),
+            // The last slice of moving, then the new table is the main one.
+            (MIG_MOVING, MIG_NONE) => (t0_cap - cursor).div_ceil(scan),
+            (a, b) => panic!("write {i}: growth state went from {a} to {b} in one write"),
+        };
+        assert!(
+            work <= 1,
+            "write {i}: {work} slices of growth work in one write ({before:?} -> {after:?})"
+        );
+        steps += work;
+    }
+    assert!(growths >= 8, "{growths} growths");
+    assert!(steps > 1000, "{steps} steps");
 }
