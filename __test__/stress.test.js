@@ -88,6 +88,14 @@ test('a short stress run with eviction (half the keys fit): no stale, torn or in
   assert.match(out, /after: 0 entries, (\d+) bytes in use = index \1,/);
 });
 
+test('a short stress run with eviction and value sizes drifting every round (4 MiB): nothing refused, stale, torn or invented', async () => {
+  const out = await stress('--seconds', '4', '--workers', '1', '--processes', '1', '--evict', '--drift', '--seed', '3');
+  assert.match(out, /^errors: 0$/m); // a refused write is an error too
+  assert.match(out, /^stress: .* 4 rounds/m);
+  assert.ok(Number(/^evictions: (\d+)/m.exec(out)[1]) > 1000, out);
+  assert.match(out, /after: 0 entries, (\d+) bytes in use = index \1,/);
+});
+
 test('a short stress run watched by another thread: every event of a key the run wrote, each counter\'s sets told exactly once', async () => {
   const out = await stress('--seconds', '3', '--workers', '1', '--processes', '1', '--watch', '--seed', '13');
   assert.match(out, /^errors: 0$/m);

@@ -4,6 +4,8 @@
 // writes, and the 'set' events of the counters (c0..c3, locked, updated, swapped) must number
 // exactly their final values (a write is told once, a refused one never), or at most them if
 // the watcher was told it fell behind ('overflow').
+// With --drift (and --evict) the value sizes change every round, in a 4 MiB store that evicts
+// by bytes too.
 // With --evict the store holds only half the keys (onFull: 'evict', maxEntries): any read may
 // then find its key evicted, but never a stale, torn or invented value, and counters may lose
 // counts with their evicted keys but never gain one.
@@ -25,26 +27,32 @@ const kv = require('..');
 const { rng } = require('../__test__/helpers'); // mulberry32: reproducible per thread
 
 const ROUND_MS = 1000;
+/** --drift: the value sizes of each round in turn ([least, spread] in bytes of body). */
+const DRIFT = [[5000, 2000], [300, 200], [60_000, 40_000], [900, 400], [20_000, 10_000], [10, 40], [150_000, 50_000], [2500, 1500]];
+/** --drift: a store of this many bytes, so that the large phases evict by bytes. */
+const DRIFT_MAX_BYTES = 4 << 20;
 const COUNTERS = 4;
 
 function parseArgs(argv) {
-  const opts = { seconds: 10, workers: 2, processes: 0, keys: 64, seed: Date.now() % 1e9, evict: 0, watch: 0 };
-  argv = argv.flatMap((a) => (a === '--evict' || a === '--watch' ? [a, '1'] : [a])); // flags
+  const opts = { seconds: 10, workers: 2, processes: 0, keys: 64, seed: Date.now() % 1e9, evict: 0, watch: 0, drift: 0 };
+  argv = argv.flatMap((a) => (['--evict', '--watch', '--drift'].includes(a) ? [a, '1'] : [a])); // flags
   for (let i = 0; i < argv.length; i += 2) {
     const name = argv[i].replace(/^--/, '');
     const value = Number(argv[i + 1]);
     if (!(name in opts) || !Number.isFinite(value) || value < 0) {
-      throw new RangeError(`stress: unknown or bad option ${argv[i]} ${argv[i + 1] ?? ''}; use --seconds N --workers W --processes P --keys K --seed S --evict --watch`);
+      throw new RangeError(`stress: unknown or bad option ${argv[i]} ${argv[i + 1] ?? ''}; use --seconds N --workers W --processes P --keys K --seed S --evict --watch --drift`);
     }
     opts[name] = value;
   }
+  if (opts.drift && !opts.evict) throw new RangeError('stress: --drift goes with --evict');
   return opts;
 }
 
 /** One thread's side of the run: random operations for `ms`, recording what it saw. */
 class Actor {
-  constructor(id, store, ticks, seed, keys) {
-    Object.assign(this, { id, store, ticks, keys, random: rng(seed) });
+  constructor(id, store, ticks, seed, keys, drift = false) {
+    Object.assign(this, { id, store, ticks, keys, drift, random: rng(seed) });
+    this.rounds = 0;
     this.written = 0;
     this.counts = { increments: new Array(COUNTERS).fill(0), locked: 0, updated: 0, swapped: 0 };
     this.ops = 0;
@@ -58,13 +66,22 @@ class Actor {
     return Math.floor(this.random() * n);
   }
 
-  /** A value length: mostly small, some around 1 KiB, a few large (other size classes). */
+  /**
+   * A value length: mostly small, some around 1 KiB, a few large (other size classes). With
+   * --drift, every round has sizes of its own (every actor is in the same round): the freed
+   * blocks of one phase must serve the next, in a store evicting by bytes.
+   */
   length() {
+    if (this.drift) {
+      const [min, spread] = DRIFT[this.rounds % DRIFT.length];
+      return min + this.pick(spread);
+    }
     const r = this.random();
     return r < 0.7 ? this.pick(40) : r < 0.95 ? 900 + this.pick(300) : 20000 + this.pick(20000);
   }
 
   round(ms) {
+    this.rounds++;
     const history = { writes: [], reads: [], ttlWrites: [], ttlReads: [], errors: [] };
     const until = Date.now() + ms;
     while (Date.now() < until) {
@@ -218,7 +235,7 @@ function watcherMain(data) {
 
 /** A worker thread or child process: rounds on request, its counts on 'stop'. */
 function actorMain(data, send, onMessage, close) {
-  const actor = new Actor(data.id, openShared(data), tickWords(data), data.seed, data.keys);
+  const actor = new Actor(data.id, openShared(data), tickWords(data), data.seed, data.keys, data.drift);
   onMessage((msg) => {
     if (msg === 'stop') {
       send({ counts: actor.counts, ops: actor.ops });
@@ -231,21 +248,22 @@ function actorMain(data, send, onMessage, close) {
 async function main(opts) {
   const name = `stress-${process.pid}`;
   const limits = opts.evict ? { onFull: 'evict', maxEntries: Math.max(8, opts.keys >> 1) } : {};
+  const maxBytes = opts.drift ? DRIFT_MAX_BYTES : 512 << 20;
   let file, ticksFile, store, ticks;
   if (opts.processes > 0) {
     const dir = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
     file = path.join(dir, `${name}.kv`);
     ticksFile = path.join(dir, `${name}.ticks`);
-    store = kv.openStore(file, { maxBytes: 512 << 20, ...limits });
+    store = kv.openStore(file, { maxBytes, ...limits });
   } else {
-    kv.createManager({ name, initialBytes: 1 << 20, maxBytes: 512 << 20, ...limits });
+    kv.createManager({ name, initialBytes: 1 << 20, maxBytes, ...limits });
     store = kv.createStore(name);
     ticks = new SharedArrayBuffer(4);
   }
   const words = tickWords({ ticks, ticksFile });
   Atomics.store(words, 0, 1);
-  const me = new Actor(0, store, words, opts.seed, opts.keys);
-  const shared = { name, file, ticks, ticksFile, keys: opts.keys };
+  const me = new Actor(0, store, words, opts.seed, opts.keys, opts.drift === 1);
+  const shared = { name, file, ticks, ticksFile, keys: opts.keys, drift: opts.drift === 1 };
   const workers = Array.from({ length: opts.workers }, (_, i) => new Worker(__filename, {
     workerData: { ...shared, id: i + 1, seed: opts.seed + i + 1 },
   }));
