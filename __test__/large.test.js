@@ -190,3 +190,39 @@ test('a thread store past what this Node allows for a SharedArrayBuffer is a cle
   readAll(store, 'thread store');
   assert.equal(store.check().entries, store.size);
 });
+
+test('a store of more than 4 GiB of values dumps to a file past 4 GiB and restores whole (SKV_LARGE=1)', {
+  skip: process.env.SKV_LARGE ? false : 'SKV_LARGE=1 runs it: about 16 GiB of disk and a few minutes',
+}, (t) => {
+  if (freeBytes(tmp) < 17 * GIB) return t.skip(`${tmp} has less than 17 GiB free`);
+  const { spawnSync } = require('node:child_process');
+  const bin = path.join(__dirname, '..', 'bin', 'shared-kv-store.js');
+  const COUNT = 4400; // of 1 MiB: 4.3 GiB of values
+  const MAX_BYTES = String(5 * GIB);
+  const from = path.join(tmp, 'dump-from.kv');
+  const to = path.join(tmp, 'dump-to.kv');
+  const dump = path.join(tmp, 'big.dump');
+  const source = kv.openStore(from, { maxBytes: 5 * GIB });
+  for (let i = 0; i < COUNT; i++) source.set('v' + i, Buffer.alloc(2 ** 20, i % 251), i % 10 === 0 ? { ttl: 3600 } : undefined);
+  source.close();
+  const run = (...args) => {
+    const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+    assert.equal(r.signal, null, `${args[0]} died of ${r.signal}`);
+    assert.equal(r.status, 0, r.stderr);
+    return r;
+  };
+  run('dump', from, dump);
+  assert.ok(fs.statSync(dump).size > 2 ** 32, `the dump is ${fs.statSync(dump).size} bytes`);
+  fs.rmSync(from);
+  assert.match(run('restore', to, dump, '--max-bytes', MAX_BYTES).stderr, new RegExp(`restored ${COUNT} entries`));
+  fs.rmSync(dump);
+  const restored = kv.openStore(to);
+  assert.equal(restored.size, COUNT);
+  for (let i = 0; i < COUNT; i++) {
+    const v = restored.get('v' + i);
+    assert.ok(v.length === 2 ** 20 && v[0] === i % 251 && v[2 ** 20 - 1] === i % 251, `v${i}`);
+    assert.equal(restored.expiresAt('v' + i) > Date.now(), i % 10 === 0);
+  }
+  assert.equal(restored.check().entries, COUNT);
+  restored.close();
+});
