@@ -491,6 +491,22 @@ test('a dump that changes between the check and the restore restores nothing: no
   } finally {
     dump.close();
   }
+  // Rewritten in place, same size and a value that still decodes: found by the CRC at the end.
+  fs.writeFileSync(file, bytes);
+  const again = openDump(file);
+  try {
+    checkDump(again);
+    const changed = Buffer.from(bytes);
+    changed[16 + 12 + 1 + 4 + 2 + 4] = 0x41; // k0's value: 1 becomes 65
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, changed, 0, changed.length, 0);
+    fs.closeSync(fd);
+    const got = new Map();
+    assert.throws(() => restoreDump({ set: (k, v) => got.set(k, v) }, again, { checked: { header: {} } }), { code: 'ERR_KV_DUMP_CHANGED' });
+    assert.equal(got.get('k0'), 65, 'the changed byte was what it read');
+  } finally {
+    again.close();
+  }
   // A key length past the store's limit is refused before the key is read.
   const long = craft([['k'.repeat(100), one, 0]]);
   assert.throws(() => checkDump(long, { maxKeyBytes: 10 }), { code: 'ERR_KV_DUMP_FORMAT', message: /entry 1: its key is 100 bytes long, more than the store's 10/ });

@@ -176,6 +176,7 @@ function restoreFrom(file, dump, flags, out) {
     // What was checked is what is restored: the dump may not change in between.
     if (dump.changed()) throw coded('ERR_KV_DUMP_CHANGED', 'the dump changed while it was checked; nothing was restored');
     result = restoreDump(store, dump, { onProgress: progress, checked });
+    if (dump.changed()) throw coded('ERR_KV_DUMP_CHANGED', `the dump changed while it was restored (${file}${fresh ? ' was not made' : ' holds some of it'})`);
     const evicted = store.stats().evictions - evictedBefore;
     if (evicted > 0) {
       throw coded('ERR_KV_FULL', `the store evicted ${evicted} entries to make room: it is too small for this dump (${file}${fresh ? ' was not made' : ' lost them'})`);

@@ -295,6 +295,13 @@ function restoreDump(store, source, { onProgress, now = Date.now, maxKeyBytes, c
     }
     if (++restored % 4096 === 0) onProgress?.(restored);
   }
+  // What was read this time must be what was checked: the same CRC. (A change found here comes
+  // after the entries were set: the CLI then links no new store file.)
+  input.take(8); // the entry count
+  const crc = input.crc >>> 0;
+  if (input.take(4)?.readUInt32LE(0) !== crc || input.at !== input.size) {
+    throw dumpError('ERR_KV_DUMP_CHANGED', `the dump changed while it was restored (${restored} entries set)`);
+  }
   return { restored, expired, header };
 }
 

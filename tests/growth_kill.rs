@@ -42,9 +42,12 @@ fn open_store(path: &str, keys: u64) -> Store {
     };
     let (m, _) = Memory::open_file(path, opts).unwrap();
     let mut s = Store::attach(m.region()).unwrap();
-    std::mem::forget(m); // mappings are never unmapped while a Region may use them
-                         // A dead writer's lock is taken over within about a second.
-    s.wait_timeout = Duration::from_secs(1);
+    // (Mappings are never unmapped while a Region may use them.)
+    std::mem::forget(m);
+    // A dead holder of the writer lock is found by its process being gone, not by this
+    // timeout; it bounds waits for live holders, such as the parent's check() walking the whole
+    // store (a second or more at millions of keys): generous, so a slow machine fails nothing.
+    s.wait_timeout = Duration::from_secs(120);
     s
 }
 
@@ -151,22 +154,22 @@ fn writers_killed_during_migrations_lose_no_returned_insert() {
         spawn(&store_path, &log_path, 0, 0, per_writer, keys),
         spawn(&store_path, &log_path, 1, 0, per_writer, keys),
     ];
-    let (mut killed, mut during_migration) = (0, 0);
+    let mut killed = 0;
     // Kill points spread over the run: the k-th kill once its victim has begun about
-    // k/(kills+1) of its inserts (plus a seeded jitter), waiting for a migration under way.
+    // k/(kills+1) of its inserts (plus a seeded jitter) and the index is migrating. (The keys
+    // double several times after the first target, so growths come; a victim that finishes
+    // first is not killed.)
     for k in 0..kills {
         let victim = (k % 2) as usize;
-        let target = per_writer * (k + 1) / (kills + 1) + rng.below(per_writer / (4 * kills + 4));
-        let migrating = loop {
+        let jitter = rng.below((per_writer / (4 * kills + 4)).max(1));
+        let target = per_writer * (k + 1) / (kills + 1) + jitter;
+        loop {
             let begun = w(victim as u64, 0).load(Ordering::Acquire);
-            let migrating = state.load(Ordering::Relaxed) != MIG_NONE;
-            // Past the target with no migration for a while: kill anyway (a growth every
-            // doubling leaves long stretches without one).
-            if begun >= target && (migrating || begun >= target + per_writer / 8) {
-                break migrating;
+            if begun >= target && state.load(Ordering::Relaxed) != MIG_NONE {
+                break;
             }
             if begun >= per_writer {
-                break false; // it finished first
+                break; // it finished first
             }
             for (writer, child) in children.iter_mut().enumerate() {
                 if let Some(status) = child.try_wait().unwrap() {
@@ -178,7 +181,7 @@ fn writers_killed_during_migrations_lose_no_returned_insert() {
                 }
             }
             std::hint::spin_loop();
-        };
+        }
         if children[victim].try_wait().unwrap().is_some() {
             continue; // finished: nothing to kill
         }
@@ -190,7 +193,6 @@ fn writers_killed_during_migrations_lose_no_returned_insert() {
             "kill {k}: writer {victim} failed first ({status:?})"
         );
         killed += 1;
-        during_migration += migrating as u64;
         // The other writer goes on meanwhile; the parent takes the lock over if the victim
         // died holding it, and the whole store checks.
         store
@@ -241,11 +243,9 @@ fn writers_killed_during_migrations_lose_no_returned_insert() {
             );
         }
     }
-    eprintln!(
-        "{keys} keys, {killed} writers killed, {during_migration} of them during a migration, {} recoveries",
-        store.stats().unwrap().recoveries
-    );
-    // (How many kills land in a migration depends on how the two writers interleave: reported,
-    // not asserted. tests/crashpoints.rs enumerates every store of the migration's steps.)
+    let recoveries = store.stats().unwrap().recoveries;
+    eprintln!("{keys} keys, {killed} writers killed during migrations, {recoveries} recoveries");
+    // The first kill's target comes before several doublings of the keys: it cannot miss them.
+    assert!(killed >= 1, "no writer was killed during a migration");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -185,16 +185,13 @@ fn a_dead_writers_lock_is_taken_over_and_its_change_undone() {
 /// becomes T0 under the descriptor's seqlock, the old table's block freed and reused by the
 /// write's own value). A reader meanwhile finds every key, in whichever table holds it, with its
 /// value: never absent, never another's. (Under loom the first table has 16 slots: a growth
-/// starts at 12 keys, and one write moves a whole table.) About 80 s: run by `.ci/run` and by
-/// `SKV_LOOM_LONG=1 node scripts/loom.js`, not by `npm test`. Seen to fail (a reader finding
-/// the key absent) with the move's two stores swapped.
+/// starts at 12 keys, and one write moves a whole table.) About 80 s: `.ci/run` runs it
+/// (`node scripts/loom.js readers_find -- --ignored`), `npm test` does not. Seen to fail (a
+/// reader finding the key absent) with the move's two stores swapped.
 #[test]
+#[ignore = "about 80 s: node scripts/loom.js readers_find -- --ignored (run by .ci/run)"]
 fn readers_find_every_key_while_a_migration_moves_and_finishes() {
     use shared_kv_store::layout::{H_MIG_STATE, MIG_MOVING, MIG_NONE};
-    if std::env::var("SKV_LOOM_LONG").is_err() {
-        eprintln!("skipped: SKV_LOOM_LONG=1 runs this model (about 80 s)");
-        return;
-    }
     model(|| {
         let s = store();
         let state = |s: &Store| {

@@ -74,22 +74,19 @@ fn a_scan_across_growths_loses_no_key_and_repeats_none() {
     }
 }
 
-/// Where a growth stands: (state, cursor, T0's slots, the prepared block, its slots).
-fn growth(s: &Store) -> (u32, u64, u64, u64, u64) {
+/// Where a growth stands: (state, cursor, T0's slots, the prepared block, its slots, T0).
+fn growth(s: &Store) -> (u32, u64, u64, u64, u64, u64) {
     let r = s.region();
     let state = r.u32(H_MIG_STATE).unwrap().load(Relaxed);
     let prep = r.u64(H_PREP).unwrap().load(Relaxed);
-    (
-        state,
-        r.u64(H_MIG_CURSOR).unwrap().load(Relaxed),
-        cap(s, r.u64(H_T0).unwrap().load(Relaxed)),
-        prep,
-        if state == MIG_PREPARING {
-            cap(s, prep)
-        } else {
-            0
-        },
-    )
+    let t0 = r.u64(H_T0).unwrap().load(Relaxed);
+    let prep_cap = if state == MIG_PREPARING {
+        cap(s, prep)
+    } else {
+        0
+    };
+    let cursor = r.u64(H_MIG_CURSOR).unwrap().load(Relaxed);
+    (state, cursor, cap(s, t0), prep, prep_cap, t0)
 }
 
 /// The slots of the table at `block` (T_CAP, the u32 after the block's internal header word).
@@ -134,9 +131,13 @@ fn no_write_waits_for_a_whole_rebuild() {
         }
         let after = growth(&s);
         // (Caps read before the write: a finished growth frees the old table's block.)
-        let (state, cursor, t0_cap, prep, prep_cap) = before;
+        let (state, cursor, t0_cap, prep, prep_cap, t0) = before;
         let work = match (state, after.0) {
-            (MIG_NONE, MIG_NONE) => 0,
+            // No growth before or after: unless one began and ended in this write.
+            (MIG_NONE, MIG_NONE) => {
+                assert_eq!(t0, after.5, "write {i}: a whole growth in one write");
+                0
+            }
             (MIG_NONE, MIG_PREPARING) => {
                 growths += 1;
                 if after.3 >= high_water && after.1 == after.4 * SLOT_SIZE {
@@ -150,7 +151,13 @@ fn no_write_waits_for_a_whole_rebuild() {
                 (after.1 - cursor).div_ceil(ZERO_BYTES)
             }
             // The last slice of zeroing, then the table is published.
-            (MIG_PREPARING, MIG_MOVING) => (prep_cap * SLOT_SIZE - cursor).div_ceil(ZERO_BYTES),
+            (MIG_PREPARING, MIG_MOVING) => {
+                assert_eq!(
+                    after.1, 0,
+                    "write {i}: entries moved as the table was published"
+                );
+                (prep_cap * SLOT_SIZE - cursor).div_ceil(ZERO_BYTES)
+            }
             (MIG_MOVING, MIG_MOVING) => (after.1 - cursor).div_ceil(scan),
             // The last slice of moving, then the new table is the main one.
             (MIG_MOVING, MIG_NONE) => (t0_cap - cursor).div_ceil(scan),
