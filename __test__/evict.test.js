@@ -117,6 +117,18 @@ test('the native codec marks its reads too', () => {
   for (let i = 0; i < 20; i++) assert.equal(store.get(`hot${i}`), i, `hot${i} survived`);
 });
 
+test('the native codec hands the mark of a read over before the next set, not after 128 reads', () => {
+  // One read of the hot key per 50 cold writes into 200 entries: the hand passes every entry
+  // each 4 rounds, so a mark held back for a batch of 128 reads would come too late.
+  const store = createStore('evict:native-lag', { onFull: 'evict', maxEntries: 200, codec: 'native' });
+  store.set('hot', 1);
+  for (let round = 0; round < 100; round++) {
+    assert.equal(store.get('hot'), 1, `hot in round ${round}`);
+    for (let i = 0; i < 50; i++) store.set(`c${round}:${i}`, i);
+  }
+  assert.ok(store.stats().evictions >= 4000);
+});
+
 test('a full evicting store never refuses a small write, and a large value gets in or is refused with nothing evicted', () => {
   const dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'skv-evict-'));
   // Tiny entries: the index is a large share of a 256 KiB store and must sometimes give way.

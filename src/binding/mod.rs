@@ -423,6 +423,11 @@ pub fn detach(env: Env, id: u32) -> Result<()> {
     // and so do its watchers.
     locks::release_held_in(id);
     watch::close_all_in(env, id);
+    // Marks of reads not yet handed over go first (best effort: a lost or already detached
+    // store takes none, and its error is not this call's).
+    if with(env, id, |att| att.flush_visits(env)).is_err() {
+        raw::clear_exception(env)?;
+    }
     let att = ATTACHED.with(|a| a.borrow_mut().get_mut(id as usize).and_then(Option::take));
     if let Some(att) = att {
         att.drop_refs(env);
@@ -609,6 +614,7 @@ fn set_from(
     let end = (end as usize).min(all.len());
     let (key, value) = all[..end].split_at((key_len as usize).min(end));
     with(env, id, |att| {
+        att.flush_visits(env)?;
         att.run(env, |store, _| store.set_with(key, value, &opts))
     })
 }
@@ -941,6 +947,7 @@ pub fn set_value(
     let bytes = convert::encode_from_js(env, value.0)?;
     let opts = set_options(mode, reserve, expires_at);
     with(env, id, |att| {
+        att.flush_visits(env)?;
         att.run(env, |store, _| {
             store.set_with(key.as_bytes(), &bytes, &opts)
         })
@@ -975,10 +982,19 @@ impl Attached {
         }
         self.visits.push((v.seq_offset, v.seq));
         if self.visits.len() >= 128 {
-            let seen = std::mem::take(&mut self.visits);
-            self.run(env, |store, _| store.mark_visited(&seen))?;
+            self.flush_visits(env)?;
         }
         Ok(())
+    }
+
+    /// Hands the marks held here to the core: at 128, before this thread's sets (whose
+    /// evictions they should steer), with the JS marks, and at `close()`.
+    fn flush_visits(&mut self, env: sys::napi_env) -> Result<()> {
+        if self.visits.is_empty() {
+            return Ok(());
+        }
+        let seen = std::mem::take(&mut self.visits);
+        self.run(env, |store, _| store.mark_visited(&seen)).map(drop)
     }
 
     /// Runs a core operation, growing the buffer or catching up with growth done by another
