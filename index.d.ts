@@ -57,7 +57,7 @@ export interface StoreOptions {
   handleTimeout?: number;
 }
 
-/** What a full store does; fixed when the store is created (kept in its memory, so every thread and process agrees). */
+/** What a full store does, and what its index is sized for: fixed when the store is created (kept in its memory, so every thread and process agrees). */
 export interface EvictionOptions {
   /**
    * `'throw'` (default): a write that finds the store full (at `maxBytes` or `maxEntries`)
@@ -68,6 +68,12 @@ export interface EvictionOptions {
   onFull?: 'throw' | 'evict';
   /** The most entries the store holds (default: no limit). */
   maxEntries?: number;
+  /**
+   * The keys to size the index for (default 0: it grows as keys come). The first new key makes
+   * an index for this many (16 bytes a key, at most a quarter of `maxBytes`), so growth to that
+   * many moves no entries; deletes never shrink it below. Fixed at creation, like `onFull`.
+   */
+  expectedKeys?: number;
 }
 
 export interface ManagerOptions extends StoreOptions, EvictionOptions {

@@ -665,10 +665,10 @@ class Manager {
       this.store = namedStore(opts.name, opts);
       return;
     }
-    const { onFull, maxEntries } = evictionOptions(opts, 'createManager');
+    const { onFull, maxEntries, expectedKeys } = evictionOptions(opts, 'createManager');
     let buffer;
     try {
-      buffer = native.createBuffer(opts.initialBytes, opts.maxBytes, onFull, maxEntries);
+      buffer = native.createBuffer(opts.initialBytes, opts.maxBytes, onFull, maxEntries, expectedKeys);
     } catch (err) {
       if (err instanceof RangeError) {
         // V8 sets the largest SharedArrayBuffer: 4 GiB on Node 20, far more on Node 24.
@@ -726,14 +726,14 @@ const fileKey = (file, readOnly) => (readOnly ? `${file}\0readOnly` : file);
  */
 function openStore(path, options = {}) {
   const { file, maxBytes, mode, create, readOnly } = fileOptions(path, options, DEFAULTS.maxBytes, LAYOUT.maxRegionBytes);
-  const { onFull, maxEntries } = evictionOptions(options, 'openStore');
+  const { onFull, maxEntries, expectedKeys } = evictionOptions(options, 'openStore');
   const codec = checkCodec(options.codec ?? DEFAULTS.codec);
   const cacheKey = fileKey(file, readOnly);
   const cached = fileStores.get(cacheKey);
   // Reused only while the path still names the file it mapped: a file deleted (or replaced)
   // by another process is another store now, and this process must not go on in the old one.
   if (cached !== undefined && !cached.store.closed && !cached.store._lost() && fileIdOf(file) === cached.fileId) return cached.store;
-  const { buffer, fileId } = native.fileBuffer(file, maxBytes, mode, create, onFull, maxEntries);
+  const { buffer, fileId } = native.fileBuffer(file, maxBytes, mode, create, onFull, maxEntries, expectedKeys);
   const store = new SharedKVStore(buffer, codec, undefined, file, mode, fileId);
   if (readOnly) store._readOnly();
   fileStores.set(cacheKey, { store, fileId });
@@ -754,8 +754,8 @@ function namedStore(name, options = {}) {
     // As for store files: the memory is one external ArrayBuffer, at most 4 GiB on Node 20.
     if (maxBytes > LAYOUT.maxRegionBytes) throw new RangeError(`createStore: maxBytes is at most ${LAYOUT.maxRegionBytes} (1 TiB) for a named store, got ${maxBytes}`);
     if (maxBytes < MIN_MAX_BYTES) throw new RangeError(`createStore: maxBytes is at least ${MIN_MAX_BYTES} (64 KiB: the header and the first index take 16 KiB), got ${maxBytes}`);
-    const { onFull, maxEntries } = evictionOptions(options, 'createStore');
-    store = new SharedKVStore(native.namedBuffer(name, maxBytes, onFull, maxEntries), codec, name);
+    const { onFull, maxEntries, expectedKeys } = evictionOptions(options, 'createStore');
+    store = new SharedKVStore(native.namedBuffer(name, maxBytes, onFull, maxEntries, expectedKeys), codec, name);
     namedStores.set(name, store);
   }
   return store;
@@ -765,13 +765,13 @@ function namedStore(name, options = {}) {
 function attachHandle(store, handle) {
   if (handle.path !== undefined) {
     const mode = handle.mode ?? 0o600;
-    const { buffer, fileId } = native.fileBuffer(handle.path, DEFAULTS.maxBytes, mode, false, 0, 0);
+    const { buffer, fileId } = native.fileBuffer(handle.path, DEFAULTS.maxBytes, mode, false, 0, 0, 0);
     checkSameFile(handle, fileId);
     store._attach(buffer, undefined, handle.path, mode, fileId);
     if (handle.readOnly === true) store._readOnly();
     return;
   }
-  store._attach(handle.buffer ?? native.namedBuffer(handle.name, DEFAULTS.maxBytes, 0, 0), handle.name);
+  store._attach(handle.buffer ?? native.namedBuffer(handle.name, DEFAULTS.maxBytes, 0, 0, 0), handle.name);
 }
 
 /** A store file's handle names the file its sender had open: not another one now at the path. */

@@ -1,7 +1,10 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { createManager } = require('..');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { createManager, createStore, openStore } = require('..');
 const { once } = require('node:events');
 const { worker, exited } = require('./helpers');
 
@@ -185,4 +188,46 @@ test('listKeys() while a worker\'s writes grow the index: every key once, none l
   assert.equal(await exit, 0);
   assert.ok(store.stats().indexSlots >= 8 * slotsBefore, 'the index grew');
   assert.ok(rounds > 1);
+});
+
+test('expectedKeys sizes the index at the first key, in every kind of store: growth to that many moves nothing', () => {
+  const dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'skv-expected-'));
+  try {
+    const KEYS = 50_000;
+    const kinds = {
+      thread: (o) => createManager({ maxBytes: 64 * MIB, ...o }).store,
+      named: (o) => createStore(`expected:${o.expectedKeys ?? 0}`, { maxBytes: 64 * MIB, ...o }),
+      file: (o) => openStore(path.join(dir, `e${o.expectedKeys ?? 0}.kv`), { maxBytes: 64 * MIB, ...o }),
+    };
+    for (const [kind, make] of Object.entries(kinds)) {
+      const sized = make({ expectedKeys: KEYS });
+      const plain = make({});
+      const sizes = (store) => {
+        const seen = new Set();
+        for (let i = 0; i < KEYS; i++) {
+          store.set(`k${i}`, i);
+          if (i >= 2000) seen.add(store.stats().indexSlots); // past the first (tiny) move
+        }
+        return seen;
+      };
+      const sizedIndex = sizes(sized);
+      assert.equal(sizedIndex.size, 1, `${kind}: the sized index never changed size`);
+      assert.ok([...sizedIndex][0] >= (KEYS + 1) * 2, `${kind}: an index for ${KEYS} keys`);
+      assert.ok(sizes(plain).size > 1, `${kind}: without expectedKeys the index grows`);
+      for (let i = 0; i < KEYS; i += 997) assert.equal(sized.get(`k${i}`), i);
+      // Emptied, it stays the size asked for.
+      for (let i = 100; i < KEYS; i++) sized.delete(`k${i}`);
+      for (let i = 0; i < 3000; i++) sized.set(`n${i}`, i);
+      assert.equal(sized.stats().indexSlots, [...sizedIndex][0], `${kind}: deletes did not shrink it`);
+      sized.check();
+    }
+    for (const bad of [-1, 1.5, '10', Infinity]) {
+      assert.throws(() => createManager({ expectedKeys: bad }), { name: 'RangeError', message: /expectedKeys must be a whole number/ });
+      assert.throws(() => openStore(path.join(dir, 'bad.kv'), { expectedKeys: bad }), RangeError);
+      assert.throws(() => createStore('expected:bad', { expectedKeys: bad }), RangeError);
+    }
+    assert.equal(fs.existsSync(path.join(dir, 'bad.kv')), false, 'no file made for bad options');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

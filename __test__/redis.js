@@ -20,10 +20,13 @@ const freePort = () => new Promise((resolve) => {
   });
 });
 
-/** Starts redis-server without persistence; resolves with { port, url, client (connected ioredis), stop() }. */
-async function startRedis() {
+/**
+ * Starts redis-server without persistence (and with `args`, e.g. `['--maxmemory', '24mb']`);
+ * resolves with { port, url, client (connected ioredis), stop() }.
+ */
+async function startRedis(args = []) {
   const port = await freePort();
-  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], { stdio: 'ignore' });
   const Redis = require('ioredis');
   const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
   for (let i = 0; ; i++) {
@@ -45,4 +48,4 @@ async function startRedis() {
   return { port, url: `redis://127.0.0.1:${port}`, client, stop };
 }
 
-module.exports = { redisInstalled, startRedis };
+module.exports = { redisInstalled, startRedis, freePort };

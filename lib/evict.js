@@ -10,16 +10,19 @@ const FLUSH_READS = 512;
 const VISITED = 0xc0000000 | 0;
 const RECENT_BITS = 8;
 
-/** `{ onFull, maxEntries }` of createManager / createStore(name) / openStore, checked. */
+/** `{ onFull, maxEntries, expectedKeys }` of createManager / createStore(name) / openStore, checked. */
 function evictionOptions(options, what) {
-  const { onFull = 'throw', maxEntries = 0 } = options;
+  const { onFull = 'throw', maxEntries = 0, expectedKeys = 0 } = options;
   if (onFull !== 'throw' && onFull !== 'evict') {
     throw new TypeError(`${what}: onFull must be 'throw' or 'evict', got ${String(onFull)}`);
   }
   if (!Number.isSafeInteger(maxEntries) || maxEntries < 0) {
     throw new RangeError(`${what}: maxEntries must be a whole number >= 0 (0: no limit), got ${String(maxEntries)}`);
   }
-  return { onFull: onFull === 'evict' ? 1 : 0, maxEntries };
+  if (!Number.isSafeInteger(expectedKeys) || expectedKeys < 0) {
+    throw new RangeError(`${what}: expectedKeys must be a whole number >= 0 (0: grow as keys come), got ${String(expectedKeys)}`);
+  }
+  return { onFull: onFull === 'evict' ? 1 : 0, maxEntries, expectedKeys };
 }
 
 /** One thread's reads of one evicting store, not yet handed over. */

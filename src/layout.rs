@@ -128,7 +128,11 @@ pub const H_CLEARING: u64 = 288;
 /// PINNED_KEY_PREFIX): they are not keys, so `stats().entries` and `maxEntries` leave them out.
 pub const H_LOCKS: u64 = 296;
 
-// (Bytes 292..296 and 304..320 are unused.)
+/// u64: the keys the index is sized for (`expectedKeys`; 0: none). Fixed at creation. Zero in
+/// files made before it was kept, which read as "none": no layout change.
+pub const H_EXPECTED_KEYS: u64 = 304;
+
+// (Bytes 292..296 and 312..320 are unused.)
 
 // ---- the undo record (see undo.rs) ----------------------------------------------------------
 /// The undo record of an in-place rewrite in a process-shared store: while U_SLOT is nonzero,

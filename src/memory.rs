@@ -46,6 +46,8 @@ pub struct FileOptions {
     /// Whether a new store evicts when full, and its entry limit (`max_bytes` is the file size).
     pub evict: bool,
     pub max_entries: u64,
+    /// The keys a new store's index is sized for (0: none; see `Limits::expected_keys`).
+    pub expected_keys: u64,
     /// The longest file the caller can use (the binding: the largest ArrayBuffer Node makes,
     /// at most `MAX_REGION_BYTES`); a longer file is refused as not a store.
     pub max_file_bytes: u64,
@@ -432,6 +434,7 @@ fn create_new(path: &str, opts: FileOptions) -> Result<Option<Memory>> {
         evict: opts.evict,
         max_entries: opts.max_entries,
         max_bytes: size,
+        expected_keys: opts.expected_keys,
     };
     Store::create_with(
         memory.region(),
@@ -500,6 +503,7 @@ mod tests {
         create: true,
         evict: false,
         max_entries: 0,
+        expected_keys: 0,
         max_file_bytes: MAX_REGION_BYTES,
     };
 

@@ -69,6 +69,18 @@ impl Store {
         let used = live + tombstones;
         let under =
             |num: u64, den: u64| vacant.is_some() && (reuses || (used + 1) * den <= t0.cap * num);
+        if t0.cap < self.limits.expected_index_slots()
+            && r.u32(H_MIG_STATE)?.load(Relaxed) == MIG_NONE
+        {
+            // Sized for `expectedKeys`: the first new key (and the first after a clear()) starts
+            // the growth to that table while there is next to nothing to move. Where it does
+            // not fit below maxBytes or on the file system, the store grows as it would have.
+            match self.prepare_growth(live) {
+                Ok(()) | Err(Error::NoSpace { .. } | Error::Full { .. }) => {}
+                Err(Error::NeedGrow { needed }) if needed > self.limits.max_bytes => {}
+                Err(e) => return Err(e),
+            }
+        }
         if under(MAX_LOAD_NUM, MAX_LOAD_DEN) {
             return Ok(Room::Yes);
         }
@@ -112,7 +124,7 @@ impl Store {
         let r = self.region();
         let t0 = Tables::load(r)?.t0;
         let live = r.u64(H_LIVE)?.load(Relaxed);
-        let floor = self.limits.evicting_index_slots().max(INITIAL_TABLE_CAP);
+        let floor = self.limits.index_floor_slots().max(INITIAL_TABLE_CAP);
         if t0.cap <= floor || live * SHRINK_BELOW >= t0.cap || (live + 1) * 2 >= t0.cap {
             return Ok(());
         }
@@ -126,7 +138,7 @@ impl Store {
     /// The slots of the table a growth (or rebuild) for `live` entries makes.
     fn growth_cap(&self, live: u64) -> u64 {
         ((live + 1) * 2)
-            .max(self.limits.evicting_index_slots())
+            .max(self.limits.index_floor_slots())
             .max(INITIAL_TABLE_CAP)
             // A table counts its slots in 32 bits (T_CAP): past 2^31 live entries the last
             // table is the largest one, filled further (to 3/4 of 2^32: ~3.2 billion keys).

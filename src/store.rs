@@ -74,23 +74,36 @@ pub struct Limits {
     pub max_entries: u64,
     /// The most bytes the region may grow to.
     pub max_bytes: u64,
+    /// The keys the index is sized for from the first new key on (`expectedKeys`; 0: none):
+    /// growth to that many runs no migration, and no rebuild goes below it.
+    pub expected_keys: u64,
 }
 
 impl Limits {
     /// The fewest index slots a rebuild makes (0: as many as the live entries need).
-    pub fn evicting_index_slots(&self) -> u64 {
-        if self.evict && self.max_entries != 0 {
-            // At most a quarter of maxBytes: a maxEntries the bytes cannot hold anyway must
-            // not ask for an index larger than the store.
-            let fits = self.max_bytes / 4 / SLOT_SIZE;
-            self.max_entries
-                .saturating_add(1)
-                .saturating_mul(4)
-                .min(fits)
-                .min(u32::MAX as u64) // T_CAP is 32 bits
+    pub fn index_floor_slots(&self) -> u64 {
+        let evicting = if self.evict && self.max_entries != 0 {
+            self.max_entries.saturating_add(1).saturating_mul(4)
         } else {
             0
+        };
+        self.capped(evicting).max(self.expected_index_slots())
+    }
+
+    /// The slots of the table sized for `expected_keys` (what a growth to that many makes).
+    pub fn expected_index_slots(&self) -> u64 {
+        match self.expected_keys {
+            0 => 0,
+            keys => self.capped(keys.saturating_add(1).saturating_mul(2)),
         }
+    }
+
+    /// At most a quarter of maxBytes: a size the bytes cannot hold anyway must not ask for an
+    /// index larger than the store.
+    fn capped(&self, slots: u64) -> u64 {
+        slots
+            .min(self.max_bytes / 4 / SLOT_SIZE)
+            .min(u32::MAX as u64) // T_CAP is 32 bits
     }
 }
 
@@ -100,6 +113,7 @@ impl Default for Limits {
             evict: false,
             max_entries: 0,
             max_bytes: MAX_REGION_BYTES,
+            expected_keys: 0,
         }
     }
 }
@@ -222,6 +236,7 @@ impl Store {
         };
         r.u32(H_ON_FULL)?.store(on_full, Relaxed);
         r.u64(H_MAX_ENTRIES)?.store(limits.max_entries, Relaxed);
+        r.u64(H_EXPECTED_KEYS)?.store(limits.expected_keys, Relaxed);
         r.u64(H_MAX_BYTES)?
             .store(limits.max_bytes.min(MAX_REGION_BYTES), Relaxed);
         r.u64(H_PID_NS)?
@@ -246,6 +261,11 @@ impl Store {
             growth_reads: Default::default(),
             read_only: false,
         })
+    }
+
+    /// The settings fixed when the store was formatted (read from its header).
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Attaches to a region some thread or process formatted with [`Store::create`].
@@ -278,6 +298,8 @@ impl Store {
             evict: r.u32(H_ON_FULL)?.load(Relaxed) == ON_FULL_EVICT,
             max_entries: r.u64(H_MAX_ENTRIES)?.load(Relaxed),
             max_bytes: r.u64(H_MAX_BYTES)?.load(Relaxed).min(MAX_REGION_BYTES),
+            // Zero in files made before the option: no hint.
+            expected_keys: r.u64(H_EXPECTED_KEYS)?.load(Relaxed),
         };
         Ok(Store {
             region,

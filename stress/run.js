@@ -208,7 +208,7 @@ function openShared({ name, file, id }) {
  */
 function tickWords({ ticks, ticksFile }) {
   if (ticks) return new Int32Array(ticks);
-  const { buffer } = require('../binding.js').fileBuffer(ticksFile, 1 << 20, 0o600, true, 0, 0);
+  const { buffer } = require('../binding.js').fileBuffer(ticksFile, 1 << 20, 0o600, true, 0, 0, 0);
   return new Int32Array(buffer, buffer.byteLength - 8, 1);
 }
 

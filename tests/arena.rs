@@ -14,6 +14,7 @@ fn store(mem: &Mem, evict: bool) -> Store {
         evict,
         max_entries: 0,
         max_bytes: mem.bytes() as u64,
+        expected_keys: 0,
     };
     Store::create_with(mem.region(mem.bytes()), 7, 0, limits).unwrap()
 }

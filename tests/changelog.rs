@@ -105,6 +105,7 @@ fn evictions_and_expiries_are_logged_with_their_keys() {
         evict: true,
         max_entries: 4,
         max_bytes: mem.bytes() as u64,
+        expected_keys: 0,
     };
     let mut s = Store::create_with(mem.region(mem.bytes()), 3, 0, limits).unwrap();
     let reg = s.watch_register().unwrap();

@@ -168,6 +168,7 @@ fn open_store(path: &str, evict: bool) -> Store {
         create: true,
         evict,
         max_entries: 0,
+        expected_keys: 0,
         max_file_bytes: shared_kv_store::layout::MAX_REGION_BYTES,
     };
     let (m, _) = Memory::open_file(path, opts).unwrap();

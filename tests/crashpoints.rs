@@ -138,6 +138,7 @@ fn limits(evict: bool, max_bytes: usize) -> Limits {
         evict,
         max_entries: 0,
         max_bytes: max_bytes as u64,
+        expected_keys: 0,
     }
 }
 

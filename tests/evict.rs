@@ -9,6 +9,7 @@ fn evicting(mem: &Mem, len: usize, max_entries: u64) -> Store {
         evict: true,
         max_entries,
         max_bytes: len as u64,
+        expected_keys: 0,
     };
     Store::create_with(mem.region(len), 7, 0, limits).unwrap()
 }
@@ -120,6 +121,7 @@ fn expired_entries_go_first_and_throw_mode_refuses() {
         evict: false,
         max_entries: 3,
         max_bytes: mem2.bytes() as u64,
+        expected_keys: 0,
     };
     let t = Store::create_with(mem2.region(mem2.bytes()), 7, 0, limits).unwrap();
     for i in 0..3u64 {

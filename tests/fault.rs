@@ -27,6 +27,7 @@ fn options(create: bool) -> FileOptions {
         create,
         evict: false,
         max_entries: 0,
+        expected_keys: 0,
         max_file_bytes: shared_kv_store::layout::MAX_REGION_BYTES,
     }
 }

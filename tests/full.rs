@@ -22,6 +22,7 @@ fn full(mem: &Mem, evict: bool, flags: u32) -> (Store, Vec<u64>) {
         evict,
         max_entries: 0,
         max_bytes: MAX as u64,
+        expected_keys: 0,
     };
     let s = Store::create_with(mem.region(MAX), 3, flags, limits).unwrap();
     let mut rng = Rng(9);
@@ -60,6 +61,7 @@ fn evicting(mem: &Mem, max: usize, seed: u64) -> Store {
         evict: true,
         max_entries: 0,
         max_bytes: max as u64,
+        expected_keys: 0,
     };
     Store::create_with(mem.region(max), seed, 0, limits).unwrap()
 }
@@ -84,6 +86,7 @@ fn clear_keeps_locks_leases_and_counts_only_keys() {
                 evict,
                 max_entries: 0,
                 max_bytes: MAX as u64,
+                expected_keys: 0,
             };
             let s = Store::create_with(mem.region(MAX), 3, flags, limits).unwrap();
             let lease = b"\0lock\0job";
@@ -231,6 +234,7 @@ fn expired_entries_never_keep_a_write_out_of_a_full_store() {
                 evict: false,
                 max_entries: 0,
                 max_bytes: len as u64,
+                expected_keys: 0,
             };
             let mut s = Store::create_with(mem.region(len), 3, flags, limits).unwrap();
             s.clock = fake_now;
@@ -267,6 +271,7 @@ fn expired_entries_never_keep_a_write_out_of_a_full_store() {
         evict: false,
         max_entries: 2,
         max_bytes: len as u64,
+        expected_keys: 0,
     };
     let mut s = Store::create_with(mem.region(len), 3, 0, limits).unwrap();
     s.clock = fake_now;

@@ -38,6 +38,7 @@ fn open_store(path: &str, keys: u64) -> Store {
         create: true,
         evict: false,
         max_entries: 0,
+        expected_keys: 0,
         max_file_bytes: shared_kv_store::layout::MAX_REGION_BYTES,
     };
     let (m, _) = Memory::open_file(path, opts).unwrap();

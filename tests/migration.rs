@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use common::Mem;
 use shared_kv_store::layout::{
     H_HIGH_WATER, H_MIG_CURSOR, H_MIG_STATE, H_PREP, H_T0, MIGRATE_SCAN_FACTOR, MIGRATE_SLOTS,
-    MIG_MOVING, MIG_NONE, MIG_PREPARING, SLOT_SIZE, ZERO_BYTES,
+    MIG_MOVING, MIG_NONE, MIG_PREPARING, SLOT_SIZE, T_CAP, ZERO_BYTES,
 };
 use shared_kv_store::Store;
 
@@ -171,4 +171,71 @@ fn no_write_waits_for_a_whole_rebuild() {
     }
     assert!(growths >= 8, "{growths} growths");
     assert!(steps > 1000, "{steps} steps");
+}
+
+/// The main table's slots.
+fn t0_cap(s: &Store) -> u64 {
+    let r = s.region();
+    let block = r.u64(H_T0).unwrap().load(Relaxed);
+    r.u32(block + T_CAP).unwrap().load(Relaxed) as u64
+}
+
+/// Inserts keys `range`, counting the growths started (MIG_NONE left) along the way.
+fn insert_counting_growths(s: &Store, range: std::ops::Range<u64>) -> u32 {
+    let mut growths = 0;
+    for i in range {
+        let before = s.region().u32(H_MIG_STATE).unwrap().load(Relaxed);
+        s.set(&key(i), b"v", false).unwrap();
+        let after = s.region().u32(H_MIG_STATE).unwrap().load(Relaxed);
+        growths += (before == MIG_NONE && after != MIG_NONE) as u32;
+    }
+    growths
+}
+
+#[test]
+fn a_store_sized_for_expected_keys_grows_once_at_its_first_key_and_never_shrinks_below() {
+    const KEYS: u64 = 100_000;
+    const LEN: usize = 32 << 20;
+    let sized = |expected_keys| shared_kv_store::Limits {
+        max_bytes: LEN as u64,
+        expected_keys,
+        ..Default::default()
+    };
+    // The control: without the hint, growth to KEYS runs a migration many times.
+    let mem = Mem::new(LEN);
+    let plain = Store::create_with(mem.region(LEN), 1, 0, sized(0)).unwrap();
+    assert!(insert_counting_growths(&plain, 0..KEYS) >= 6);
+
+    let mem = Mem::new(LEN);
+    let s = Store::create_with(mem.region(LEN), 1, 0, sized(KEYS)).unwrap();
+    let want = (KEYS + 1) * 2;
+    // The first key starts the one growth, while there is nothing to move.
+    assert_eq!(insert_counting_growths(&s, 0..1), 1);
+    assert_eq!(insert_counting_growths(&s, 1..KEYS), 0);
+    assert_eq!(t0_cap(&s), want);
+    assert_eq!(s.region().u32(H_MIG_STATE).unwrap().load(Relaxed), MIG_NONE);
+    // Another attachment reads the hint from the header.
+    assert_eq!(mem.attach(LEN).limits().expected_keys, KEYS);
+
+    // Emptied by deletes, the index is not rebuilt below the size asked for.
+    for i in 10..KEYS {
+        assert!(s.delete(&key(i)).unwrap());
+    }
+    insert_counting_growths(&s, KEYS..KEYS + 5_000);
+    assert!(t0_cap(&s) >= want, "shrunk to {} slots", t0_cap(&s));
+
+    // clear() makes a small table; the next new key sizes it again.
+    s.clear().unwrap();
+    assert!(t0_cap(&s) < want);
+    assert_eq!(insert_counting_growths(&s, 0..KEYS), 1);
+    assert_eq!(t0_cap(&s), want);
+
+    // A hint the bytes cannot hold is capped at a quarter of maxBytes; the store still works.
+    let mem = Mem::new(LEN);
+    let s = Store::create_with(mem.region(LEN), 1, 0, sized(1 << 40)).unwrap();
+    insert_counting_growths(&s, 0..KEYS);
+    assert_eq!(t0_cap(&s), LEN as u64 / 4 / SLOT_SIZE);
+    for i in (0..KEYS).step_by(997) {
+        assert!(s.get(&key(i), &mut Vec::new()).unwrap().is_some());
+    }
 }

@@ -635,6 +635,7 @@ fn an_evicting_index_is_never_asked_for_more_slots_than_a_table_counts() {
         evict: true,
         max_entries: 1 << 31,
         max_bytes: 1 << 40,
+        expected_keys: 0,
     };
-    assert_eq!(limits.evicting_index_slots(), u32::MAX as u64);
+    assert_eq!(limits.index_floor_slots(), u32::MAX as u64);
 }

@@ -95,6 +95,8 @@ file.getOrSet('user:3', 42);
 
 // Eviction.
 const lru = createStore<string>("cache", { maxBytes: 64 << 20, onFull: "evict", maxEntries: 10_000 });
+const sized = openStore("/dev/shm/sized.kv", { maxBytes: 1 << 30, expectedKeys: 20_000_000 });
+void sized;
 const evicted: number = lru.stats().evictions + lru.stats().expired;
 // @ts-expect-error onFull is 'throw' or 'evict'
 createStore('cache2', { onFull: 'lru' });

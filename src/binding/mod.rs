@@ -28,12 +28,14 @@ use raw::{check, global, new_instance, throw, Raw};
 /// Grow in steps of at least this much, so many small sets do not each call `grow`.
 const GROW_STEP: u64 = 1 << 20;
 
-/// The eviction settings a new store gets: `on_full` 1 evicts, 0 throws (see evict.rs).
-fn limits(on_full: u32, max_entries: f64, max_bytes: u64) -> crate::store::Limits {
+/// The settings a new store gets: `on_full` 1 evicts, 0 throws (see evict.rs); `sizes` is
+/// `[maxEntries, expectedKeys]` (whole numbers >= 0, checked by the caller).
+fn limits(on_full: u32, sizes: [f64; 2], max_bytes: u64) -> crate::store::Limits {
     crate::store::Limits {
         evict: on_full == crate::layout::ON_FULL_EVICT,
-        max_entries: max_entries.max(0.0) as u64,
+        max_entries: sizes[0].max(0.0) as u64,
         max_bytes,
+        expected_keys: sizes[1].max(0.0) as u64,
     }
 }
 
@@ -45,6 +47,7 @@ pub fn create_buffer(
     max: f64,
     on_full: u32,
     max_entries: f64,
+    expected_keys: f64,
 ) -> Result<Raw> {
     let env = env.raw();
     let sab = new_shared_buffer(env, initial, max)?;
@@ -56,7 +59,7 @@ pub fn create_buffer(
     // SAFETY: base/len describe the live buffer we just created; `sab` keeps it alive until
     // the caller stores it, and every attachment holds its own reference.
     let region = unsafe { Region::new(base, len) };
-    match Store::create_with(region, seed, 0, limits(on_full, max_entries, max as u64)) {
+    match Store::create_with(region, seed, 0, limits(on_full, [max_entries, expected_keys], max as u64)) {
         Ok(_) => Ok(Raw(sab)),
         Err(CoreError::NeedGrow { needed }) => {
             let msg = format!("initialBytes must be at least {needed} (room for the header and the initial index)");
@@ -1109,12 +1112,12 @@ pub fn help_growth(env: Env, id: u32) -> Result<()> {
     with(env, id, |att| att.run(env, |store, _| store.help_growth()))
 }
 
-/// The store's eviction settings: `{ evict, maxEntries, maxBytes }`.
+/// The store's settings fixed at creation: `{ evict, maxEntries, maxBytes, expectedKeys }`.
 #[napi(js_name = "limits")]
 pub fn limits_of(env: Env, id: u32) -> Result<Raw> {
     let env = env.raw();
     let l = with(env, id, |att| Ok(att.store.limits))?;
-    let json = serde_json::json!({ "evict": l.evict, "maxEntries": l.max_entries, "maxBytes": l.max_bytes });
+    let json = serde_json::json!({ "evict": l.evict, "maxEntries": l.max_entries, "maxBytes": l.max_bytes, "expectedKeys": l.expected_keys });
     convert::json_to_js(env, &json).map(Raw)
 }
 

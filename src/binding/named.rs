@@ -46,6 +46,7 @@ pub fn named_buffer(
     max_bytes: f64,
     on_full: u32,
     max_entries: f64,
+    expected_keys: f64,
 ) -> Result<Raw> {
     let env = env.raw();
     let memory = {
@@ -66,7 +67,7 @@ pub fn named_buffer(
                     &std::collections::hash_map::RandomState::new(),
                     &name,
                 );
-                let limits = super::limits(on_full, max_entries, len as u64);
+                let limits = super::limits(on_full, [max_entries, expected_keys], len as u64);
                 Store::create_with(memory.region(), seed, 0, limits).map_err(|e| throw(env, &e))?;
                 let m = Arc::new(memory);
                 map.insert(name, m.clone());
@@ -89,6 +90,7 @@ pub fn file_buffer(
     create: bool,
     on_full: u32,
     max_entries: f64,
+    expected_keys: f64,
 ) -> Result<Raw> {
     let env = env.raw();
     let opts = FileOptions {
@@ -97,6 +99,7 @@ pub fn file_buffer(
         create,
         evict: on_full == crate::layout::ON_FULL_EVICT,
         max_entries: max_entries.max(0.0) as u64,
+        expected_keys: expected_keys.max(0.0) as u64,
         max_file_bytes: MAX_REGION_BYTES,
     };
     let (memory, created) = Memory::open_file(&path, opts).map_err(|e| throw(env, &e))?;
