@@ -11,6 +11,8 @@ const { createManager } = require('..');
 const processes = require('./processes');
 const cache = require('./cache');
 const growth = require('./growth');
+const drift = require('./drift');
+const scale = require('./scale');
 const watch = require('./watch');
 
 const MIB = 1024 * 1024;
@@ -203,6 +205,8 @@ const scenarios = {
   ...cache.scenarios,
   ...watch.scenarios,
   ...growth.scenarios,
+  ...drift.scenarios,
+  ...scale.scenarios,
 };
 
 if (require.main === module) {

@@ -1,0 +1,133 @@
+'use strict';
+// 100 million keys, for benchmark/run.js (long: not in the default run; see the README):
+//   node benchmark/run.js --only scale-100m --runs 1        (SKV_BENCH_SCALE_KEYS=N for fewer)
+// - fill: N sets of small entries (`key:<i>` -> { i }) into a store file growing from empty;
+// - get and set at N keys, each of a key not touched since the fill (so neither the read cache
+//   nor the CPU caches hold it), against the same at 1k keys plus two DRAM misses (the index
+//   slot, then the entry's block), the floor a random access to a large table cannot beat;
+// - bytes per entry (stats().bytesUsed / N, index included) against the raw bytes, and against
+//   Redis holding the same keys and values (used_memory grown by the fill / N). Redis comes
+//   from the OS packages (skipped where missing) and is filled through `redis-cli --pipe`.
+// Needs about 6 GB of /dev/shm for the store, then ~11 GB of memory for Redis (one at a time).
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+const { openStore } = require('..');
+const { redisInstalled, startRedis } = require('../__test__/redis');
+const { dramMissNs } = require('./processes');
+
+const N = Number(process.env.SKV_BENCH_SCALE_KEYS ?? 100_000_000);
+const OPS = 200_000;
+
+/** Bytes of `{ i }` in msgpack: fixmap, fixstr "i", then the smallest unsigned integer form. */
+const valueBytes = (i) => 3 + (i < 128 ? 1 : i < 256 ? 2 : i < 65536 ? 3 : 5);
+
+/** Writes `{ i }` as msgpack at `off` of `buf`; returns the end. */
+function writeValue(buf, off, i) {
+  buf[off++] = 0x81;
+  buf[off++] = 0xa1;
+  buf[off++] = 0x69;
+  if (i < 128) buf[off++] = i;
+  else if (i < 256) (buf[off++] = 0xcc), (buf[off++] = i);
+  else if (i < 65536) (buf[off++] = 0xcd), buf.writeUInt16BE(i, off), (off += 2);
+  else (buf[off++] = 0xce), buf.writeUInt32BE(i, off), (off += 4);
+  return off;
+}
+
+/** The keys touched by the timed passes: spread over the whole store, none twice. */
+const spread = (n, count, salt) => (i) => `key:${(i * 48271 + salt) % n}`;
+
+/** ns per get and per set of `count` keys of `store` (holding `n`), as the header says. */
+function access(store, n, count) {
+  const gets = spread(n, count, 0);
+  const sets = spread(n, count, 7);
+  if (n < 100_000) {
+    // A small store stays in the CPU caches: each timed get reads a version written since
+    // the last pass (untimed), so that the read cache does not serve it.
+    for (let i = 0; i < count; i++) store.set(gets(i), { i, v: 1 });
+  }
+  let sink;
+  let t = process.hrtime.bigint();
+  for (let i = 0; i < count; i++) sink = store.get(gets(i));
+  const get = Number(process.hrtime.bigint() - t) / count;
+  t = process.hrtime.bigint();
+  for (let i = 0; i < count; i++) store.set(sets(i), { i: i + 1 });
+  const set = Number(process.hrtime.bigint() - t) / count;
+  if (sink === undefined) throw new Error('read nothing');
+  return { get, set };
+}
+
+async function scale100m() {
+  const dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'skv-scale-'));
+  const metrics = { keys: N };
+  try {
+    // The baseline first, at 1k keys, in a store file of its own (JIT warmed on it).
+    const small = openStore(path.join(dir, 'small.kv'), { maxBytes: 64 << 20 });
+    for (let i = 0; i < 1000; i++) small.set(`key:${i}`, { i });
+    for (let w = 0; w < 10; w++) access(small, 1000, 1000);
+    const base = { get: [], set: [] };
+    for (let w = 0; w < 20; w++) {
+      const r = access(small, 1000, OPS / 20);
+      base.get.push(r.get);
+      base.set.push(r.set);
+    }
+    const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1];
+    metrics.get1k = median(base.get);
+    metrics.set1k = median(base.set);
+    small.close();
+
+    const store = openStore(path.join(dir, 'big.kv'), { maxBytes: Math.min(2 ** 40, Math.max(1 << 30, N * 128)) });
+    let raw = 0;
+    const t = process.hrtime.bigint();
+    for (let i = 0; i < N; i++) {
+      const key = `key:${i}`;
+      store.set(key, { i });
+      raw += key.length + valueBytes(i);
+    }
+    metrics.fillSeconds = Number(process.hrtime.bigint() - t) / 1e9;
+    metrics.rawBytes = raw;
+    metrics.usedBytes = store.stats().bytesUsed;
+    const big = access(store, N, OPS);
+    metrics.getN = big.get;
+    metrics.setN = big.set;
+    store.close();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  metrics.dramMissNs = dramMissNs();
+  if (redisInstalled()) Object.assign(metrics, await redisBytes());
+  else metrics.redisSkipped = 1;
+  return metrics;
+}
+
+/** Redis's used_memory grown by the same N keys and values, per key. */
+async function redisBytes() {
+  const redis = await startRedis();
+  try {
+    const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await redis.client.info('memory'))[1]);
+    const before = await usedMemory();
+    const pipe = spawn('redis-cli', ['-p', String(redis.port), '--pipe'], { stdio: ['pipe', 'ignore', 'inherit'] });
+    const exited = new Promise((resolve) => pipe.once('exit', resolve));
+    const chunk = Buffer.alloc(1 << 20);
+    for (let i = 0; i < N;) {
+      let off = 0;
+      for (; i < N && off < chunk.length - 128; i++) {
+        const key = `key:${i}`;
+        off += chunk.write(`*3\r\n$3\r\nSET\r\n$${key.length}\r\n${key}\r\n$${valueBytes(i)}\r\n`, off, 'latin1');
+        off = writeValue(chunk, off, i);
+        off += chunk.write('\r\n', off, 'latin1');
+      }
+      if (!pipe.stdin.write(Buffer.from(chunk.subarray(0, off)))) await new Promise((r) => pipe.stdin.once('drain', r));
+    }
+    pipe.stdin.end();
+    if ((await exited) !== 0) throw new Error('redis-cli --pipe failed');
+    const keys = await redis.client.dbsize();
+    if (keys !== N) throw new Error(`Redis holds ${keys} keys, not ${N}`);
+    return { redisBytesPerKey: ((await usedMemory()) - before) / N };
+  } finally {
+    redis.stop();
+  }
+}
+
+module.exports = { scenarios: { 'scale-100m': scale100m }, LONG: ['scale-100m'] };
