@@ -13,6 +13,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
+const { pack } = require('msgpackr');
 const { openStore } = require('..');
 const { redisInstalled, startRedis } = require('../__test__/redis');
 const { dramMissNs } = require('./processes');
@@ -20,20 +21,8 @@ const { dramMissNs } = require('./processes');
 const N = Number(process.env.SKV_BENCH_SCALE_KEYS ?? 100_000_000);
 const OPS = 200_000;
 
-/** Bytes of `{ i }` in msgpack: fixmap, fixstr "i", then the smallest unsigned integer form. */
-const valueBytes = (i) => 3 + (i < 128 ? 1 : i < 256 ? 2 : i < 65536 ? 3 : 5);
-
-/** Writes `{ i }` as msgpack at `off` of `buf`; returns the end. */
-function writeValue(buf, off, i) {
-  buf[off++] = 0x81;
-  buf[off++] = 0xa1;
-  buf[off++] = 0x69;
-  if (i < 128) buf[off++] = i;
-  else if (i < 256) (buf[off++] = 0xcc), (buf[off++] = i);
-  else if (i < 65536) (buf[off++] = 0xcd), buf.writeUInt16BE(i, off), (off += 2);
-  else (buf[off++] = 0xce), buf.writeUInt32BE(i, off), (off += 4);
-  return off;
-}
+/** The value stored for key i, as bytes: `{ i }` packed by msgpackr, as the 1M-key scale row counts it. */
+const valueOf = (i) => pack({ i });
 
 /** The keys touched by the timed passes: spread over the whole store, none twice. */
 const spread = (n, count, salt) => (i) => `key:${(i * 48271 + salt) % n}`;
@@ -83,7 +72,7 @@ async function scale100m() {
     for (let i = 0; i < N; i++) {
       const key = `key:${i}`;
       store.set(key, { i });
-      raw += key.length + valueBytes(i);
+      raw += key.length + valueOf(i).length;
     }
     metrics.fillSeconds = Number(process.hrtime.bigint() - t) / 1e9;
     metrics.rawBytes = raw;
@@ -114,8 +103,9 @@ async function redisBytes() {
       let off = 0;
       for (; i < N && off < chunk.length - 128; i++) {
         const key = `key:${i}`;
-        off += chunk.write(`*3\r\n$3\r\nSET\r\n$${key.length}\r\n${key}\r\n$${valueBytes(i)}\r\n`, off, 'latin1');
-        off = writeValue(chunk, off, i);
+        const value = valueOf(i);
+        off += chunk.write(`*3\r\n$3\r\nSET\r\n$${key.length}\r\n${key}\r\n$${value.length}\r\n`, off, 'latin1');
+        off += value.copy(chunk, off);
         off += chunk.write('\r\n', off, 'latin1');
       }
       if (!pipe.stdin.write(Buffer.from(chunk.subarray(0, off)))) await new Promise((r) => pipe.stdin.once('drain', r));
