@@ -131,6 +131,8 @@ export interface StoreStats {
   bufferBytes: number;
   /** Slots in the hash index. */
   indexSlots: number;
+  /** The index is growing (or being rebuilt): each write moves a slice of entries to the new table, and `indexSlots` counts both tables until the move ends. */
+  growing: boolean;
   /** Times a writer killed holding the store's lock (SIGKILL, a crash) was taken over and its write recovered. */
   recoveries: number;
   /** Index slots a recovery found with a tag that is not their key's, and repaired (a backstop: 0 is expected). */

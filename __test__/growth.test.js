@@ -128,11 +128,13 @@ test('growing under load up to maxBytes: RangeError at the limit, every earlier 
 test('reads alone finish a growth of the index that the writes left half done (the JS reader helps it on)', () => {
   const { store } = createManager({ maxBytes: 64 * MIB });
   const single = store.stats().indexSlots;
+  assert.equal(store.stats().growing, false);
   let n = 0;
   // Insert until the index is two tables (moving: indexSlots counts both), then only read.
   while (store.stats().indexSlots === single) store.set(`k${n}`, n++);
   const both = store.stats().indexSlots;
   assert.ok(both > 2 * single, `two tables: ${both}`);
+  assert.equal(store.stats().growing, true);
   let reads = 0;
   while (store.stats().indexSlots === both) {
     assert.equal(store.get(`k${reads % n}`), reads % n);
@@ -140,6 +142,7 @@ test('reads alone finish a growth of the index that the writes left half done (t
     assert.ok(reads < 100_000, 'reads never finished the growth');
   }
   assert.ok(store.stats().indexSlots < both && store.stats().indexSlots > single, 'one, larger table');
+  assert.equal(store.stats().growing, false);
   assert.equal(store.check().entries, n);
 });
 

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use serde::Serialize;
 
 use crate::arena::Arena;
+use crate::bitmap::BlockBits;
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::store::Store;
@@ -64,7 +65,9 @@ impl Store {
         // 1. The arena is a run of blocks from the header to the top; the free lists hold
         //    exactly its free blocks. Remember the blocks in use to match them with the index.
         let (_, free) = arena.check_free()?;
-        let mut in_use = HashSet::new();
+        // One bit a block (bitmap.rs): a billion entries cost 1/64 of the arena, asked for
+        // fallibly, where a hash set of them would take tens of GiB.
+        let mut in_use = BlockBits::new(top, "check()")?;
         let mut internal = HashSet::new();
         let (mut used, mut blocks, mut ttl, mut largest_free) = (0, 0, 0, 0);
         for item in arena.walk(HEADER_SIZE) {
@@ -75,7 +78,7 @@ impl Store {
                 }
                 used += h.size;
                 ttl += (h.kind == KIND_TTL) as u64;
-                in_use.insert(at);
+                in_use.insert(at)?;
             } else if h.is_internal() {
                 used += h.size;
                 internal.insert(at);
@@ -172,7 +175,7 @@ impl Store {
                     Ref::Empty => {}
                     Ref::Tombstone => counts[which].1 += 1,
                     Ref::Live { block, tag } => {
-                        if !in_use.remove(&block) {
+                        if !in_use.remove(block).unwrap_or(false) {
                             return Err(bad(format!("slot {i} points to no block of its own")));
                         }
                         let hash = self.key_hash_of(block, &mut key)?;

@@ -27,6 +27,7 @@
 //! - [`value`], [`codec`]: the value model and its msgpack encoding (shared with the JS codec)
 
 pub mod arena;
+mod bitmap;
 pub mod changelog;
 pub mod check;
 pub mod clear;

@@ -30,6 +30,7 @@
 use std::sync::atomic::Ordering::{Relaxed, Release};
 
 use crate::arena::{read_header, Arena};
+use crate::bitmap::BlockBits;
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::store::Store;
@@ -53,27 +54,13 @@ impl Store {
                 size: top - HEADER_SIZE,
             });
         }
-        // One bit per 8-byte boundary of the arena: the blocks the index references.
-        // (top / 64 bytes of address space: zeroed pages the allocator maps, committed only
-        // where a referenced block sets a bit, so a store of large values costs little. Asked
-        // for fallibly: a process that cannot have it gets ENOMEM, not an abort.)
-        let mut referenced = zeroed_words(((top - HEADER_SIZE) / 8).div_ceil(64) as usize)?;
-        let mut marked = 0u64;
-        // Marks `block`; false if it was marked already.
+        // The blocks the index references (bitmap.rs: committed only where a bit is set, and
+        // ENOMEM, not an abort, for a process that cannot have it).
+        let mut referenced = BlockBits::new(top, "recovering the store")?;
         let mut mark = |block: u64| -> Result<bool> {
-            if block < HEADER_SIZE || block >= top || block % BLOCK_ALIGN != 0 {
-                return Err(Error::corrupted(
-                    "index references a block outside the arena",
-                ));
-            }
-            let bit = (block - HEADER_SIZE) / 8;
-            let word = &mut referenced[(bit / 64) as usize];
-            if *word & (1 << (bit % 64)) != 0 {
-                return Ok(false);
-            }
-            *word |= 1 << (bit % 64);
-            marked += 1;
-            Ok(true)
+            referenced.insert(block).map_err(|_| {
+                Error::corrupted("index references a block outside the arena")
+            })
         };
         let prep = match r.u32(H_MIG_STATE)?.load(Relaxed) {
             MIG_PREPARING => r.u64(H_PREP)?.load(Relaxed),
@@ -134,15 +121,9 @@ impl Store {
                 }
             }
         }
-        let keep = |block: u64| {
-            let bit = (block - HEADER_SIZE) / 8;
-            referenced
-                .get((bit / 64) as usize)
-                .is_some_and(|w| w & (1 << (bit % 64)) != 0)
-        };
         // Every referenced block must be one the walk finds (not the middle of another).
-        let kept = Arena { r }.reclaim(top, keep)?;
-        if kept != marked {
+        let kept = Arena { r }.reclaim(top, |block| referenced.contains(block))?;
+        if kept != referenced.len() {
             return Err(Error::corrupted("index references the middle of a block"));
         }
         r.u64(H_LIVE)?.store(counts[0].0 + counts[1].0, Relaxed);
@@ -213,29 +194,4 @@ fn settle_descriptor(r: &crate::region::Region) -> Result<Tables> {
         epoch.store(e.wrapping_add(1), Release);
     }
     Ok(tables)
-}
-
-/// `words` zeroed u64s, or ENOMEM. `alloc_zeroed` gets fresh zero pages from the OS for a large
-/// size, so only the pages written are committed (a `vec![0; n]` after `try_reserve` writes them
-/// all: 64 MiB per recovery of a 4 GiB store).
-fn zeroed_words(words: usize) -> Result<Box<[u64]>> {
-    let enomem = || Error::Io {
-        code: "ENOMEM".into(),
-        message: format!(
-            "recovering the store needs {} bytes of memory, which this process cannot get",
-            words.saturating_mul(8)
-        ),
-    };
-    if words == 0 {
-        return Ok(Box::new([]));
-    }
-    let layout = std::alloc::Layout::array::<u64>(words).map_err(|_| enomem())?;
-    // SAFETY: the layout's size is non-zero (words > 0).
-    let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<u64>();
-    if p.is_null() {
-        return Err(enomem());
-    }
-    // SAFETY: `p` is a fresh, zeroed (valid u64s) allocation of the global allocator with the
-    // layout of `[u64; words]`, which is what the Box frees it with.
-    Ok(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, words)) })
 }

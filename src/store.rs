@@ -172,6 +172,9 @@ pub struct Stats {
     pub watchers: u64,
     /// Index slots whose tag recovery found wrong and repaired (none expected).
     pub repairs: u64,
+    /// The index is growing (or being rebuilt): entries move to the new table a slice per
+    /// write, and `index_slots` counts both tables.
+    pub growing: bool,
 }
 
 /// Live entries that are keys: all of them but locks' leases and getOrSet's turns.
@@ -826,6 +829,7 @@ impl Store {
             moves: r.u64(H_MOVES)?.load(Relaxed),
             watchers: r.u32(H_WATCHERS)?.load(Relaxed) as u64,
             repairs: r.u64(H_REPAIRS)?.load(Relaxed),
+            growing: r.u32(H_MIG_STATE)?.load(Relaxed) != MIG_NONE,
         })
     }
 
