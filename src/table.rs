@@ -221,6 +221,11 @@ impl Table {
         self.off + ((start_slot(hash, self.cap) + probe) % self.cap) * SLOT_SIZE
     }
 
+    /// Where a lookup of `hash` starts.
+    pub fn first_slot(&self, hash: u32) -> u64 {
+        self.slot_at(hash, 0)
+    }
+
     /// Writer-side lookup (caller holds the writer lock).
     pub fn find(&self, r: &Region, key: &[u8], hash: u32) -> Result<Find> {
         let arena = Arena { r };
