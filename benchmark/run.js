@@ -103,6 +103,10 @@ const CHECKS = {
       [`fill: ${keys} of small entries into a store file from empty, a set vs a set at 1k keys`, (m.fillSeconds * 1e9) / m.keys / m.set1k, null, 'report', `${m.fillSeconds.toFixed(0)} s, ${fmt((m.fillSeconds * 1e9) / m.keys)} ns a set`],
       [`get at ${keys} vs 1k keys + 2 DRAM misses`, m.getN / floor('get'), null, 'report', `${fmt(m.getN)} vs ${fmt(m.get1k)} + 2 x ${fmt(m.dramMissNs)} ns`],
       [`set at ${keys} vs 1k keys + 2 DRAM misses`, m.setN / floor('set'), 1, 'max', `${fmt(m.setN)} vs ${fmt(m.set1k)} + 2 x ${fmt(m.dramMissNs)} ns`],
+      ...(m.getGrowing === undefined ? [] : [
+        [`get at ${keys} while the fill's last growth runs vs at rest`, m.getGrowing / m.getN, null, 'report', `${fmt(m.getGrowing)} vs ${fmt(m.getN)} ns`],
+        [`set at ${keys} while the fill's last growth runs vs at rest`, m.setGrowing / m.setN, null, 'report', `${fmt(m.setGrowing)} vs ${fmt(m.setN)} ns (each moves a slice of it)`],
+      ]),
       [`memory at ${keys} vs raw bytes`, m.usedBytes / m.rawBytes, null, 'report', `${(m.usedBytes / m.keys).toFixed(1)} vs ${(m.rawBytes / m.keys).toFixed(1)} bytes an entry`],
       m.redisSkipped
         ? ['bytes an entry vs Redis', NaN, null, 'report', 'skipped: redis-server is not installed']
