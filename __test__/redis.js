@@ -24,11 +24,12 @@ const freePort = () => new Promise((resolve) => {
  * Starts redis-server without persistence (and with `args`, e.g. `['--maxmemory', '24mb']`);
  * resolves with { port, url, client (connected ioredis), stop() }.
  */
-async function startRedis(args = []) {
-  const port = await freePort();
+async function startRedis(args = [], port = undefined) {
+  port ??= await freePort();
   const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], { stdio: 'ignore' });
   const Redis = require('ioredis');
   const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
+  client.on('error', () => {}); // a server a test killed: its commands fail on their own
   for (let i = 0; ; i++) {
     try {
       await client.connect();
@@ -45,7 +46,14 @@ async function startRedis(args = []) {
     client.disconnect();
     server.kill();
   };
-  return { port, url: `redis://127.0.0.1:${port}`, client, stop };
+  /** SIGKILL, resolved once the server process is gone. */
+  const kill = () => {
+    client.disconnect();
+    const gone = new Promise((resolve) => server.once('exit', resolve));
+    server.kill('SIGKILL');
+    return gone;
+  };
+  return { port, url: `redis://127.0.0.1:${port}`, client, stop, kill };
 }
 
 module.exports = { redisInstalled, startRedis, freePort };

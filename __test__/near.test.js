@@ -1,0 +1,278 @@
+'use strict';
+// The near cache in front of Redis (lib/redis.js), against a redis-server each test starts on
+// 127.0.0.1 and stops. Two "machines" are two store files; several processes share one.
+// Waits are for states (an invalidation counted, the listener role taken), never for time.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+const { redisInstalled, startRedis } = require('./redis');
+const { createNearCache } = require('../lib/redis');
+
+const skip = redisInstalled() ? false : 'redis-server is not installed (apt-get install redis-server)';
+const base = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+const ROOT = path.join(__dirname, '..');
+
+/** Resolves once `check()` is true, polling every 5 ms (a bound only against a hang). */
+async function until(check, what, limit = 20_000) {
+  const start = Date.now();
+  while (!(await check())) {
+    if (Date.now() - start > limit) throw new Error(`never: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+async function withRedis(fn) {
+  const redis = await startRedis();
+  const dir = fs.mkdtempSync(path.join(base, 'skv-near-'));
+  try {
+    await fn(redis, dir);
+  } finally {
+    redis.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Server-side count of a command since the server started (INFO commandstats). */
+async function calls(redis, command) {
+  const info = await redis.client.info('commandstats');
+  const m = new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info);
+  return m ? Number(m[1]) : 0;
+}
+
+/**
+ * A child process running `body` with `cache` made from `options` (JSON, and `afterRead`: the
+ * source of an `_afterRead` hook); its stdout lines.
+ */
+function child(options, body, afterRead = 'undefined') {
+  const p = spawn(process.execPath, ['-e', `
+    const { createNearCache } = require(${JSON.stringify(path.join(ROOT, 'lib/redis.js'))});
+    const { openStore } = require(${JSON.stringify(ROOT)});
+    (async () => {
+      const cache = await createNearCache({ ...${JSON.stringify(options)}, _afterRead: ${afterRead} });
+      const say = (x) => process.stdout.write(JSON.stringify(x) + '\\n');
+      ${body}
+    })().catch((e) => { console.error(e); process.exit(1); });
+  `], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = [];
+  let buffered = '';
+  p.stdout.on('data', (d) => {
+    buffered += d;
+    let nl;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      lines.push(JSON.parse(buffered.slice(0, nl)));
+      buffered = buffered.slice(nl + 1);
+    }
+  });
+  p.exited = new Promise((resolve) => p.once('exit', (code, signal) => resolve({ code, signal })));
+  p.lines = lines;
+  return p;
+}
+
+test('a write on machine B reaches machine A: A never serves the old value after the invalidation arrived', { skip }, () => withRedis(async (redis, dir) => {
+  const options = { redis: redis.url, prefix: 'app:', maxBytes: 8 << 20 };
+  const a = await createNearCache({ ...options, path: path.join(dir, 'a.kv') });
+  const b = await createNearCache({ ...options, path: path.join(dir, 'b.kv') });
+  try {
+    assert.equal(a.stats().listener, true);
+    assert.equal(await a.get('user:1'), undefined);
+    await b.set('user:1', { name: 'ada', tags: new Set(['x']) });
+    assert.deepEqual(await a.get('user:1'), { name: 'ada', tags: new Set(['x']) });
+    const reads = a.stats().redisReads;
+    assert.deepEqual(await a.get('user:1'), { name: 'ada', tags: new Set(['x']) });
+    assert.equal(a.stats().redisReads, reads, 'the second get is a local hit');
+    assert.ok(a.stats().localHits >= 1);
+
+    const before = a.stats().invalidations;
+    await b.set('user:1', { name: 'grace' });
+    await until(() => a.stats().invalidations > before, 'A told of B\'s write');
+    assert.deepEqual(await a.get('user:1'), { name: 'grace' });
+    await b.delete('user:1');
+    await until(async () => (await a.get('user:1')) === undefined, 'A sees the delete');
+    // Keys outside the prefix are not this cache's: in Redis they are prefixed.
+    assert.equal(await redis.client.exists('app:user:1'), 0);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+}));
+
+test("foreign writes and deletes (codec 'string', a raw Redis client) remove the local copy", { skip }, () => withRedis(async (redis, dir) => {
+  const cache = await createNearCache({ redis: redis.url, path: path.join(dir, 'a.kv'), prefix: 'svc:', codec: 'string' });
+  try {
+    await redis.client.set('svc:greeting', 'hello');
+    assert.equal(await cache.get('greeting'), 'hello');
+    assert.equal(await cache.get('greeting'), 'hello');
+    const reads = cache.stats().redisReads;
+    let seen = cache.stats().invalidations;
+    await redis.client.set('svc:greeting', 'bonjour');
+    await until(() => cache.stats().invalidations > seen, 'told of the foreign SET');
+    assert.equal(await cache.get('greeting'), 'bonjour');
+    assert.equal(cache.stats().redisReads, reads + 1);
+    seen = cache.stats().invalidations;
+    await redis.client.del('svc:greeting');
+    await until(() => cache.stats().invalidations > seen, 'told of the foreign DEL');
+    assert.equal(await cache.get('greeting'), undefined);
+    await assert.rejects(cache.set('greeting', 42), TypeError);
+    await cache.set('greeting', 'hi');
+    assert.equal(await redis.client.get('svc:greeting'), 'hi', 'other services read plain strings');
+  } finally {
+    await cache.close();
+  }
+}));
+
+test('the fill race: a value read before a write whose invalidation came first is not stored', { skip }, () => withRedis(async (redis, dir) => {
+  let race = true;
+  let cache;
+  const options = {
+    redis: redis.url, path: path.join(dir, 'a.kv'), prefix: 'r:', codec: 'string',
+    // Between the miss's GET (v1) and its store: the key changes, and its invalidation arrives.
+    async _afterRead() {
+      if (!race) return;
+      race = false;
+      const seen = cache.stats().invalidations;
+      await redis.client.set('r:k', 'v2');
+      await until(() => cache.stats().invalidations > seen, 'the invalidation arrived');
+    },
+  };
+  cache = await createNearCache(options);
+  try {
+    await redis.client.set('r:k', 'v1');
+    assert.equal(await cache.get('k'), 'v1', 'the read itself returns what it read');
+    assert.equal(await cache.get('k'), 'v2', 'v1 was not stored: the next get reads again');
+    assert.equal(await cache.get('k'), 'v2');
+    assert.equal(cache.stats().redisReads, 2);
+  } finally {
+    await cache.close();
+  }
+}));
+
+test('concurrent misses for one key from several processes of a machine make one Redis read', { skip }, () => withRedis(async (redis, dir) => {
+  const file = path.join(dir, 'm.kv');
+  await redis.client.set('p:hot', Buffer.from([0x92, 0x01, 0x02])); // [1, 2] in msgpack
+  const gets = await calls(redis, 'get');
+  const N = 4;
+  // Each child says it is ready, waits for the go, gets the key. The one that reads Redis
+  // holds its store until every child has asked (the others then wait on its placeholder).
+  // Every child counts itself in a side store before its get; the one that reads Redis waits
+  // (in the hook, between its read and its store) until all have asked: the misses overlap.
+  const side = path.join(dir, 'side.kv');
+  const hook = `async () => { const s = openStore(${JSON.stringify(side)}); while ((s.get('asked') ?? 0) < ${N}) await new Promise((r) => setTimeout(r, 2)); }`;
+  const kids = Array.from({ length: N }, () => child({ redis: redis.url, path: file, prefix: 'p:' }, `
+    say('ready');
+    const next = () => new Promise((r) => process.stdin.once('data', r));
+    await next(); // go
+    openStore(${JSON.stringify(side)}).increment('asked');
+    say(await cache.get('hot'));
+    await next(); // all have answered: close (a listener that closes fences the machine)
+    process.stdin.destroy(); // else it keeps the process alive
+    await cache.close();
+  `, hook));
+  await until(() => kids.every((k) => k.lines.length === 1), 'children ready');
+  for (const k of kids) k.stdin.write('go\n');
+  await until(() => kids.every((k) => k.lines.length === 2), 'every child has the value');
+  for (const k of kids) k.stdin.write('bye\n');
+  const results = await Promise.all(kids.map(async (k) => {
+    assert.deepEqual(await k.exited, { code: 0, signal: null });
+    return k.lines[1];
+  }));
+  assert.deepEqual(results, Array(N).fill([1, 2]));
+  assert.equal(await calls(redis, 'get') - gets, 1, 'one GET for the machine');
+}));
+
+test('Redis killed and restarted empty: nothing stale is served, and get rejects while it is down', { skip }, async () => {
+  const dir = fs.mkdtempSync(path.join(base, 'skv-near-'));
+  let redis = await startRedis();
+  const port = redis.port;
+  const cache = await createNearCache({ redis: { url: redis.url, socket: { reconnectStrategy: () => 20 } }, path: path.join(dir, 'a.kv'), prefix: 'x:', codec: 'string' });
+  try {
+    await redis.client.set('x:k', 'old');
+    assert.equal(await cache.get('k'), 'old');
+    assert.equal(await cache.get('k'), 'old');
+    await redis.kill();
+    await until(() => !cache.stats().serving, 'the local tier fenced');
+    await assert.rejects(cache.get('k'), { code: 'ERR_KV_REDIS' });
+    redis = await startRedis([], port);
+    await until(() => cache.stats().serving, 'subscribed again');
+    assert.equal(await cache.get('k'), undefined, 'the restarted Redis has no k: the old local copy is not served');
+  } finally {
+    await cache.close();
+    redis.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('serveStale: while Redis is down, a get answers with the last local value instead', { skip }, async () => {
+  const dir = fs.mkdtempSync(path.join(base, 'skv-near-'));
+  const redis = await startRedis();
+  const cache = await createNearCache({ redis: { url: redis.url, socket: { reconnectStrategy: () => 20 } }, path: path.join(dir, 'a.kv'), codec: 'string', serveStale: true });
+  try {
+    await redis.client.set('k', 'v');
+    assert.equal(await cache.get('k'), 'v');
+    await redis.kill();
+    await until(() => !cache.stats().serving, 'the local tier fenced');
+    assert.equal(await cache.get('k'), 'v');
+    await assert.rejects(cache.get('absent'), { code: 'ERR_KV_REDIS' }, 'a key never read still rejects');
+  } finally {
+    await cache.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the listener SIGKILLed: another process takes its role, and invalidations go on', { skip }, (t) => withRedis(async (redis, dir) => {
+  const file = path.join(dir, 'm.kv');
+  const options = { redis: redis.url, path: file, prefix: 'l:', codec: 'string' };
+  const first = child(options, `say(cache.stats().listener); setInterval(() => {}, 1000);`);
+  await until(() => first.lines.length === 1, 'the first process started');
+  assert.equal(first.lines[0], true, 'the first process listens');
+  const cache = await createNearCache(options);
+  try {
+    assert.equal(cache.stats().listener, false);
+    await redis.client.set('l:k', 'v1');
+    assert.equal(await cache.get('k'), 'v1');
+    const generation = cache.stats().flushes;
+    first.kill('SIGKILL');
+    await first.exited;
+    const killed = Date.now();
+    // Subscribed: a new generation, with a live heartbeat.
+    await until(() => cache.stats().listener && cache.stats().serving && cache.stats().flushes > generation, 'this process listens');
+    const took = Date.now() - killed;
+    const seen = cache.stats().invalidations;
+    await redis.client.set('l:k', 'v2');
+    await until(() => cache.stats().invalidations > seen, 'invalidations reach the new listener');
+    assert.equal(await cache.get('k'), 'v2');
+    t.diagnostic(`takeover (subscribed again) ${took} ms after the kill`);
+  } finally {
+    await cache.close();
+  }
+}));
+
+test('close() leaves no connection or timer behind: the process exits by itself', { skip }, () => withRedis(async (redis, dir) => {
+  const p = child({ redis: redis.url, path: path.join(dir, 'c.kv') }, `
+    await cache.set('a', 1);
+    say(await cache.get('a'));
+    await cache.close();
+    say(await cache.get('a').catch((e) => e.code));
+  `);
+  const { code, signal } = await p.exited;
+  assert.deepEqual({ code, signal }, { code: 0, signal: null });
+  assert.deepEqual(p.lines, [1, 'ERR_KV_CLOSED']);
+}));
+
+test('bad options are TypeErrors, and no connection is left open', async () => {
+  await assert.rejects(createNearCache(), TypeError);
+  await assert.rejects(createNearCache({ redis: 'redis://127.0.0.1:1' }), /either path .* or name/);
+  await assert.rejects(createNearCache({ redis: 'redis://127.0.0.1:1', name: 'n', codec: 'json' }), TypeError);
+  await assert.rejects(createNearCache({ redis: 'redis://127.0.0.1:1', name: 'n', ttl: -1 }), RangeError);
+  await assert.rejects(createNearCache({ redis: { url: 'redis://127.0.0.1:1', socket: { reconnectStrategy: false } }, name: 'n' }), { code: 'ERR_KV_REDIS' });
+});
+
+test("CommonJS and ESM entries: require('shared-kv-store/redis') and import() give the same function", async () => {
+  const esm = await import('shared-kv-store/redis');
+  const cjs = require('shared-kv-store/redis');
+  assert.equal(esm.createNearCache, cjs.createNearCache);
+  assert.equal(esm.default, cjs.createNearCache);
+  assert.equal(typeof esm.NearCache, 'function');
+});
