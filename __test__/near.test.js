@@ -71,27 +71,31 @@ function child(options, body, afterRead = 'undefined') {
   return p;
 }
 
+/** Resolves once `cache`'s machine has received `n` invalidations in all (a count, not a time). */
+const told = (cache, n, what) => until(() => cache.stats().invalidations >= n, what);
+
 test('a write on machine B reaches machine A: A never serves the old value after the invalidation arrived', { skip }, () => withRedis(async (redis, dir) => {
   const options = { redis: redis.url, prefix: 'app:', maxBytes: 8 << 20 };
   const a = await createNearCache({ ...options, path: path.join(dir, 'a.kv') });
   const b = await createNearCache({ ...options, path: path.join(dir, 'b.kv') });
   try {
     assert.equal(a.stats().listener, true);
+    let n = a.stats().invalidations;
     assert.equal(await a.get('user:1'), undefined);
     await b.set('user:1', { name: 'ada', tags: new Set(['x']) });
+    await told(a, ++n, "A told of B's first write");
     assert.deepEqual(await a.get('user:1'), { name: 'ada', tags: new Set(['x']) });
     const reads = a.stats().redisReads;
     assert.deepEqual(await a.get('user:1'), { name: 'ada', tags: new Set(['x']) });
     assert.equal(a.stats().redisReads, reads, 'the second get is a local hit');
     assert.ok(a.stats().localHits >= 1);
 
-    const before = a.stats().invalidations;
     await b.set('user:1', { name: 'grace' });
-    await until(() => a.stats().invalidations > before, 'A told of B\'s write');
+    await told(a, ++n, "A told of B's second write");
     assert.deepEqual(await a.get('user:1'), { name: 'grace' });
     await b.delete('user:1');
-    await until(async () => (await a.get('user:1')) === undefined, 'A sees the delete');
-    // Keys outside the prefix are not this cache's: in Redis they are prefixed.
+    await told(a, ++n, "A told of B's delete");
+    assert.equal(await a.get('user:1'), undefined);
     assert.equal(await redis.client.exists('app:user:1'), 0);
   } finally {
     await a.close();
@@ -102,22 +106,43 @@ test('a write on machine B reaches machine A: A never serves the old value after
 test("foreign writes and deletes (codec 'string', a raw Redis client) remove the local copy", { skip }, () => withRedis(async (redis, dir) => {
   const cache = await createNearCache({ redis: redis.url, path: path.join(dir, 'a.kv'), prefix: 'svc:', codec: 'string' });
   try {
+    let n = cache.stats().invalidations;
     await redis.client.set('svc:greeting', 'hello');
+    await told(cache, ++n, 'told of the first SET');
     assert.equal(await cache.get('greeting'), 'hello');
     assert.equal(await cache.get('greeting'), 'hello');
     const reads = cache.stats().redisReads;
-    let seen = cache.stats().invalidations;
     await redis.client.set('svc:greeting', 'bonjour');
-    await until(() => cache.stats().invalidations > seen, 'told of the foreign SET');
+    await told(cache, ++n, 'told of the foreign SET');
     assert.equal(await cache.get('greeting'), 'bonjour');
     assert.equal(cache.stats().redisReads, reads + 1);
-    seen = cache.stats().invalidations;
     await redis.client.del('svc:greeting');
-    await until(() => cache.stats().invalidations > seen, 'told of the foreign DEL');
+    await told(cache, ++n, 'told of the foreign DEL');
     assert.equal(await cache.get('greeting'), undefined);
     await assert.rejects(cache.set('greeting', 42), TypeError);
     await cache.set('greeting', 'hi');
     assert.equal(await redis.client.get('svc:greeting'), 'hi', 'other services read plain strings');
+    // A key that expires in Redis expires locally no later.
+    await redis.client.set('svc:brief', 'x', 'PX', 150);
+    await told(cache, n + 2, 'told of the SET of brief');
+    assert.equal(await cache.get('brief'), 'x');
+    await until(async () => (await cache.get('brief')) === undefined, 'brief expired locally too');
+  } finally {
+    await cache.close();
+  }
+}));
+
+test('FLUSHALL fences everything local: nothing from before it is served', { skip }, () => withRedis(async (redis, dir) => {
+  const cache = await createNearCache({ redis: redis.url, path: path.join(dir, 'a.kv'), codec: 'string' });
+  try {
+    const n = cache.stats().invalidations;
+    await redis.client.set('k', 'v');
+    await told(cache, n + 1, 'told of the SET');
+    assert.equal(await cache.get('k'), 'v');
+    const flushes = cache.stats().flushes;
+    await redis.client.flushall();
+    await until(() => cache.stats().flushes > flushes && cache.stats().serving, 'a new generation');
+    assert.equal(await cache.get('k'), undefined);
   } finally {
     await cache.close();
   }
@@ -134,18 +159,71 @@ test('the fill race: a value read before a write whose invalidation came first i
       race = false;
       const seen = cache.stats().invalidations;
       await redis.client.set('r:k', 'v2');
-      await until(() => cache.stats().invalidations > seen, 'the invalidation arrived');
+      await told(cache, seen + 1, 'the invalidation of v2 arrived');
     },
   };
   cache = await createNearCache(options);
   try {
+    const n = cache.stats().invalidations;
     await redis.client.set('r:k', 'v1');
+    await told(cache, n + 1, 'the invalidation of v1 arrived'); // not mistaken for v2's below
     assert.equal(await cache.get('k'), 'v1', 'the read itself returns what it read');
     assert.equal(await cache.get('k'), 'v2', 'v1 was not stored: the next get reads again');
     assert.equal(await cache.get('k'), 'v2');
     assert.equal(cache.stats().redisReads, 2);
   } finally {
     await cache.close();
+  }
+}));
+
+test('getOrSet: one loader across machines, the other machine waits for its value', { skip }, () => withRedis(async (redis, dir) => {
+  const options = { redis: redis.url, prefix: 'g:' };
+  const a = await createNearCache({ ...options, path: path.join(dir, 'a.kv') });
+  const b = await createNearCache({ ...options, path: path.join(dir, 'b.kv') });
+  try {
+    let open;
+    const gate = new Promise((r) => (open = r));
+    const calls = { a: 0, b: 0 };
+    const fromA = a.getOrSet('report', async () => {
+      calls.a++;
+      await gate;
+      return { rows: 3 };
+    }, { ttl: 60 });
+    await until(async () => (await redis.client.exists('skv-near-lock:g:report')) === 1, "A holds the machines' lock");
+    const fromB = b.getOrSet('report', async () => {
+      calls.b++;
+      return { rows: -1 };
+    });
+    // B missed, found the lock taken, and read again while waiting: only then A finishes.
+    await until(() => b.stats().redisReads >= 2, 'B waits on the lock');
+    open();
+    assert.deepEqual(await fromA, { rows: 3 });
+    assert.deepEqual(await fromB, { rows: 3 });
+    assert.deepEqual(calls, { a: 1, b: 0 });
+    assert.ok((await redis.client.pttl('g:report')) > 0, 'stored in Redis with its ttl');
+    assert.equal(await redis.client.exists('skv-near-lock:g:report'), 0, 'the lock is released');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+}));
+
+test("a listener's close() hands its role over; a second configuration of one local tier is refused", { skip }, () => withRedis(async (redis, dir) => {
+  const file = path.join(dir, 'h.kv');
+  const first = await createNearCache({ redis: redis.url, path: file, codec: 'string' });
+  const second = await createNearCache({ redis: redis.url, path: file, codec: 'string' });
+  try {
+    assert.equal(first.stats().listener, true);
+    assert.equal(second.stats().listener, false);
+    await first.close();
+    await until(() => second.stats().listener && second.stats().serving, 'the second took over');
+    const n = second.stats().invalidations;
+    await redis.client.set('k', 'v');
+    await told(second, n + 1, 'invalidations reach the new listener');
+    await assert.rejects(createNearCache({ redis: redis.url, path: file, codec: 'msgpack' }), { code: 'ERR_KV_OPTIONS' });
+  } finally {
+    await first.close();
+    await second.close();
   }
 }));
 
@@ -209,11 +287,14 @@ test('serveStale: while Redis is down, a get answers with the last local value i
   const redis = await startRedis();
   const cache = await createNearCache({ redis: { url: redis.url, socket: { reconnectStrategy: () => 20 } }, path: path.join(dir, 'a.kv'), codec: 'string', serveStale: true });
   try {
+    const n = cache.stats().invalidations;
     await redis.client.set('k', 'v');
+    await told(cache, n + 1, 'told of the SET'); // so that it cannot delete the copy below
     assert.equal(await cache.get('k'), 'v');
     await redis.kill();
     await until(() => !cache.stats().serving, 'the local tier fenced');
     assert.equal(await cache.get('k'), 'v');
+    assert.equal(await cache.get('k'), 'v', 'and again');
     await assert.rejects(cache.get('absent'), { code: 'ERR_KV_REDIS' }, 'a key never read still rejects');
   } finally {
     await cache.close();

@@ -102,8 +102,8 @@ function lmdbProcesses() {
  * The cost of one dependent DRAM miss: a walk of a random single-cycle permutation of 64 MiB
  * (Sattolo's shuffle), each step one load that depends on the last.
  */
-function dramMissNs() {
-  const n = 1 << 24;
+function dramMissNs(bytes = 64 << 20) {
+  const n = Math.floor(bytes / 4);
   const next = new Uint32Array(n);
   for (let i = 0; i < n; i++) next[i] = i;
   let seed = 12345;

@@ -13,6 +13,7 @@ const cache = require('./cache');
 const growth = require('./growth');
 const drift = require('./drift');
 const scale = require('./scale');
+const near = require('./near');
 const watch = require('./watch');
 
 const MIB = 1024 * 1024;
@@ -207,6 +208,7 @@ const scenarios = {
   ...growth.scenarios,
   ...drift.scenarios,
   ...scale.scenarios,
+  ...near.scenarios,
 };
 
 if (require.main === module) {

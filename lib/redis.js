@@ -31,6 +31,8 @@ const ELECT_MS = 200;
 const PLACEHOLDER_MS = 5000;
 const STATE = 'm:state'; // [generation, heartbeat ms]
 const INVALIDATIONS = 'm:invalidations';
+const FLUSHES = 'm:flushes';
+const CONFIG = 'm:config';
 const LISTENER = 'm:listener';
 
 function redisError(message, cause) {
@@ -75,6 +77,9 @@ function checkKey(key) {
 }
 
 const isEntry = (e) => Array.isArray(e) && e.length === 3;
+/** `e` is an entry of generation `gen` that has not expired. */
+const fresh = (e, gen) => gen !== null && isEntry(e) && e[0] === gen && (e[1] === 0 || e[1] > Date.now());
+const newGeneration = () => randomBytes(6).readUIntBE(0, 6);
 const isPlaceholder = (e) => e !== null && typeof e === 'object' && !Array.isArray(e) && typeof e.p === 'string';
 
 class NearCache {
@@ -84,6 +89,8 @@ class NearCache {
   #binary; // the same client, replies as Buffers
   #tracker = null; // the listener's tracking connection, while this process is the listener
   #heartbeat = null;
+  #pingSent = 0; // when the PING in flight was sent (0: none)
+  #generation = null; // the generation this listener made last
   #subscribed = () => {};
   #elector = null;
   #closed = false;
@@ -101,27 +108,44 @@ class NearCache {
   /** Starts electing: this process listens now if no one does, else keeps asking. */
   async start() {
     await this.#elect();
-    this.#elector = setInterval(() => this.#elect().catch(() => {}), ELECT_MS);
+    this.#elector = setInterval(() => this.#guard(() => this.#elect()), ELECT_MS);
     this.#elector.unref();
+  }
+
+  /** Runs `fn` from a timer or an event: a failure fences rather than crashing the process. */
+  #guard(fn) {
+    try {
+      const r = fn();
+      if (r instanceof Promise) r.catch(() => this.#fence());
+    } catch {
+      this.#fence();
+    }
   }
 
   // ---- the listener --------------------------------------------------------------------------
 
   async #elect() {
     if (this.#closed || this.#tracker !== null) return;
-    // A lock whose holder's process died is free at once; a live holder keeps it (no lease
-    // to renew: 2^31 ms).
+    // A lock whose holder's process died is free at once; a live holder keeps it.
     if (!this.#store.lock(LISTENER, 0, { lease: 2 ** 31 - 1 })) return;
-    const { createClient } = loadClientLibrary();
-    // A PING a second: a connection that died without a word is noticed (and fenced) too.
-    const tracker = createClient({ ...this.#clientOptions(), RESP: 3, emitInvalidate: true, pingInterval: 1000 });
+    let tracker;
+    try {
+      // Whatever was stored under the last listener may have missed invalidations since it
+      // died: fenced until this one is subscribed.
+      this.#bump(false);
+      const { createClient } = loadClientLibrary();
+      tracker = createClient({ ...this.#clientOptions(), RESP: 3, emitInvalidate: true });
+    } catch (err) {
+      this.#store.release(LISTENER);
+      throw err;
+    }
     this.#tracker = tracker;
     tracker.on('error', () => this.#fence());
     tracker.on('end', () => this.#fence());
     tracker.on('reconnecting', () => this.#fence());
-    tracker.on('invalidate', (key) => this.#invalidate(key));
+    tracker.on('invalidate', (key) => this.#guard(() => this.#invalidate(key)));
     tracker.on('ready', () => {
-      this.#subscribe(tracker).catch(() => this.#fence());
+      this.#subscribe(tracker).catch(() => this.#resign(tracker));
     });
     // Resolved by the first subscription, or the first connection error: a cache that just
     // became the listener starts serving at once, and Redis being away does not hold it up
@@ -130,7 +154,7 @@ class NearCache {
       this.#subscribed = resolve;
       tracker.once('error', resolve);
     });
-    tracker.connect().catch(() => this.#fence());
+    tracker.connect().catch(() => this.#resign(tracker));
     return first;
   }
 
@@ -145,25 +169,81 @@ class NearCache {
     // Subscribed: what was stored before may have changed unseen. A new generation fences it.
     this.#bump(true);
     clearInterval(this.#heartbeat);
-    this.#heartbeat = setInterval(() => this.#beat(), HEARTBEAT_MS);
+    this.#heartbeat = setInterval(() => this.#guard(() => this.#ping(tracker)), HEARTBEAT_MS);
     this.#heartbeat.unref();
     this.#subscribed();
+  }
+
+  /**
+   * The heartbeat is a PING's round trip on the tracking connection: its reply comes after
+   * every invalidation Redis sent before it (one stream, read in order), so stamping the time
+   * the PING was sent vouches that all writes before then were applied here. A connection
+   * that died without a word, a backlog of invalidations, or a stalled event loop all stop the
+   * stamps, and after STALE_MS nothing local is served. A PING unanswered for that long ends
+   * the connection (and the role: the next election makes a new one).
+   */
+  #ping(tracker) {
+    if (this.#pingSent !== 0) {
+      if (Date.now() - this.#pingSent > STALE_MS) this.#resign(tracker);
+      return;
+    }
+    const sent = Date.now();
+    this.#pingSent = sent;
+    tracker.sendCommand(['PING']).then(() => {
+      this.#pingSent = 0;
+      if (this.#tracker === tracker && this.#heartbeat !== null) this.#guard(() => this.#stamp(sent));
+    }, () => {
+      this.#pingSent = 0;
+    });
+  }
+
+  /** Gives up the listener role and its connection; another election follows. */
+  #resign(tracker) {
+    if (this.#tracker !== tracker) return;
+    this.#fence();
+    this.#tracker = null;
+    this.#pingSent = 0;
+    try {
+      tracker.destroy();
+    } catch {
+      // never opened, or closed already
+    }
+    this.#store.release(LISTENER);
+    this.#subscribed(); // a start() waiting for this subscription goes on (serving nothing)
   }
 
   /** Nothing local is served until the subscription is made again. */
   #fence() {
     clearInterval(this.#heartbeat);
     this.#heartbeat = null;
-    if (this.#tracker !== null) this.#bump(false);
+    if (this.#tracker !== null) {
+      try {
+        this.#bump(false);
+      } catch {
+        // the store refused (closed, lost): it serves nothing then either
+      }
+    }
   }
 
-  /** A new generation, live (heartbeat now) or fenced (heartbeat 0). */
+  /**
+   * A new generation, live (stamped now) or fenced (stamp 0). Generations are random, compared
+   * for equality: one that started again from a number (its entry evicted, say) could match
+   * entries stored long ago.
+   */
   #bump(live) {
-    this.#store.update(STATE, (s) => [(isState(s) ? s[0] : 0) + 1, live ? Date.now() : 0]);
+    this.#generation = newGeneration();
+    this.#store.set(STATE, [this.#generation, live ? Date.now() : 0]);
+    this.#store.increment(FLUSHES);
   }
 
-  #beat() {
-    this.#store.update(STATE, (s) => (isState(s) ? [s[0], s[1] === 0 ? 0 : Date.now()] : s));
+  /** The heartbeat's stamp, for this listener's live generation (rebuilt if it was evicted). */
+  #stamp(sent) {
+    const s = this.#store.get(STATE);
+    if (!isState(s) || s[0] !== this.#generation) {
+      this.#bump(true); // evicted, or overwritten: a new generation, nothing old trusted
+      return;
+    }
+    if (s[1] !== 0 && sent > s[1]) this.#store.compareAndSet(STATE, s, [s[0], sent]);
   }
 
   #invalidate(key) {
@@ -179,11 +259,13 @@ class NearCache {
 
   // ---- reads ---------------------------------------------------------------------------------
 
-  /** The generation local entries must carry to be served now, or -1 if none may be. */
+  /** The generation local entries must carry to be served now, or null if none may be. */
   #servable() {
     const s = this.#store.get(STATE);
-    if (!isState(s) || s[1] === 0 || Date.now() - s[1] > STALE_MS) return -1;
-    return s[0];
+    if (!isState(s) || s[1] === 0) return null;
+    const age = Date.now() - s[1];
+    // A stamp from the future: the wall clock stepped back; trusted no more than an old one.
+    return age > STALE_MS || age < -STALE_MS ? null : s[0];
   }
 
   async get(key) {
@@ -191,9 +273,9 @@ class NearCache {
     this.#open();
     const k = 'k:' + key;
     const gen = this.#servable();
-    if (gen >= 0) {
+    if (gen !== null) {
       const e = this.#store.get(k);
-      if (isEntry(e) && e[0] === gen && (e[1] === 0 || e[1] > Date.now())) {
+      if (fresh(e, gen)) {
         this.#stats.localHits++;
         return e[2];
       }
@@ -202,51 +284,88 @@ class NearCache {
     return this.#load(key, k);
   }
 
-  /** One Redis read per key for the machine; stores what it read unless invalidated meanwhile. */
+  /**
+   * One Redis read per key for the machine; stored unless an invalidation came meanwhile.
+   * Its result also goes to the misses that waited on it, as `{ p, t: 0, v }` (or `absent`):
+   * compare-and-set against the placeholder, so no invalidation came between the read and
+   * them, which is all a waiter needs, even where nothing may be stored for later gets.
+   */
   async #load(key, k) {
     const deadline = Date.now() + PLACEHOLDER_MS;
+    let waitedOn = null;
     for (let wait = 1; ; wait = Math.min(wait * 2, 20)) {
       const gen = this.#servable();
       const cur = this.#store.get(k);
-      if (gen >= 0 && isEntry(cur) && cur[0] === gen && (cur[1] === 0 || cur[1] > Date.now())) return cur[2];
-      if (isPlaceholder(cur) && Date.now() - cur.t < PLACEHOLDER_MS && Date.now() < deadline) {
-        // Another process (or call) is reading it: wait for its result (or the placeholder's
-        // end). Polled (1 to 20 ms): watching would make every write of the store log.
-        await new Promise((r) => setTimeout(r, wait));
-        continue;
+      if (fresh(cur, gen)) return cur[2];
+      if (isPlaceholder(cur)) {
+        if (cur.p === waitedOn && cur.t === 0 && ('v' in cur || cur.absent === true)) return cur.v;
+        if (cur.t !== 0 && Date.now() - cur.t < PLACEHOLDER_MS && Date.now() < deadline) {
+          // Another process (or call) is reading it: wait for its result. Polled (1 to 20
+          // ms): watching would make every write of the store log.
+          waitedOn = cur.p;
+          await new Promise((r) => setTimeout(r, wait));
+          continue;
+        }
       }
       const mine = { p: randomBytes(9).toString('base64'), t: Date.now() };
-      if (!this.#store.compareAndSet(k, cur, mine)) continue;
-      let value;
+      if (!this.#store.compareAndSet(k, cur, mine)) {
+        await new Promise((r) => setImmediate(r)); // changed meanwhile: look again
+        continue;
+      }
+      let read;
       try {
-        value = await this.#read(key);
+        read = await this.#read(key);
         if (this.#opts._afterRead) await this.#opts._afterRead(key); // tests: the fill race
       } catch (err) {
-        this.#store.compareAndSet(k, mine, { p: mine.p, t: 0 }); // abandoned: the next one reads
+        // The old entry back (its generation decides whether it may be served), or abandoned.
+        this.#settle(k, mine, isEntry(cur) ? cur : { p: mine.p, t: 0 });
         if (this.#opts.serveStale && isEntry(cur)) return cur[2];
         throw err;
       }
-      // Stored only if no invalidation (or flush) came since the placeholder went in, and only
-      // under the generation that was live before the read.
-      const stored = value === undefined || gen < 0
-        ? { p: mine.p, t: 0 }
-        : [gen, this.#opts.ttl > 0 ? Date.now() + this.#opts.ttl * 1000 : 0, value];
-      this.#store.compareAndSet(k, mine, stored);
+      const { value, expiresAt } = read;
+      // Stored only under the generation that was live before the read, and only if no
+      // invalidation (or flush) came since the placeholder went in.
+      const stored = value !== undefined && gen !== null
+        ? [gen, expiresAt, value]
+        : value === undefined ? { p: mine.p, t: 0, absent: true } : { p: mine.p, t: 0, v: value };
+      this.#settle(k, mine, stored);
       return value;
     }
   }
 
-  /** The value of `key` in Redis (undefined if absent). */
+  /** Replaces placeholder `mine` by `next` if it is still there; a refusal leaves it abandoned. */
+  #settle(k, mine, next) {
+    try {
+      this.#store.compareAndSet(k, mine, next);
+    } catch {
+      // Too large for the local tier, say: the next miss reads again.
+      try {
+        this.#store.compareAndSet(k, mine, { p: mine.p, t: 0 });
+      } catch {
+        // the store is gone: nothing to leave behind
+      }
+    }
+  }
+
+  /** The value of `key` in Redis (undefined if absent), and when the local copy must expire. */
   async #read(key) {
     this.#stats.redisReads++;
-    let raw;
+    const client = this.#opts.codec === 'string' ? this.#client : this.#binary;
+    const name = this.#opts.prefix + key;
+    let raw, pttl;
     try {
-      raw = await (this.#opts.codec === 'string' ? this.#client : this.#binary).get(this.#opts.prefix + key);
+      // One round trip (node-redis pipelines commands sent together). Not atomic, and need
+      // not be: a change between the two invalidates the placeholder, so nothing is stored.
+      [raw, pttl] = await Promise.all([client.get(name), client.pTTL(name)]);
     } catch (err) {
       throw redisError(`Redis cannot be read: ${err.message}`, err);
     }
-    if (raw === null) return undefined;
-    return this.#opts.codec === 'string' ? raw : decode(raw);
+    if (raw === null) return { value: undefined, expiresAt: 0 };
+    // The local copy expires no later than the key does in Redis, nor than the default ttl.
+    const now = Date.now();
+    const limits = [this.#opts.ttl > 0 ? now + this.#opts.ttl * 1000 : Infinity, pttl >= 0 ? now + pttl : Infinity];
+    const expiresAt = Math.min(...limits);
+    return { value: this.#opts.codec === 'string' ? raw : decode(raw), expiresAt: expiresAt === Infinity ? 0 : expiresAt };
   }
 
   // ---- writes --------------------------------------------------------------------------------
@@ -342,17 +461,19 @@ class NearCache {
 
   /** This process's counts, and the machine's invalidations and flushes (generations). */
   stats() {
-    const s = this.#store.get(STATE);
     return {
       ...this.#stats,
       invalidations: this.#store.get(INVALIDATIONS) ?? 0,
-      flushes: isState(s) ? s[0] : 0,
+      flushes: this.#store.get(FLUSHES) ?? 0,
       listener: this.#tracker !== null,
-      serving: this.#servable() >= 0,
+      serving: this.#servable() !== null,
     };
   }
 
-  /** Closes the connections and timers; a listener hands its role over (another process takes it). */
+  /**
+   * Closes the connections and timers; a listener hands its role over (another process takes
+   * it). The store stays open: it is the thread's one object for its path (openStore).
+   */
   async close() {
     if (this.#closed) return;
     this.#closed = true;
@@ -361,12 +482,29 @@ class NearCache {
     this.#heartbeat = null;
     const tracker = this.#tracker;
     if (tracker !== null) {
-      this.#bump(false); // no heartbeat until another process subscribes
+      try {
+        this.#bump(false); // nothing served until another process subscribes
+      } catch {
+        // the store refused: it serves nothing then either
+      }
       this.#tracker = null;
       this.#store.release(LISTENER);
-      await tracker.close().catch(() => tracker.destroy());
+      try {
+        tracker.destroy(); // nothing of it to flush, and a PING in flight must not hold it
+      } catch {
+        // never opened, or closed already
+      }
     }
-    await this.#client.close().catch(() => this.#client.destroy());
+    // Commands in flight may finish; a connection that does not answer is cut.
+    const closing = Promise.resolve().then(() => this.#client.close()).catch(() => {});
+    const cut = new Promise((r) => setTimeout(r, 1000).unref()).then(() => {
+      try {
+        this.#client.destroy();
+      } catch {
+        // closed already
+      }
+    });
+    await Promise.race([closing, cut]);
   }
 
   #open() {
@@ -379,8 +517,12 @@ class NearCache {
   }
 }
 
+function sameConfig(a, b) {
+  return a !== null && typeof a === 'object' && a.prefix === b.prefix && a.codec === b.codec;
+}
+
 function isState(s) {
-  return Array.isArray(s) && s.length === 2 && Number.isSafeInteger(s[0]);
+  return Array.isArray(s) && s.length === 2 && Number.isSafeInteger(s[0]) && Number.isSafeInteger(s[1]);
 }
 
 /** The near cache: see README "Many machines". */
@@ -402,6 +544,16 @@ async function createNearCache(options) {
       // never connected: nothing to close
     }
     throw redisError(`cannot connect to Redis: ${err.message}`, err);
+  }
+  // One near cache per local tier: its keys carry neither the prefix nor the codec, so a
+  // second configuration would read the first one's values.
+  const config = { prefix: opts.prefix, codec: opts.codec };
+  const had = store.get(CONFIG);
+  if (had === undefined ? !store.compareAndSet(CONFIG, undefined, config) && !sameConfig(store.get(CONFIG), config) : !sameConfig(had, config)) {
+    await client.close().catch(() => {});
+    const err = new Error(`this local tier is used with ${JSON.stringify(store.get(CONFIG))}, not ${JSON.stringify(config)}: give each configuration a store of its own`);
+    err.code = 'ERR_KV_OPTIONS';
+    throw err;
   }
   const cache = new NearCache(opts, store, client);
   await cache.start();
