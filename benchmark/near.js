@@ -37,7 +37,11 @@ async function gets(redis) {
   return m ? Number(m[1]) : 0;
 }
 
-/** Runs `n` processes, each reading keys 0..k-1 twice through `kind`; resolves when all exit. */
+/**
+ * Runs `n` processes, each reading keys 0..k-1 twice through `kind`; resolves when all exit.
+ * They close only once all have read: a listener that closes fences the machine's tier (the
+ * next listener cannot vouch for what was stored before it), which would cost re-reads.
+ */
 function readers(kind, url, file, n, k) {
   const root = path.join(__dirname, '..');
   const body = kind === 'near'
@@ -45,12 +49,21 @@ function readers(kind, url, file, n, k) {
        const get = (key) => c.get(key);`
     : `const c = require('@redis/client').createClient({ url: '${url}', RESP: 3, clientSideCache: { ttl: 0, maxEntries: 0 } }); await c.connect();
        const get = (key) => c.get('b:' + key);`;
+  let done = 0;
+  const kids = [];
   return Promise.all(Array.from({ length: n }, () => new Promise((resolve, reject) => {
     const p = spawn(process.execPath, ['-e', `(async () => {
       ${body}
       for (let pass = 0; pass < 2; pass++) for (let i = 0; i < ${k}; i++) if ((await get('k' + i)) !== 'v' + i) throw new Error('wrong value');
+      process.stdout.write('done\\n');
+      await new Promise((r) => process.stdin.once('data', r));
+      process.stdin.destroy();
       await c.close();
-    })().catch((e) => { console.error(e); process.exit(1); });`], { stdio: 'inherit' });
+    })().catch((e) => { console.error(e); process.exit(1); });`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    kids.push(p);
+    p.stdout.once('data', () => {
+      if (++done === n) for (const kid of kids) kid.stdin.write('bye\n');
+    });
     p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`reader exited ${code}`))));
   })));
 }
