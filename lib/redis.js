@@ -29,11 +29,11 @@ const STALE_MS = 500;
 const ELECT_MS = 200;
 /** A placeholder older than this was left by a loader that died: the next miss replaces it. */
 const PLACEHOLDER_MS = 5000;
-const STATE = 'm:state'; // [generation, heartbeat ms]
-const INVALIDATIONS = 'm:invalidations';
-const FLUSHES = 'm:flushes';
-const CONFIG = 'm:config';
-const LISTENER = 'm:listener';
+/** How long the listener role's lease lasts; renewed every RENEW_MS (see `#ping`). */
+const LEASE_MS = 10_000;
+const RENEW_MS = 1000;
+/** A listener whose connection has not been ready again for this long gives the role up. */
+const RESIGN_AFTER_MS = 5000;
 
 function redisError(message, cause) {
   const err = new Error(message, cause === undefined ? undefined : { cause });
@@ -88,8 +88,17 @@ class NearCache {
   #client; // commands: GET, SET, DEL, the getOrSet lock
   #binary; // the same client, replies as Buffers
   #tracker = null; // the listener's tracking connection, while this process is the listener
-  #heartbeat = null;
-  #pingSent = 0; // when the PING in flight was sent (0: none)
+  #heartbeat = null; // the listener's watchdog and heartbeat timer
+  #live = false; // the tracking connection is subscribed
+  #pingSent = 0; // when the heartbeat's check in flight was sent (0: none)
+  #renewed = 0; // when the listener's lease was last renewed
+  #unready = 0; // since when the listener's connection has not been subscribed (0: it is)
+  #keyPrefix;
+  #STATE;
+  #INVALIDATIONS;
+  #FLUSHES;
+  #LISTENER;
+  #LOADING;
   #generation = null; // the generation this listener made last
   #subscribed = () => {};
   #elector = null;
@@ -99,6 +108,16 @@ class NearCache {
 
   constructor(opts, store, client) {
     this.#opts = opts;
+    // Every key of this configuration in the local tier carries it (the prefix's length makes
+    // it unambiguous), so that caches of other prefixes or codecs can share one store, each
+    // with its own listener, and never read each other's values.
+    const ns = `${opts.codec === 'string' ? 's' : 'm'}${opts.prefix.length}:${opts.prefix}`;
+    this.#keyPrefix = `k${ns}`;
+    this.#STATE = `m${ns}:state`; // [generation, heartbeat stamp ms]
+    this.#INVALIDATIONS = `m${ns}:invalidations`;
+    this.#FLUSHES = `m${ns}:flushes`;
+    this.#LISTENER = `m${ns}:listener`;
+    this.#LOADING = `m${ns}:load:`;
     this.#store = store;
     this.#client = client;
     const { RESP_TYPES } = loadClientLibrary();
@@ -126,30 +145,45 @@ class NearCache {
 
   async #elect() {
     if (this.#closed || this.#tracker !== null) return;
-    // A lock whose holder's process died is free at once; a live holder keeps it.
-    if (!this.#store.lock(LISTENER, 0, { lease: 2 ** 31 - 1 })) return;
+    // A lock whose holder's process died is free at once; a live holder renews its lease
+    // (which only decides where liveness cannot be judged: another pid namespace).
+    if (!this.#store.lock(this.#LISTENER, 0, { lease: LEASE_MS })) return;
+    this.#renewed = Date.now();
     let tracker;
     try {
       // Whatever was stored under the last listener may have missed invalidations since it
       // died: fenced until this one is subscribed.
       this.#bump(false);
       const { createClient } = loadClientLibrary();
-      tracker = createClient({ ...this.#clientOptions(), RESP: 3, emitInvalidate: true });
+      tracker = createClient({
+        ...this.#clientOptions(),
+        RESP: 3,
+        emitInvalidate: true,
+        // Redis Enterprise's maintenance moves would hand the connection over to a new socket
+        // (tracking in the default mode) without a 'ready': never for the tracker.
+        maintNotifications: 'disabled',
+      });
     } catch (err) {
-      this.#store.release(LISTENER);
+      this.#store.release(this.#LISTENER);
       throw err;
     }
     this.#tracker = tracker;
+    this.#unready = Date.now();
     tracker.on('error', () => this.#fence());
     tracker.on('end', () => this.#fence());
     tracker.on('reconnecting', () => this.#fence());
     tracker.on('invalidate', (key) => this.#guard(() => this.#invalidate(key)));
     tracker.on('ready', () => {
+      if (this.#tracker !== tracker) return this.#destroy(tracker); // resigned or closed meanwhile
       this.#subscribe(tracker).catch(() => this.#resign(tracker));
     });
-    // Resolved by the first subscription, or the first connection error: a cache that just
-    // became the listener starts serving at once, and Redis being away does not hold it up
-    // (the client keeps reconnecting, and 'ready' subscribes).
+    // The watchdog and heartbeat, for as long as this process holds the role.
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = setInterval(() => this.#guard(() => this.#ping(tracker)), HEARTBEAT_MS);
+    this.#heartbeat.unref();
+    // Resolved by the first subscription, the first connection error or the role's end: a
+    // cache that just became the listener starts serving at once, and Redis being away does
+    // not hold it up (the client keeps reconnecting, and 'ready' subscribes).
     const first = new Promise((resolve) => {
       this.#subscribed = resolve;
       tracker.once('error', resolve);
@@ -168,54 +202,86 @@ class NearCache {
     if (this.#tracker !== tracker) return;
     // Subscribed: what was stored before may have changed unseen. A new generation fences it.
     this.#bump(true);
-    clearInterval(this.#heartbeat);
-    this.#heartbeat = setInterval(() => this.#guard(() => this.#ping(tracker)), HEARTBEAT_MS);
-    this.#heartbeat.unref();
+    this.#live = true;
+    this.#unready = 0;
     this.#subscribed();
   }
 
   /**
-   * The heartbeat is a PING's round trip on the tracking connection: its reply comes after
-   * every invalidation Redis sent before it (one stream, read in order), so stamping the time
-   * the PING was sent vouches that all writes before then were applied here. A connection
-   * that died without a word, a backlog of invalidations, or a stalled event loop all stop the
-   * stamps, and after STALE_MS nothing local is served. A PING unanswered for that long ends
-   * the connection (and the role: the next election makes a new one).
+   * Every HEARTBEAT_MS while this process holds the role. The heartbeat is a round trip on
+   * the tracking connection: its reply comes after every invalidation Redis sent before it
+   * (one stream, read in order), so stamping the time it was sent vouches that every write
+   * before then was applied here. The command is CLIENT TRACKINGINFO, so the reply also shows
+   * the subscription is still BCAST on the prefix (not turned off, not replaced). A connection
+   * that died without a word, a backlog of invalidations or a stalled event loop stop the
+   * stamps, and after STALE_MS nothing local is served; a check unanswered for that long, a
+   * subscription gone wrong, or a connection not ready again for RESIGN_AFTER_MS end the role
+   * (the next election makes a new connection).
    */
   #ping(tracker) {
-    if (this.#pingSent !== 0) {
-      if (Date.now() - this.#pingSent > STALE_MS) this.#resign(tracker);
+    if (this.#tracker !== tracker) return;
+    const now = Date.now();
+    if (now - this.#renewed >= RENEW_MS) {
+      this.#store.release(this.#LISTENER);
+      if (!this.#store.lock(this.#LISTENER, 0, { lease: LEASE_MS })) return this.#resign(tracker);
+      this.#renewed = now;
+    }
+    if (!this.#live) {
+      if (this.#unready !== 0 && now - this.#unready > RESIGN_AFTER_MS) this.#resign(tracker);
       return;
     }
-    const sent = Date.now();
-    this.#pingSent = sent;
-    tracker.sendCommand(['PING']).then(() => {
+    if (this.#pingSent !== 0) {
+      if (now - this.#pingSent > STALE_MS) this.#resign(tracker);
+      return;
+    }
+    this.#pingSent = now;
+    tracker.sendCommand(['CLIENT', 'TRACKINGINFO']).then((info) => {
       this.#pingSent = 0;
-      if (this.#tracker === tracker && this.#heartbeat !== null) this.#guard(() => this.#stamp(sent));
+      if (this.#tracker !== tracker || !this.#live) return;
+      if (!this.#tracking(info)) return this.#resign(tracker);
+      this.#guard(() => this.#stamp(now));
     }, () => {
       this.#pingSent = 0;
     });
+  }
+
+  /** Whether CLIENT TRACKINGINFO's reply shows BCAST tracking of exactly this prefix. */
+  #tracking(info) {
+    const get = (k) => (info instanceof Map ? info.get(k) : info?.[k]);
+    const flags = (get('flags') ?? []).map(String);
+    const prefixes = (get('prefixes') ?? []).map(String);
+    return flags.includes('bcast') && (this.#opts.prefix === '' ? prefixes.length <= 1 && (prefixes[0] ?? '') === '' : prefixes.length === 1 && prefixes[0] === this.#opts.prefix);
   }
 
   /** Gives up the listener role and its connection; another election follows. */
   #resign(tracker) {
     if (this.#tracker !== tracker) return;
     this.#fence();
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = null;
     this.#tracker = null;
     this.#pingSent = 0;
+    this.#destroy(tracker);
     try {
-      tracker.destroy();
+      this.#store.release(this.#LISTENER);
+    } catch {
+      // the store is closed or lost: the lock goes with it
+    }
+    this.#subscribed(); // a start() waiting for this subscription goes on (serving nothing)
+  }
+
+  #destroy(client) {
+    try {
+      client.destroy();
     } catch {
       // never opened, or closed already
     }
-    this.#store.release(LISTENER);
-    this.#subscribed(); // a start() waiting for this subscription goes on (serving nothing)
   }
 
   /** Nothing local is served until the subscription is made again. */
   #fence() {
-    clearInterval(this.#heartbeat);
-    this.#heartbeat = null;
+    if (this.#live) this.#unready = Date.now();
+    this.#live = false;
     if (this.#tracker !== null) {
       try {
         this.#bump(false);
@@ -232,36 +298,46 @@ class NearCache {
    */
   #bump(live) {
     this.#generation = newGeneration();
-    this.#store.set(STATE, [this.#generation, live ? Date.now() : 0]);
-    this.#store.increment(FLUSHES);
+    this.#store.set(this.#STATE, [this.#generation, live ? Date.now() : 0]);
+    this.#store.increment(this.#FLUSHES);
   }
 
   /** The heartbeat's stamp, for this listener's live generation (rebuilt if it was evicted). */
   #stamp(sent) {
-    const s = this.#store.get(STATE);
+    const s = this.#store.get(this.#STATE);
     if (!isState(s) || s[0] !== this.#generation) {
       this.#bump(true); // evicted, or overwritten: a new generation, nothing old trusted
       return;
     }
-    if (s[1] !== 0 && sent > s[1]) this.#store.compareAndSet(STATE, s, [s[0], sent]);
+    if (s[1] === 0) return;
+    // The wall clock stepped back: a stamp from "the future" would stop serving for that long.
+    if (sent < s[1] - STALE_MS) return this.#bump(true);
+    if (sent > s[1]) this.#store.compareAndSet(this.#STATE, s, [s[0], sent]);
   }
 
   #invalidate(key) {
     if (key === null) {
       // Redis flushed, or dropped what it tracked: everything local is suspect.
-      this.#bump(this.#heartbeat !== null);
+      this.#bump(this.#live);
       return;
     }
     const k = String(key);
-    if (k.startsWith(this.#opts.prefix)) this.#store.delete('k:' + k.slice(this.#opts.prefix.length));
-    this.#store.increment(INVALIDATIONS);
+    if (k.startsWith(this.#opts.prefix)) {
+      try {
+        this.#store.delete(this.#keyPrefix + k.slice(this.#opts.prefix.length));
+      } catch (err) {
+        // A key too long for the local tier was never stored in it; anything else fences.
+        if (!(err instanceof RangeError || err instanceof TypeError)) throw err;
+      }
+    }
+    this.#store.increment(this.#INVALIDATIONS);
   }
 
   // ---- reads ---------------------------------------------------------------------------------
 
   /** The generation local entries must carry to be served now, or null if none may be. */
   #servable() {
-    const s = this.#store.get(STATE);
+    const s = this.#store.get(this.#STATE);
     if (!isState(s) || s[1] === 0) return null;
     const age = Date.now() - s[1];
     // A stamp from the future: the wall clock stepped back; trusted no more than an old one.
@@ -271,7 +347,7 @@ class NearCache {
   async get(key) {
     checkKey(key);
     this.#open();
-    const k = 'k:' + key;
+    const k = this.#keyPrefix + key;
     const gen = this.#servable();
     if (gen !== null) {
       const e = this.#store.get(k);
@@ -298,7 +374,8 @@ class NearCache {
       const cur = this.#store.get(k);
       if (fresh(cur, gen)) return cur[2];
       if (isPlaceholder(cur)) {
-        if (cur.p === waitedOn && cur.t === 0 && ('v' in cur || cur.absent === true)) return cur.v;
+        // The result of the read it waited on, if that read is recent enough to vouch for.
+        if (cur.p === waitedOn && cur.t === 0 && typeof cur.r === 'number' && Date.now() - cur.r <= STALE_MS && ('v' in cur || cur.absent === true)) return cur.v;
         if (cur.t !== 0 && Date.now() - cur.t < PLACEHOLDER_MS && Date.now() < deadline) {
           // Another process (or call) is reading it: wait for its result. Polled (1 to 20
           // ms): watching would make every write of the store log.
@@ -313,6 +390,7 @@ class NearCache {
         continue;
       }
       let read;
+      const readAt = Date.now();
       try {
         read = await this.#read(key);
         if (this.#opts._afterRead) await this.#opts._afterRead(key); // tests: the fill race
@@ -327,7 +405,7 @@ class NearCache {
       // invalidation (or flush) came since the placeholder went in.
       const stored = value !== undefined && gen !== null
         ? [gen, expiresAt, value]
-        : value === undefined ? { p: mine.p, t: 0, absent: true } : { p: mine.p, t: 0, v: value };
+        : value === undefined ? { p: mine.p, t: 0, r: readAt, absent: true } : { p: mine.p, t: 0, r: readAt, v: value };
       this.#settle(k, mine, stored);
       return value;
     }
@@ -391,7 +469,7 @@ class NearCache {
     // This machine's copy goes now; every machine's (this one's too) when the invalidation
     // comes. A miss that read the old value before this write had its placeholder in: it is
     // deleted here, so that value is not stored.
-    this.#store.delete('k:' + key);
+    this.#store.delete(this.#keyPrefix + key);
     return true;
   }
 
@@ -404,7 +482,7 @@ class NearCache {
     } catch (err) {
       throw redisError(`Redis cannot be written: ${err.message}`, err);
     }
-    this.#store.delete('k:' + key);
+    this.#store.delete(this.#keyPrefix + key);
     return n > 0;
   }
 
@@ -421,7 +499,7 @@ class NearCache {
     let value = await this.get(key);
     if (value !== undefined) return value;
     // One process of the machine goes on; the others wait for the lock, then read.
-    const local = 'm:load:' + key;
+    const local = this.#LOADING + key;
     while (!this.#store.lock(local, 0, { lease: timeout })) {
       if (Date.now() >= deadline) throw Object.assign(new Error(`getOrSet: no value for ${JSON.stringify(key)} within ${timeout} ms`), { code: 'ERR_KV_TIMEOUT' });
       await new Promise((r) => setTimeout(r, 10));
@@ -463,8 +541,8 @@ class NearCache {
   stats() {
     return {
       ...this.#stats,
-      invalidations: this.#store.get(INVALIDATIONS) ?? 0,
-      flushes: this.#store.get(FLUSHES) ?? 0,
+      invalidations: this.#store.get(this.#INVALIDATIONS) ?? 0,
+      flushes: this.#store.get(this.#FLUSHES) ?? 0,
       listener: this.#tracker !== null,
       serving: this.#servable() !== null,
     };
@@ -478,33 +556,13 @@ class NearCache {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#elector);
-    clearInterval(this.#heartbeat);
-    this.#heartbeat = null;
     const tracker = this.#tracker;
     if (tracker !== null) {
-      try {
-        this.#bump(false); // nothing served until another process subscribes
-      } catch {
-        // the store refused: it serves nothing then either
-      }
-      this.#tracker = null;
-      this.#store.release(LISTENER);
-      try {
-        tracker.destroy(); // nothing of it to flush, and a PING in flight must not hold it
-      } catch {
-        // never opened, or closed already
-      }
+      this.#resign(tracker); // fenced: nothing served until another process subscribes
     }
-    // Commands in flight may finish; a connection that does not answer is cut.
-    const closing = Promise.resolve().then(() => this.#client.close()).catch(() => {});
-    const cut = new Promise((r) => setTimeout(r, 1000).unref()).then(() => {
-      try {
-        this.#client.destroy();
-      } catch {
-        // closed already
-      }
-    });
-    await Promise.race([closing, cut]);
+    // Cut, not closed gracefully: every command of ours is awaited by its caller (which then
+    // rejects), and a graceful close waits on a server that may not answer.
+    this.#destroy(this.#client);
   }
 
   #open() {
@@ -515,10 +573,6 @@ class NearCache {
     const r = this.#opts.redis;
     return typeof r === 'string' ? { url: r } : { ...r };
   }
-}
-
-function sameConfig(a, b) {
-  return a !== null && typeof a === 'object' && a.prefix === b.prefix && a.codec === b.codec;
 }
 
 function isState(s) {
@@ -545,18 +599,14 @@ async function createNearCache(options) {
     }
     throw redisError(`cannot connect to Redis: ${err.message}`, err);
   }
-  // One near cache per local tier: its keys carry neither the prefix nor the codec, so a
-  // second configuration would read the first one's values.
-  const config = { prefix: opts.prefix, codec: opts.codec };
-  const had = store.get(CONFIG);
-  if (had === undefined ? !store.compareAndSet(CONFIG, undefined, config) && !sameConfig(store.get(CONFIG), config) : !sameConfig(had, config)) {
-    await client.close().catch(() => {});
-    const err = new Error(`this local tier is used with ${JSON.stringify(store.get(CONFIG))}, not ${JSON.stringify(config)}: give each configuration a store of its own`);
-    err.code = 'ERR_KV_OPTIONS';
+  const cache = new NearCache(opts, store, client);
+  try {
+    // A server that accepts the connection and never answers must not hold this up forever.
+    await Promise.race([cache.start(), new Promise((r) => setTimeout(r, 5000).unref())]);
+  } catch (err) {
+    await cache.close();
     throw err;
   }
-  const cache = new NearCache(opts, store, client);
-  await cache.start();
   return cache;
 }
 
