@@ -58,7 +58,8 @@ impl BlockBits {
     }
 
     pub fn contains(&self, block: u64) -> bool {
-        self.bit(block).is_ok_and(|(i, mask)| self.words[i] & mask != 0)
+        self.bit(block)
+            .is_ok_and(|(i, mask)| self.words[i] & mask != 0)
     }
 
     pub fn len(&self) -> u64 {

@@ -58,9 +58,9 @@ impl Store {
         // ENOMEM, not an abort, for a process that cannot have it).
         let mut referenced = BlockBits::new(top, "recovering the store")?;
         let mut mark = |block: u64| -> Result<bool> {
-            referenced.insert(block).map_err(|_| {
-                Error::corrupted("index references a block outside the arena")
-            })
+            referenced
+                .insert(block)
+                .map_err(|_| Error::corrupted("index references a block outside the arena"))
         };
         let prep = match r.u32(H_MIG_STATE)?.load(Relaxed) {
             MIG_PREPARING => r.u64(H_PREP)?.load(Relaxed),

@@ -59,7 +59,12 @@ pub fn create_buffer(
     // SAFETY: base/len describe the live buffer we just created; `sab` keeps it alive until
     // the caller stores it, and every attachment holds its own reference.
     let region = unsafe { Region::new(base, len) };
-    match Store::create_with(region, seed, 0, limits(on_full, [max_entries, expected_keys], max as u64)) {
+    match Store::create_with(
+        region,
+        seed,
+        0,
+        limits(on_full, [max_entries, expected_keys], max as u64),
+    ) {
         Ok(_) => Ok(Raw(sab)),
         Err(CoreError::NeedGrow { needed }) => {
             let msg = format!("initialBytes must be at least {needed} (room for the header and the initial index)");
@@ -997,7 +1002,8 @@ impl Attached {
             return Ok(());
         }
         let seen = std::mem::take(&mut self.visits);
-        self.run(env, |store, _| store.mark_visited(&seen)).map(drop)
+        self.run(env, |store, _| store.mark_visited(&seen))
+            .map(drop)
     }
 
     /// Runs a core operation, growing the buffer or catching up with growth done by another
