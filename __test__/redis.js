@@ -27,20 +27,28 @@ const freePort = () => new Promise((resolve) => {
 async function startRedis(args = [], port = undefined) {
   port ??= await freePort();
   const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], { stdio: 'ignore' });
+  // Wait until the server accepts connections, then connect the client once: an ioredis
+  // client whose first connect failed goes on reconnecting by itself, and a second connect()
+  // then fails with "already connecting" (a flaky start seen one run in ~15).
+  for (let i = 0; ; i++) {
+    const up = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => s.end(() => resolve(true))).once('error', () => resolve(false));
+    });
+    if (up) break;
+    if (i > 500 || server.exitCode !== null) {
+      server.kill();
+      throw new Error(`redis-server did not start on port ${port}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
   const Redis = require('ioredis');
   const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
   client.on('error', () => {}); // a server a test killed: its commands fail on their own
-  for (let i = 0; ; i++) {
-    try {
-      await client.connect();
-      break;
-    } catch (e) {
-      if (i > 100) {
-        server.kill();
-        throw e;
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  try {
+    await client.connect();
+  } catch (e) {
+    server.kill();
+    throw e;
   }
   const stop = () => {
     client.disconnect();
