@@ -6,7 +6,7 @@ const { isMainThread } = require('node:worker_threads');
 const { Encoder, decode } = require('./lib/codec');
 const { ReadCache, cloneAny } = require('./lib/cache');
 const { Reader, HIT, MISS } = require('./lib/reader');
-const { fileOptions, MIN_MAX_BYTES } = require('./lib/file');
+const { fileOptions, MIN_MAX_BYTES, DEFAULT_MAX_BYTES } = require('./lib/file');
 const { getOrSet } = require('./lib/loader');
 const { evictionOptions, Visits } = require('./lib/evict');
 const { Hub, waitFor } = require('./lib/watch');
@@ -33,7 +33,7 @@ try {
 }
 
 const MIB = 1024 * 1024;
-const DEFAULTS = { initialBytes: 1 * MIB, maxBytes: 1024 * MIB, codec: 'js' };
+const DEFAULTS = { initialBytes: 1 * MIB, maxBytes: DEFAULT_MAX_BYTES, codec: 'js' };
 
 // One encoder and one read buffer per thread: calls are synchronous, so they never overlap.
 const encoder = new Encoder();

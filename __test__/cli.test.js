@@ -392,6 +392,15 @@ test('a restore a new store is too small for leaves no file; into an evicting st
   assert.match(small.err, /ERR_KV_FULL/);
   assert.equal(fs.existsSync(target), false, 'a half-restored store was left');
   assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.restore.tmp')), []);
+  // A value longer than the whole new store: refused while checking, before it is read.
+  const huge = made([['big', Buffer.alloc(100_000, 7)]]);
+  const hugeDump = newPath('dump');
+  assert.equal(cli(['dump', huge, hugeDump]).status, 0);
+  const tinyTarget = newPath();
+  const tiny = cli(['restore', tinyTarget, hugeDump, '--max-bytes', String(1 << 16)]);
+  assert.equal(tiny.status, 1);
+  assert.match(tiny.err, /ERR_KV_DUMP_FORMAT: dump: entry 1: its value is \d+ bytes long, more than the store's 65536 bytes can hold/);
+  assert.equal(fs.existsSync(tinyTarget), false);
   const evicting = made([['important', 1]], { maxBytes: 1 << 18, onFull: 'evict' });
   const r = cli(['restore', evicting, dump]);
   assert.equal(r.status, 1);
@@ -510,4 +519,8 @@ test('a dump that changes between the check and the restore restores nothing: no
   // A key length past the store's limit is refused before the key is read.
   const long = craft([['k'.repeat(100), one, 0]]);
   assert.throws(() => checkDump(long, { maxKeyBytes: 10 }), { code: 'ERR_KV_DUMP_FORMAT', message: /entry 1: its key is 100 bytes long, more than the store's 10/ });
+  // So is a value length past what the store can hold (before the value is read).
+  const big = craft([['k', Buffer.alloc(1000, 0xc0), 0]]);
+  assert.throws(() => checkDump(big, { maxValueBytes: 999 }), { code: 'ERR_KV_DUMP_FORMAT', message: /entry 1: its value is 1000 bytes long, more than the store's 999 bytes/ });
+  assert.throws(() => checkDump(big, { maxValueBytes: 1000 }), { code: 'ERR_KV_DUMP_FORMAT', message: /does not decode/ }, 'at the bound it is read (and checked)');
 });

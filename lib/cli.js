@@ -9,6 +9,7 @@ const path = require('node:path');
 const util = require('node:util');
 const { openStore } = require('..');
 const { writeDump, restoreDump, checkDump } = require('./dump');
+const { DEFAULT_MAX_BYTES } = require('./file');
 
 const COMMANDS = {
   keys: {
@@ -161,8 +162,11 @@ const COMMANDS = {
 /** Restores the dump `{ fd, size }` into the store file `file` (see the restore command). */
 function restoreFrom(file, dump, flags, out) {
   const maxKeyBytes = require('../binding.js').layout().maxKeyBytes;
+  // No value longer than the store's whole size can go in: the new file's maxBytes, or the
+  // existing file's size (a bound, so that a damaged length allocates nothing large).
+  const maxValueBytes = fs.existsSync(file) ? fs.statSync(file).size : flags['max-bytes'] ?? DEFAULT_MAX_BYTES;
   // Every entry checked before a store is opened or made: a refused dump leaves nothing.
-  const checked = checkDump(dump, { maxKeyBytes });
+  const checked = checkDump(dump, { maxKeyBytes, maxValueBytes });
   const options = { ...mode(flags), ...(flags['max-bytes'] === undefined ? {} : { maxBytes: flags['max-bytes'] }) };
   const fresh = !fs.existsSync(file);
   // A new store file is made under a temporary name and linked into place only when the

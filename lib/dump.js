@@ -175,12 +175,12 @@ const CHUNK = 1 << 20;
  * could hold). `maxKeyBytes`: the store's key length limit; `chunkBytes`: how much a file is
  * read at a time (1 MiB; tests make it small).
  */
-function checkDump(source, { maxKeyBytes = Infinity, chunkBytes } = {}) {
+function checkDump(source, { maxKeyBytes = Infinity, maxValueBytes = Infinity, chunkBytes } = {}) {
   const input = new Input(source, chunkBytes);
   const header = readHeader(input); // not a dump, or another format: said as such
   try {
     let count = 0;
-    for (const entry of records(input, maxKeyBytes)) checkEntry(entry, ++count);
+    for (const entry of records(input, maxKeyBytes, maxValueBytes)) checkEntry(entry, ++count);
     const end = input.take(8);
     if (end === null || end.readDoubleLE(0) !== count) throw cut('entry count');
     const crc = input.crc >>> 0;
@@ -226,7 +226,7 @@ function readHeader(input) {
  * `{ key, value, expires }` (key and value: the raw bytes, valid until the next record).
  * Stops after the end record's tag.
  */
-function* records(input, maxKeyBytes = Infinity) {
+function* records(input, maxKeyBytes = Infinity, maxValueBytes = Infinity) {
   for (let n = 1; ; n++) {
     const tag = input.take(1);
     if (tag === null) throw cut('no end record');
@@ -239,6 +239,10 @@ function* records(input, maxKeyBytes = Infinity) {
     const key = klen === undefined ? null : input.take(klen);
     const keyCopy = key === null ? null : Buffer.from(key);
     const vlen = keyCopy === null ? null : input.take(4);
+    // As for the key: a value longer than the store can hold is not read (nor allocated).
+    if (vlen !== null && vlen.readUInt32LE(0) > maxValueBytes) {
+      throw entryError(n, `its value is ${vlen.readUInt32LE(0)} bytes long, more than the store's ${maxValueBytes} bytes can hold (a damaged dump, or a store too small for it)`);
+    }
     const view = vlen === null ? null : input.take(vlen.readUInt32LE(0));
     // A copy too if it lies in the reused chunk: reading the expiry may refill that chunk.
     const value = view !== null && view.buffer === input.space?.buffer ? Buffer.from(view) : view;

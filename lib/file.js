@@ -11,6 +11,8 @@ const path = require('node:path');
  * store with no room past them refuses every set.
  */
 const MIN_MAX_BYTES = 64 * 1024;
+/** maxBytes when none is given (every kind of store, and the command line's new files). */
+const DEFAULT_MAX_BYTES = 1024 * 1024 * 1024;
 
 /** openStore()'s options, checked; `maxBytes` defaults to the other stores' default. */
 function fileOptions(file, options, defaultMaxBytes, maxRegionBytes) {
@@ -35,4 +37,4 @@ function fileOptions(file, options, defaultMaxBytes, maxRegionBytes) {
   return { file: path.resolve(file), maxBytes, mode, create, readOnly };
 }
 
-module.exports = { fileOptions, MIN_MAX_BYTES };
+module.exports = { fileOptions, MIN_MAX_BYTES, DEFAULT_MAX_BYTES };
