@@ -353,6 +353,24 @@ test('close() leaves no connection or timer behind: the process exits by itself'
   assert.deepEqual(p.lines, [1, 'ERR_KV_CLOSED']);
 }));
 
+test('a named store as the local tier (the threads of one process): cached, then invalidated', { skip }, () => withRedis(async (redis) => {
+  const cache = await createNearCache({ redis: redis.url, name: `near-named-${redis.port}`, codec: 'string' });
+  try {
+    let n = cache.stats().invalidations;
+    await redis.client.set('t', 'one');
+    await told(cache, ++n, 'told of the SET');
+    assert.equal(await cache.get('t'), 'one');
+    const reads = cache.stats().redisReads;
+    assert.equal(await cache.get('t'), 'one');
+    assert.equal(cache.stats().redisReads, reads, 'a local hit');
+    await redis.client.set('t', 'two');
+    await told(cache, ++n, 'told of the second SET');
+    assert.equal(await cache.get('t'), 'two');
+  } finally {
+    await cache.close();
+  }
+}));
+
 test('bad options are TypeErrors, and no connection is left open', async () => {
   await assert.rejects(createNearCache(), TypeError);
   await assert.rejects(createNearCache({ redis: 'redis://127.0.0.1:1' }), /either path .* or name/);

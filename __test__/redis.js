@@ -4,14 +4,17 @@
 const net = require('node:net');
 const { spawn, execFileSync } = require('node:child_process');
 
-function redisInstalled() {
+/** Whether `command --version` runs (servers from the OS packages; callers skip if not). */
+function installed(command) {
   try {
-    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
+    execFileSync(command, ['--version'], { stdio: 'ignore' });
     return true;
   } catch {
     return false;
   }
 }
+
+const redisInstalled = () => installed('redis-server');
 
 const freePort = () => new Promise((resolve) => {
   const s = net.createServer().listen(0, '127.0.0.1', () => {
@@ -64,4 +67,4 @@ async function startRedis(args = [], port = undefined) {
   return { port, url: `redis://127.0.0.1:${port}`, client, stop, kill };
 }
 
-module.exports = { redisInstalled, startRedis, freePort };
+module.exports = { redisInstalled, startRedis, freePort, installed };

@@ -4,17 +4,10 @@
 // comes from the OS packages; where it is missing, callers skip.
 const net = require('node:net');
 const os = require('node:os');
-const { spawn, execFileSync } = require('node:child_process');
-const { freePort } = require('../__test__/redis');
+const { spawn } = require('node:child_process');
+const { freePort, installed } = require('../__test__/redis');
 
-function memcachedInstalled() {
-  try {
-    execFileSync('memcached', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+const memcachedInstalled = () => installed('memcached');
 
 /** Starts memcached with `-m megabytes`; resolves with { set, has, stop }. */
 async function startMemcached(megabytes) {

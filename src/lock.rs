@@ -96,11 +96,11 @@ pub const LEASE: Duration = Duration::from_secs(5);
 /// Spins before a waiter sleeps (under loom none, so that the models reach the sleeping path
 /// within their preemption bound).
 const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
-/// ... and `lock` keeps spinning while the lock has been held this long at most. A sleep and
+/// ... and `lock` then yields while the lock has been held this long at most. A sleep and
 /// its wake cost 50-500 us on a loaded 2-core machine, far more than most critical sections
 /// (a write that also moves a slice of an index growth takes a few microseconds): with only
-/// the 100 spins (~5 us), writers beside a growth slept so often that their p99.99 was 2.5x
-/// a store that was not growing (benchmark/growth.js); spinning this long brings it near 1.6x.
+/// the 100 spins (~5 us), writers beside a growth slept so often that their p99.99 was 2.56x
+/// a store that was not growing (benchmark/growth.js); yielding this long brought it to 1.9x.
 const SPIN_FOR: Duration = Duration::from_micros(50);
 
 /// The header words the lock uses.
