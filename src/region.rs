@@ -137,6 +137,25 @@ impl Region {
         Ok(())
     }
 
+    /// A store file's mapping (whose pages `reserve_to` allocates first).
+    #[inline]
+    pub(crate) fn is_reserved_file(&self) -> bool {
+        #[cfg(all(unix, not(loom)))]
+        return self.reservation.is_some();
+        #[cfg(not(all(unix, not(loom))))]
+        false
+    }
+
+    /// Reserves a slice of a store file ahead of the arena's `top` (best effort, see
+    /// `Reservation::reserve_ahead`); nothing for other memory.
+    pub(crate) fn reserve_ahead(&self, top: u64, table: u64) {
+        #[cfg(all(unix, not(loom)))]
+        if let Some(r) = &self.reservation {
+            r.reserve_ahead(top, table);
+        }
+        let _ = (top, table);
+    }
+
     /// A zeroed region of `len` modelled bytes, for the loom models.
     #[cfg(loom)]
     pub fn model(len: usize) -> Self {
