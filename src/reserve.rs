@@ -9,6 +9,11 @@
 //! ERR_KV_FULL or evicts. Reserved in steps of 1/64 of the file (1–64 MiB), so the cost is one
 //! system call per step, not per write; the file stays sparse beyond the top.
 //!
+//! Writes also reserve ahead, best effort, one slice of 2 MiB at a time: a step past the top, and
+//! the room of the next index growth's table once it is near (rehash.rs). So the write that
+//! crosses the mark, or starts a growth, finds its pages reserved instead of paying for a whole
+//! step or table at once (64 MiB, or 320 MB at 20M keys: tens of ms of zeroing on tmpfs).
+//!
 //! Regions find their file's reservation by the mapping's base address (a registry the
 //! file mappings fill, memory.rs), so that every way of attaching a store file gets it.
 
@@ -29,8 +34,10 @@ pub struct Reservation {
     ahead_refused: AtomicU64,
 }
 
-/// The most a reservation ahead (`reserve_ahead`) allocates in one call: on tmpfs, which
-/// zeroes what it allocates, about 0.2 ms.
+/// The most a reservation ahead (`reserve_ahead`) allocates in one call. tmpfs zeroes what it
+/// allocates: 2 MiB take 0.2 ms of memory the machine used before, 5.7 ms where the VM first
+/// touches it (measured here). Larger than needed for the tail: 20M keys take ~1,700 slices,
+/// under the 2,000 sets past the p99.99.
 const AHEAD_SLICE: u64 = 2 << 20;
 
 static REGISTRY: parking_lot::RwLock<Vec<(usize, Arc<Reservation>)>> =
@@ -175,4 +182,63 @@ fn allocate(file: &std::fs::File, off: u64, len: u64) -> std::io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn allocate(_file: &std::fs::File, _off: u64, _len: u64) -> std::io::Result<()> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn ahead_a_slice_a_call_until_a_step_past_the_top() {
+        let dir = std::path::Path::new("/dev/shm");
+        let dir = if dir.is_dir() {
+            dir.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let p = dir.join(format!("skv-reserve-ahead-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
+        file.set_len(64 * MIB).unwrap();
+        let r = Reservation {
+            file,
+            len: 64 * MIB,
+            reserved: AtomicU64::new(0),
+            ahead_refused: AtomicU64::new(u64::MAX),
+        };
+        let allocated = || r.file.metadata().unwrap().blocks() * 512;
+        r.reserve(3 * MIB).unwrap();
+        if allocated() == 0 {
+            eprintln!("skipped: this file system allocates nothing with fallocate");
+            return;
+        }
+        let mark = r.reserved();
+        assert_eq!(mark, 3 * MIB, "steps of 1 MiB (1/64 of the file)");
+        // A step (1 MiB) and half a slice past the top: nothing to do yet.
+        let slice = AHEAD_SLICE.min(r.step());
+        r.reserve_ahead(mark - MIB - slice / 2, 0);
+        assert_eq!(r.reserved(), mark);
+        // Behind: one slice, not all the way.
+        r.reserve_ahead(mark + 10 * MIB, 0);
+        assert_eq!(r.reserved(), mark + slice);
+        assert!(allocated() >= mark + slice);
+        // A coming table widens the window: still one slice a call.
+        r.reserve_ahead(mark, 20 * MIB);
+        assert_eq!(r.reserved(), mark + 2 * slice);
+        // Never past the file.
+        for _ in 0..100 {
+            r.reserve_ahead(60 * MIB, 20 * MIB);
+        }
+        assert_eq!(r.reserved(), 64 * MIB);
+        assert!(allocated() >= 64 * MIB);
+        let _ = std::fs::remove_file(p);
+    }
 }
