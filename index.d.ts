@@ -81,7 +81,7 @@ export interface ManagerOptions extends StoreOptions, EvictionOptions {
   name?: string;
   /** Initial buffer size in bytes. Default 1 MiB; at least ~37 KiB. */
   initialBytes?: number;
-  /** The buffer grows in place up to this many bytes. Default 1 GiB; at most 1 TiB (a thread store is one SharedArrayBuffer: 4 GiB on Node 20). */
+  /** The buffer grows in place up to this many bytes. Default 1 GiB; at most 1 TiB (a thread store is one SharedArrayBuffer: 4 GiB on Node 20 and on Bun). */
   maxBytes?: number;
 }
 

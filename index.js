@@ -2,7 +2,7 @@
 // The JS facade: argument checks, the value codec, and handing the buffer to workers.
 // Everything about the memory (layout, hashing, locking, allocation, growth) is in Rust.
 
-const { isMainThread } = require('node:worker_threads');
+const { isMainThread, parentPort } = require('node:worker_threads');
 const { Encoder, decode } = require('./lib/codec');
 const { ReadCache, cloneAny } = require('./lib/cache');
 const { Reader, HIT, MISS } = require('./lib/reader');
@@ -100,6 +100,13 @@ function codedError(code, message) {
   const err = new Error(`shared-kv-store: ${message}`);
   err.code = code;
   return err;
+}
+
+/** The JavaScript runtime and its version, for error messages (Bun and Deno also report a Node version). */
+function runtime() {
+  if (typeof globalThis.Bun !== 'undefined') return `Bun ${globalThis.Bun.version}`;
+  if (typeof globalThis.Deno !== 'undefined') return `Deno ${globalThis.Deno.version?.deno}`;
+  return `Node ${process.versions.node}`;
 }
 
 /** How long `createStore(parentPort)` waits for its handle by default (option handleTimeout). */
@@ -673,7 +680,7 @@ class Manager {
       if (err instanceof RangeError) {
         // V8 sets the largest SharedArrayBuffer: 4 GiB on Node 20, far more on Node 24.
         throw new RangeError(`cannot create a store of ${opts.initialBytes} to ${opts.maxBytes} bytes: ${err.message} ` +
-          `(a thread store is one SharedArrayBuffer, which Node ${process.versions.node} may limit; a named store or a store file goes to 1 TiB)`);
+          `(a thread store is one SharedArrayBuffer, which ${runtime()} may limit; a named store or a store file goes to 1 TiB)`);
       }
       throw err;
     }
@@ -816,7 +823,11 @@ function createStore(source, options = {}) {
     };
     const handle = receiveHandle(source, handleTimeout, attach, () =>
       store._fail?.(codedError('ERR_KV_NO_HANDLE', `no store handle arrived on the port within ${handleTimeout} ms: ` +
-        'call manager.registerFork(worker) in the thread that made the worker, or pass manager.handle in workerData')));
+        'call manager.registerFork(worker) in the thread that made the worker, or pass manager.handle in workerData' +
+        // Deno's parentPort drops a message no listener is there for (lib/port.js).
+        (typeof globalThis.Deno !== 'undefined' && source === parentPort
+          ? ` (on ${runtime()}, a handle that arrives before createStore(parentPort) is called is lost: call it before the worker's first await)`
+          : ''))));
     if (handle !== undefined) attachHandle(store, handle);
   } else if (source == null) {
     // The manager's store in this thread if there is one, else the default named store.

@@ -5,7 +5,7 @@
 // the user's listener, registerFork and createStore are ordered, and however often the handle
 // is sent (registerFork again after unregisterFork).
 
-const { receiveMessageOnPort, isMainThread, parentPort } = require('node:worker_threads');
+const { receiveMessageOnPort, isMainThread, parentPort, MessagePort } = require('node:worker_threads');
 
 /** Marks the handle object, so it is recognised among other messages on a port. */
 const HANDLE = '__sharedKVStore';
@@ -31,21 +31,23 @@ function isFork(x) {
 // Node (20 and 24) hands every message a port receives to this method of the port
 // (lib/internal/per_context/messageport.js), which dispatches it to every kind of listener.
 // A registered symbol, so an own property of the port shadows it: handles are taken out
-// before any listener runs. A runtime without it (not Node) falls back to a listener of ours,
-// and there a user listener also sees the handle (README, "Worker threads").
+// before any listener runs. Bun and Deno have no such method: there every way of adding a
+// 'message' listener is wrapped instead (filterListeners).
 const kHybridDispatch = Symbol.for('nodejs.internal.kHybridDispatch');
 
 /**
- * Per port: the last handle it carried, and who waits for the next one. Shared by every copy
- * of this package in the thread (a dependency may bundle its own): the first guards the port,
- * and the others find its state here instead of taking the handle from each other.
+ * Per port: the last handle it carried, who waits for the next one, and the port's own
+ * `on`/`off` as they were before any wrapping (ours must not count as the user's listener).
+ * Shared by every copy of this package in the thread (a dependency may bundle its own): the
+ * first guards the port, and the others find its state here instead of taking the handle
+ * from each other.
  */
 const guards = (globalThis[Symbol.for('shared-kv-store.port-guards')] ??= new WeakMap());
 
 function guard(port) {
   let g = guards.get(port);
   if (g !== undefined) return g;
-  g = { latest: undefined, waiters: new Set() };
+  g = { latest: undefined, waiters: new Set(), on: port.on, off: port.off };
   guards.set(port, g);
   const dispatch = port[kHybridDispatch];
   if (typeof dispatch === 'function') {
@@ -57,8 +59,62 @@ function guard(port) {
         return dispatch.call(this, data, type, event);
       },
     });
+  } else {
+    filterListeners(port, g);
   }
   return g;
+}
+
+/**
+ * Where the port has no dispatch method to shadow (Bun, Deno), each 'message' listener the
+ * user adds, in any way, is added wrapped: a handle goes to the hand-over, anything else to
+ * the listener. Adds no listener itself, so the thread's exit is unchanged.
+ */
+function filterListeners(port, g) {
+  const wrappers = [new WeakMap(), new WeakMap()]; // the user's listener -> ours; [data, event]
+  const wrap = (fn, ofEvent) => {
+    if (typeof fn !== 'function' && typeof fn?.handleEvent !== 'function') return fn;
+    let w = wrappers[+ofEvent].get(fn);
+    if (w === undefined) {
+      w = function (arg, ...rest) {
+        const data = ofEvent ? arg?.data : arg;
+        if (isFork(data)) return take(g, data);
+        return typeof fn === 'function' ? fn.call(this, arg, ...rest) : fn.handleEvent(arg);
+      };
+      wrappers[+ofEvent].set(fn, w);
+    }
+    return w;
+  };
+  const unwrap = (fn, ofEvent) => (fn == null ? fn : wrappers[+ofEvent].get(fn) ?? fn);
+  const methods = [
+    ['on', wrap, false], ['addListener', wrap, false], ['once', wrap, false],
+    ['prependListener', wrap, false], ['prependOnceListener', wrap, false],
+    ['off', unwrap, false], ['removeListener', unwrap, false],
+    ['addEventListener', wrap, true], ['removeEventListener', unwrap, true],
+  ];
+  for (const [name, map, ofEvent] of methods) {
+    const original = port[name];
+    if (typeof original !== 'function') continue;
+    Object.defineProperty(port, name, {
+      configurable: true,
+      writable: true,
+      value(event, fn, ...rest) {
+        return original.call(this, event, event === 'message' ? map(fn, ofEvent) : fn, ...rest);
+      },
+    });
+  }
+  const onmessage = findAccessor(port, 'onmessage');
+  if (onmessage?.set) {
+    let user = null;
+    Object.defineProperty(port, 'onmessage', {
+      configurable: true,
+      get: () => user,
+      set: (fn) => {
+        user = fn;
+        onmessage.set.call(port, typeof fn === 'function' ? wrap(fn, true) : fn);
+      },
+    });
+  }
 }
 
 function take(g, handle) {
@@ -77,7 +133,10 @@ function take(g, handle) {
 function receiveHandle(port, timeout, onHandle, onTimeout) {
   const g = guard(port);
   const early = [];
-  for (let m; (m = receiveMessageOnPort(port)) !== undefined;) {
+  // receiveMessageOnPort takes only a MessagePort: Deno's parentPort is a plain object, whose
+  // messages only a listener receives (one that arrives while none is added is dropped).
+  const drainable = typeof MessagePort === 'function' && port instanceof MessagePort;
+  for (let m; drainable && (m = receiveMessageOnPort(port)) !== undefined;) {
     if (isHandle(m.message)) {
       g.latest = m.message;
       break;
@@ -93,57 +152,75 @@ function receiveHandle(port, timeout, onHandle, onTimeout) {
   };
   const timer = setTimeout(() => {
     g.waiters.delete(waiter);
-    port.off('message', listener);
+    g.off.call(port, 'message', listener);
     onTimeout();
   }, timeout);
   timer.unref();
   const waiter = (handle) => {
     clearTimeout(timer);
-    port.off('message', listener);
+    g.off.call(port, 'message', listener);
     onHandle(handle);
   };
   g.waiters.add(waiter);
-  // The prototype's `on`: ours must not count as the user's first listener (see redeliver).
-  Object.getPrototypeOf(port).on.call(port, 'message', listener);
+  // The port's own `on`, as it was: ours must not count as the user's first listener (see
+  // redeliver).
+  g.on.call(port, 'message', listener);
   return undefined;
 }
 
 function redeliver(port, messages) {
   // A microtask runs before the port dispatches anything still queued (that needs an event
   // loop turn), so the user sees these first, in order.
-  const emitAll = () => queueMicrotask(() => messages.forEach((m) => port.emit('message', m)));
+  const emitAll = () => queueMicrotask(() => messages.forEach((m) => deliver(port, m)));
   if (port.listenerCount('message') > 0) return emitAll();
   // MessagePort emits no 'newListener' for user listeners: wait for the first one, of any
-  // kind, by wrapping this port's own methods and its onmessage setter, removed again as soon
-  // as one is added.
-  const proto = Object.getPrototypeOf(port);
+  // kind, by wrapping this port's methods and its onmessage setter, put back as they were as
+  // soon as one is added.
   const methods = ['on', 'addListener', 'once', 'prependListener', 'addEventListener'];
+  const saved = [...methods, 'onmessage'].map((name) => [name, Object.getOwnPropertyDescriptor(port, name)]);
   const restore = () => {
-    for (const m of methods) delete port[m];
-    delete port.onmessage;
+    for (const [name, d] of saved) {
+      if (d === undefined) delete port[name];
+      else Object.defineProperty(port, name, d);
+    }
   };
   for (const name of methods) {
+    const original = port[name];
+    if (typeof original !== 'function') continue;
     port[name] = function (event, ...rest) {
       // Unwrapped first: `on` adds through `addEventListener`, which must not count twice.
-      if (event !== 'message') return proto[name].call(port, event, ...rest);
+      if (event !== 'message') return original.call(port, event, ...rest);
       restore();
-      const result = proto[name].call(port, event, ...rest);
+      const result = original.call(port, event, ...rest);
       emitAll();
       return result;
     };
   }
-  const onmessage = findAccessor(proto, 'onmessage');
+  const onmessage = findAccessor(port, 'onmessage');
   if (onmessage?.set) {
     Object.defineProperty(port, 'onmessage', {
       configurable: true,
       get: () => onmessage.get?.call(port),
       set: (fn) => {
         restore();
-        onmessage.set.call(port, fn);
+        port.onmessage = fn; // through the setter as it was (filterListeners' where it wraps)
         emitAll();
       },
     });
   }
+}
+
+/**
+ * Hands `m` to the port's 'message' listeners of every kind. Node's `port.emit` does; Bun's
+ * takes its second argument as a MessageEventInit (a string throws, an object arrives as its
+ * `.data`), so there the message goes in a MessageEvent.
+ */
+function deliver(port, m) {
+  if (typeof port[kHybridDispatch] === 'function' || typeof port.dispatchEvent !== 'function' ||
+    typeof MessageEvent !== 'function') {
+    return port.emit('message', m);
+  }
+  port.dispatchEvent(new MessageEvent('message', { data: m }));
 }
 
 /** The accessor `name` on `obj`'s prototype chain. */
