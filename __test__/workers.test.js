@@ -170,6 +170,38 @@ test('a handle the user posts is the user\'s message; two copies of the package 
   assert.equal(await exited(w), 0);
 });
 
+test('user messages queued before a late handle reach a listener added after createStore(parentPort), in order', async () => {
+  // Found by review: our own listener, added after the port's methods were hooked to wait for
+  // the user's first one, took that place, and the early messages went to it alone.
+  const manager = createManager();
+  const w = worker(`
+    const store = kv.createStore(parentPort); // takes 'a' and 'b' off the queue: no handle yet
+    parentPort.postMessage('waiting');
+    store.ready.then(() => {
+      parentPort.on('message', (m) => {
+        parentPort.postMessage(m);
+        if (m === 'c') parentPort.close();
+      });
+      parentPort.postMessage('listening');
+    });
+  `);
+  w.postMessage('a');
+  w.postMessage('b');
+  const next = async () => (await once(w, 'message'))[0];
+  assert.equal(await next(), 'waiting');
+  manager.registerFork(w);
+  assert.equal(await next(), 'listening');
+  w.postMessage('c');
+  assert.deepEqual([await next(), await next(), await next()], ['a', 'b', 'c']);
+  assert.equal(await exited(w), 0);
+});
+
+test('createStore with a Worker instead of its parentPort is a TypeError', () => {
+  const w = worker('');
+  assert.throws(() => require('..').createStore(w), TypeError);
+  return exited(w);
+});
+
 test('user messages sent before registerFork in the same tick reach the user, in order', async () => {
   const manager = createManager();
   const w = worker(`

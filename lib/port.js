@@ -46,7 +46,12 @@ const guards = (globalThis[Symbol.for('shared-kv-store.port-guards')] ??= new We
 
 function guard(port) {
   let g = guards.get(port);
-  if (g !== undefined) return g;
+  if (g !== undefined) {
+    // Made by an older copy of this package, which kept no methods.
+    g.on ??= Object.getPrototypeOf(port)?.on ?? port.on;
+    g.off ??= Object.getPrototypeOf(port)?.off ?? port.off;
+    return g;
+  }
   g = { latest: undefined, waiters: new Set(), on: port.on, off: port.off };
   guards.set(port, g);
   const dispatch = port[kHybridDispatch];
@@ -71,47 +76,74 @@ function guard(port) {
  * the listener. Adds no listener itself, so the thread's exit is unchanged.
  */
 function filterListeners(port, g) {
-  const wrappers = [new WeakMap(), new WeakMap()]; // the user's listener -> ours; [data, event]
-  const wrap = (fn, ofEvent) => {
+  // The user's listener -> ours around it, per kind: called with the message or with an event,
+  // and once or not. A once listener is added as a lasting one that removes itself when a
+  // message of the user's comes: the runtime's own `once` would be spent on a handle.
+  const kinds = { data: new WeakMap(), event: new WeakMap(), dataOnce: new WeakMap(), eventOnce: new WeakMap() };
+  const originals = {};
+  const wrap = (fn, kind) => {
     if (typeof fn !== 'function' && typeof fn?.handleEvent !== 'function') return fn;
-    let w = wrappers[+ofEvent].get(fn);
-    if (w === undefined) {
-      w = function (arg, ...rest) {
-        const data = ofEvent ? arg?.data : arg;
-        if (isFork(data)) return take(g, data);
-        return typeof fn === 'function' ? fn.call(this, arg, ...rest) : fn.handleEvent(arg);
-      };
-      wrappers[+ofEvent].set(fn, w);
-    }
+    let w = kinds[kind].get(fn);
+    if (w !== undefined) return w;
+    const ofEvent = kind.startsWith('event');
+    w = function (arg, ...rest) {
+      const data = ofEvent ? arg?.data : arg;
+      if (isFork(data)) return take(g, data);
+      if (kind === 'dataOnce') originals.off?.call(port, 'message', w);
+      if (kind === 'eventOnce') originals.removeEventListener?.call(port, 'message', w);
+      if (kind.endsWith('Once')) kinds[kind].delete(fn);
+      return typeof fn === 'function' ? fn.call(this, arg, ...rest) : fn.handleEvent(arg);
+    };
+    kinds[kind].set(fn, w);
     return w;
   };
-  const unwrap = (fn, ofEvent) => (fn == null ? fn : wrappers[+ofEvent].get(fn) ?? fn);
-  const methods = [
-    ['on', wrap, false], ['addListener', wrap, false], ['once', wrap, false],
-    ['prependListener', wrap, false], ['prependOnceListener', wrap, false],
-    ['off', unwrap, false], ['removeListener', unwrap, false],
-    ['addEventListener', wrap, true], ['removeEventListener', unwrap, true],
-  ];
-  for (const [name, map, ofEvent] of methods) {
+  const unwrap = (fn, ...of) => {
+    for (const kind of of) {
+      const w = fn == null ? undefined : kinds[kind].get(fn);
+      if (w !== undefined) {
+        kinds[kind].delete(fn);
+        return w;
+      }
+    }
+    return fn;
+  };
+  const onceOption = (options) => options === true || options?.once === true;
+  // [name, how it is called instead: (original, fn, rest) => result]
+  const methods = {
+    on: (o, fn, rest) => o.call(port, 'message', wrap(fn, 'data'), ...rest),
+    addListener: (o, fn, rest) => o.call(port, 'message', wrap(fn, 'data'), ...rest),
+    prependListener: (o, fn, rest) => o.call(port, 'message', wrap(fn, 'data'), ...rest),
+    once: (o, fn, rest) => (originals.on ?? o).call(port, 'message', wrap(fn, originals.off ? 'dataOnce' : 'data'), ...rest),
+    prependOnceListener: (o, fn, rest) =>
+      (originals.prependListener ?? o).call(port, 'message', wrap(fn, originals.off ? 'dataOnce' : 'data'), ...rest),
+    off: (o, fn, rest) => o.call(port, 'message', unwrap(fn, 'data', 'dataOnce'), ...rest),
+    removeListener: (o, fn, rest) => o.call(port, 'message', unwrap(fn, 'data', 'dataOnce'), ...rest),
+    addEventListener: (o, fn, [options, ...rest]) => onceOption(options) && originals.removeEventListener
+      ? o.call(port, 'message', wrap(fn, 'eventOnce'), { ...(typeof options === 'object' ? options : {}), once: false }, ...rest)
+      : o.call(port, 'message', wrap(fn, 'event'), options, ...rest),
+    removeEventListener: (o, fn, rest) => o.call(port, 'message', unwrap(fn, 'event', 'eventOnce'), ...rest),
+  };
+  for (const [name, instead] of Object.entries(methods)) {
     const original = port[name];
     if (typeof original !== 'function') continue;
+    originals[name] = original;
     Object.defineProperty(port, name, {
       configurable: true,
       writable: true,
       value(event, fn, ...rest) {
-        return original.call(this, event, event === 'message' ? map(fn, ofEvent) : fn, ...rest);
+        return event === 'message' ? instead(original, fn, rest) : original.call(this, event, fn, ...rest);
       },
     });
   }
   const onmessage = findAccessor(port, 'onmessage');
   if (onmessage?.set) {
-    let user = null;
+    let user = onmessage.get?.call(port) ?? null;
     Object.defineProperty(port, 'onmessage', {
       configurable: true,
       get: () => user,
       set: (fn) => {
         user = fn;
-        onmessage.set.call(port, typeof fn === 'function' ? wrap(fn, true) : fn);
+        onmessage.set.call(port, typeof fn === 'function' ? wrap(fn, 'event') : fn);
       },
     });
   }
@@ -131,24 +163,31 @@ function take(g, handle) {
  * on the way are handed back to the user's listener, in order.
  */
 function receiveHandle(port, timeout, onHandle, onTimeout) {
+  // receiveMessageOnPort takes only a MessagePort: Deno's parentPort is a plain object, whose
+  // messages only a listener receives (one that arrives while none is added is dropped). On
+  // Node (whose MessagePort has the dispatch method), anything else is the caller's mistake.
+  const drainable = typeof MessagePort === 'function' && port instanceof MessagePort;
+  if (!drainable && typeof MessagePort?.prototype?.[kHybridDispatch] === 'function') {
+    throw new TypeError('createStore expects the parentPort (a MessagePort) or a handle from manager.handle');
+  }
   const g = guard(port);
   const early = [];
-  // receiveMessageOnPort takes only a MessagePort: Deno's parentPort is a plain object, whose
-  // messages only a listener receives (one that arrives while none is added is dropped).
-  const drainable = typeof MessagePort === 'function' && port instanceof MessagePort;
   for (let m; drainable && (m = receiveMessageOnPort(port)) !== undefined;) {
-    if (isHandle(m.message)) {
+    if (isFork(m.message)) {
       g.latest = m.message;
       break;
     }
     early.push(m.message);
   }
-  if (early.length) redeliver(port, early);
-  if (g.latest !== undefined) return g.latest;
+  const users = typeof port.listenerCount === 'function' ? port.listenerCount('message') : 0;
+  if (g.latest !== undefined) {
+    if (early.length) redeliver(port, early, users);
+    return g.latest;
+  }
   // Not sent yet: listen until it comes (a listener starts the port's delivery and keeps the
   // thread alive), then stop listening so the thread can exit; after `timeout` at most.
   const listener = (message) => {
-    if (isHandle(message)) take(g, message); // only where the dispatch is not shadowed
+    if (isFork(message)) take(g, message); // only where the dispatch is not shadowed
   };
   const timer = setTimeout(() => {
     g.waiters.delete(waiter);
@@ -162,17 +201,19 @@ function receiveHandle(port, timeout, onHandle, onTimeout) {
     onHandle(handle);
   };
   g.waiters.add(waiter);
-  // The port's own `on`, as it was: ours must not count as the user's first listener (see
-  // redeliver).
+  // The port's own `on`, as it was, and before redeliver hooks the port's methods: ours is not
+  // the user's first listener.
   g.on.call(port, 'message', listener);
+  if (early.length) redeliver(port, early, users);
   return undefined;
 }
 
-function redeliver(port, messages) {
+/** Hands `messages` to the user's listeners: at once if there are `users`, else to the first. */
+function redeliver(port, messages, users) {
   // A microtask runs before the port dispatches anything still queued (that needs an event
   // loop turn), so the user sees these first, in order.
   const emitAll = () => queueMicrotask(() => messages.forEach((m) => deliver(port, m)));
-  if (port.listenerCount('message') > 0) return emitAll();
+  if (users > 0) return emitAll();
   // MessagePort emits no 'newListener' for user listeners: wait for the first one, of any
   // kind, by wrapping this port's methods and its onmessage setter, put back as they were as
   // soon as one is added.

@@ -148,8 +148,14 @@ impl Store {
             return Ok(());
         }
         let t0 = Tables::load(r)?.t0;
-        let used = r.u64(H_LIVE)?.load(Relaxed) + r.u64(H_TOMBSTONES)?.load(Relaxed);
-        let table = if state == MIG_NONE && used * 8 >= t0.cap * 5 {
+        let live = r.u64(H_LIVE)?.load(Relaxed);
+        let tombstones = r.u64(H_TOMBSTONES)?.load(Relaxed);
+        // Shared memory: counts past the table's size are corruption, which the write's own
+        // index_room reports; nothing to reserve for them here.
+        if live > t0.cap || tombstones > t0.cap {
+            return Ok(());
+        }
+        let table = if state == MIG_NONE && (live + tombstones) * 8 >= t0.cap * 5 {
             INTERNAL_HEADER + self.growth_cap(t0.cap * MAX_LOAD_NUM / MAX_LOAD_DEN) * SLOT_SIZE
         } else {
             0

@@ -111,7 +111,7 @@ impl Reservation {
     }
 
     /// Best effort, a slice per call: keeps the file reserved a step past the arena's `top`,
-    /// and past the room a coming index growth's new table (`table` bytes) will take there.
+    /// and past that the room a coming index growth's new table (`table` bytes) will take.
     /// Without it the write that crosses the mark reserves a whole step (64 MiB: ~9 ms on
     /// tmpfs), and the write that starts a growth the whole new table (320 MB at 20M keys:
     /// ~30 ms); with it, writes before them each reserve at most AHEAD_SLICE. A refusal (a
@@ -123,7 +123,8 @@ impl Reservation {
         // moved over one (a few system calls per growth, not one per write), and the mark
         // never falls behind the need while the writes come.
         let target = top
-            .saturating_add(self.step().max(table))
+            .saturating_add(self.step())
+            .saturating_add(table)
             .saturating_add(slice / 2)
             .min(self.len);
         if from >= target {

@@ -331,16 +331,16 @@ await check('hand-over: user messages queued ahead of the handle are re-delivere
   assert.equal(await wk.exited, 0);
 });
 
-await check('hand-over: a user listener added before createStore(parentPort) never sees a late handle', async () => {
+await check('hand-over: user listeners (on, once) added before createStore(parentPort) never see a late handle', async () => {
   store.set('hello', 'hidden');
-  const wk = startWorker('fork-listeners', { listenerFirst: true, late: true });
+  const wk = startWorker('fork-listeners', { listenerFirst: true, late: true, once: true });
   assert.deepEqual(await wk.first, { waiting: true }); // listener added, createStore has run
   manager.registerFork(wk.w);
   wk.w.postMessage('user');
   wk.w.postMessage('end');
   const r = await wk.next();
   assert.equal(r.value, 'hidden');
-  assert.deepEqual(r.seen, ['user']);
+  assert.deepEqual(r.seen, ['once:user', 'user']);
   assert.equal(await wk.exited, 0);
 });
 

@@ -37,6 +37,8 @@ switch (workerData.mode) {
     let ended;
     const end = new Promise((resolve) => { ended = resolve; });
     const listener = (m) => (m === 'end' ? ended() : seen.push(label(m)));
+    // A once listener, first: the handle must not spend it (Bun's and Deno's own once would).
+    if (workerData.once) parentPort.once('message', (m) => seen.push(`once:${label(m)}`));
     if (workerData.listenerFirst) parentPort.on('message', listener);
     let store;
     try {
