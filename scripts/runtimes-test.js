@@ -50,7 +50,7 @@ function run(cmd, args, { cwd = root, ms = 300_000, envs = env, capture = false 
 }
 
 const version = (bin) => execFileSync(bin, ['--version'], { env, encoding: 'utf8' }).split('\n')[0].trim();
-console.log(`# ${version(BUN).replace(/^/, 'bun ')}, ${version(DENO)}`);
+console.log(`# bun ${version(BUN)}, ${version(DENO)}`);
 
 // 1. The conformance suite.
 const suite = path.join(root, '__test__', 'runtimes', 'conformance.mjs');
@@ -120,7 +120,7 @@ const write = (specifier) => {
 // No node on the PATH: neither runtime may hand anything to Node.
 const noNode = { ...env, PATH: (env.PATH || '').split(path.delimiter).filter((d) => !fs.existsSync(path.join(d, 'node'))).join(path.delimiter) };
 const file = path.join(project, 'by-name.kv');
-const cli = (argv, runtime) => run(argv[0], [...argv.slice(1)], { cwd: project, envs: noNode, capture: true, ms: 60_000 }).trim();
+const cli = (argv) => run(argv[0], [...argv.slice(1)], { cwd: project, envs: noNode, capture: true, ms: 60_000 }).trim();
 const bunCli = [BUN, 'x', '--bun', 'shared-kv-store'];
 const denoCli = [DENO, 'run', '-A', 'npm:shared-kv-store'];
 
@@ -129,7 +129,7 @@ step('Bun: import and require by name, sub-paths, workers, Keyv', () => {
   run(BUN, ['main.mjs', file, 'bun'], { cwd: project, envs: noNode });
 });
 step('Bun: the CLI through bun x', () => {
-  if (cli([...bunCli, 'get', file, 'runtime'], 'bun') !== '"bun"') throw new Error('get');
+  if (cli([...bunCli, 'get', file, 'runtime']) !== '"bun"') throw new Error('get');
   cli([...bunCli, 'set', file, 'cli', '"bun x"']);
   const dump = path.join(project, 'bun.dump');
   cli([...bunCli, 'dump', file, dump]);

@@ -139,9 +139,10 @@ impl Store {
 
     /// A store file's pages are reserved in the file system a step ahead of the arena's top, a
     /// slice per write (reserve.rs); once the main table is 5/8 full, also those of the next
-    /// growth's table (growth starts at 3/4, 1/8 of its slots of inserts later: at 20M keys
-    /// 3.3 million writes for 160 slices). Else the write that crosses the mark reserves a
-    /// whole step at once, and the one that starts a growth its whole table.
+    /// growth's table, a slice every 64 writes (growth starts at 3/4, 1/8 of its slots of
+    /// inserts later: at 20M keys 3.3 million writes for 160 slices). Else the write that
+    /// crosses the mark reserves a whole step at once, and the one that starts a growth its
+    /// whole table.
     fn reserve_ahead(&self, state: u32) -> Result<()> {
         let r = self.region();
         if !r.is_reserved_file() {
