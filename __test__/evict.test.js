@@ -129,8 +129,9 @@ test('the native codec hands the mark of a read over before the next set, not af
   assert.ok(store.stats().evictions >= 4000);
 });
 
-test('a full evicting store never refuses a small write, and a large value gets in or is refused with nothing evicted', () => {
+test('a full evicting store never refuses a small write, and a large value gets in or is refused with nothing evicted', (t) => {
   const dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'skv-evict-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   // Tiny entries: the index is a large share of a 256 KiB store and must sometimes give way.
   for (const [i, store] of [
     createStore('evict:tiny', { maxBytes: 256 << 10, onFull: 'evict' }),
@@ -139,6 +140,7 @@ test('a full evicting store never refuses a small write, and a large value gets 
     for (let k = 0; k < 30_000; k++) store.set(`f${k}`, 'x'.repeat(10)); // throws if refused
     assert.ok(store.stats().evictions > 0 && store.stats().entries > 0, `store ${i}`);
     store.check(); // throws ERR_KV_CORRUPTED if anything is off
+    if (i === 1) store.close();
   }
   let refused = 0;
   for (let round = 0; round < 6; round++) {

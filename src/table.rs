@@ -239,6 +239,7 @@ impl Table {
                     if tag != hash & 7 {
                         continue;
                     }
+                    prefetch_entry(r, block);
                     let header = arena.check_block(block, true)?;
                     if header.key_len == key.len() as u64
                         && r.eq(key_offset(block, header.header_len), key)?
@@ -314,6 +315,7 @@ impl Table {
             Ref::Live { tag, .. } if tag != hash & 7 => return Ok(Some(false)),
             Ref::Live { block, .. } => block,
         };
+        prefetch_entry(r, block);
         let h = read_header(r, block)?;
         if !h.in_use() {
             return Err(Error::corrupted(
@@ -539,4 +541,14 @@ pub fn begin_descriptor(epoch: Word32<'_>) {
 pub fn end_descriptor(epoch: Word32<'_>) {
     let e = epoch.load(Relaxed);
     epoch.store((e | 1).wrapping_add(1), Release);
+}
+
+/// A small entry's block (about 32 bytes, 8-aligned) crosses a cache line about half the time:
+/// its header's line, then the rest of the key and the value, two misses where the second waits
+/// on the first. Asking for the second line before the header is read overlaps them. Measured
+/// in the core at 20M keys (examples/scale_probe.rs, rounds alternating with and without):
+/// set 1186 -> 1132 ns, get 1017 -> 980 ns, medians of 4.
+#[inline]
+fn prefetch_entry(r: &Region, block: u64) {
+    r.prefetch(block.saturating_add(31));
 }
