@@ -404,6 +404,28 @@ impl<'r> Arena<'r> {
         Ok(())
     }
 
+    /// Up to `most` free blocks, as (block, size), from the largest size class that has one
+    /// down: the largest free blocks, within their classes' spread.
+    pub fn largest_free(&self, most: usize) -> Result<Vec<(u64, u64)>> {
+        let mut found = Vec::new();
+        for w in (0..NUM_LISTS.div_ceil(64)).rev() {
+            let mut word = self.r.u64(H_FREE_MAP + 8 * w as u64)?.load(Relaxed);
+            while word != 0 {
+                let bit = 63 - word.leading_zeros();
+                word &= !(1u64 << bit);
+                let mut b = self.head(w * 64 + bit)?;
+                while b != 0 {
+                    if found.len() == most {
+                        return Ok(found);
+                    }
+                    found.push((b, self.check_block(b, false)?.size));
+                    b = self.link(b, Link::Next)?;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The first non-empty list at or after `from`, by the bitmap.
     fn first_list_from(&self, from: u32) -> Result<Option<u32>> {
         let mut i = from;

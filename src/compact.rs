@@ -80,7 +80,7 @@ impl Store {
     }
 
     /// Whether free blocks below the top hold more than maxBytes / FRAGMENTED_DIVISOR.
-    fn fragmented(&self) -> Result<bool> {
+    pub(crate) fn fragmented(&self) -> Result<bool> {
         let r = self.region();
         let top = Arena { r }.top()?;
         let used = r.u64(H_BYTES_IN_USE)?.load(Relaxed);

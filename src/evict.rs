@@ -18,6 +18,13 @@
 //!   ends there, its space kept free, and the hand picks the next victim. So evicting frees
 //!   space the incoming value can use, whatever the sizes of what was there: an evicting store
 //!   never refuses a write for fragmentation, and stays full of live data while sizes drift.
+//! - Except where free fragments hold more than 1/64 of maxBytes: the window then starts at one
+//!   of the largest, if the blocks after it reach the size before a block it may not evict.
+//!   A window from the hand's victim ends where the write fits, and when it runs over small
+//!   entries into a large one, most of the large one stays free, a fragment just too small
+//!   for the next value (large values after small ones kept 75% of maxBytes live, 20% in such
+//!   fragments). A window from a fragment takes it in, and whatever it evicts merges with the
+//!   fragment after it: fragments merge until one holds a write (94-95%, benchmark/drift.js).
 //! - `lock()` leases are never evicted (a full store must not release a lock).
 //! - Eviction is a delete (a tombstone under the slot's seqlock, then the block freed): readers
 //!   see the old value or none, never a torn one, and `check()` stays true.
@@ -36,6 +43,8 @@ const EXPIRED_SEARCH: u32 = 64;
 /// Windows one write may open that end at a block they may not evict, before it gives up.
 /// Windows tried where eviction's hand points before looking for where one can succeed.
 const WINDOWS: u32 = 8;
+/// The largest free fragments a write that must evict tries to start its window at.
+const FRAGMENT_STARTS: usize = 8;
 /// An entry larger than maxBytes / WALK_ABOVE is checked against the longest stretch eviction
 /// can free before anything is evicted (a walk of every block; smaller ones always fit).
 const WALK_ABOVE: u64 = 64;
@@ -170,6 +179,19 @@ impl Store {
     pub(crate) fn make_room(&self, size: u64, limit: u64) -> Result<bool> {
         let r = self.region();
         let arena = Arena { r };
+        // Fragments many: a window from one of the largest (see the module's comment).
+        if self.fragmented()? && arena.top()? + size > limit {
+            for (start, len) in arena.largest_free(FRAGMENT_STARTS)? {
+                if self.window_reaches(start + len, size.saturating_sub(len))? {
+                    // (It can still fall short: its last eviction may give space back past the
+                    // top. The windows below go on from there.)
+                    if self.extend_window(Some((start, len)), size)? {
+                        return Ok(true);
+                    }
+                    break;
+                }
+            }
+        }
         for _ in 0..WINDOWS {
             if arena.top()? + size <= limit {
                 return Ok(true);
@@ -233,6 +255,25 @@ impl Store {
             free = self.evict(slot, next)?;
         }
         Ok(false)
+    }
+
+    /// Whether the blocks from `at` on hold `more` bytes before the top or a block eviction
+    /// never moves (a dry run of `extend_window`: nothing is evicted).
+    fn window_reaches(&self, mut at: u64, mut more: u64) -> Result<bool> {
+        let arena = Arena { r: self.region() };
+        let top = arena.top()?;
+        while more > 0 {
+            if at >= top {
+                return Ok(false);
+            }
+            let h = arena.header_at(at)?;
+            if h.is_internal() || (h.in_use() && self.pinned(at, &h)?) {
+                return Ok(false);
+            }
+            more = more.saturating_sub(h.size);
+            at += h.size;
+        }
+        Ok(true)
     }
 
     /// The longest run of blocks that eviction can free into one (free blocks and entries
