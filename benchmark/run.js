@@ -104,7 +104,7 @@ const CHECKS = {
       [`fill: ${keys} of small entries into a store file from empty, a set vs a set at 1k keys`, (m.fillSeconds * 1e9) / m.keys / m.set1k, null, 'report', `${m.fillSeconds.toFixed(0)} s, ${fmt((m.fillSeconds * 1e9) / m.keys)} ns a set`],
       [`get at ${keys} vs 1k keys + 2 DRAM misses (64 MiB walk)`, m.getN / floor('get'), null, 'report', `${fmt(m.getN)} vs ${fmt(m.get1k)} + 2 x ${fmt(m.dramMissNs)} ns`],
       [`set at ${keys} vs 1k keys + 2 DRAM misses (64 MiB walk)`, m.setN / floor('set'), null, 'report', `${fmt(m.setN)} vs ${fmt(m.set1k)} + 2 x ${fmt(m.dramMissNs)} ns`],
-      ...(m.rawLoadsN === undefined ? [['two misses at the store\'s own addresses', NaN, null, 'report', 'skipped: cargo is not installed']] : [
+      ...(m.rawLoadsN === undefined ? [['two misses at the store\'s own addresses', NaN, null, 'report', 'skipped: examples/scale_probe.rs did not run (cargo missing, or see its error above)']] : [
         [`get at ${keys} vs 1k keys + its two misses at the store's own addresses`, m.getN / (m.get1k + misses), null, 'report', `${fmt(m.getN)} vs ${fmt(m.get1k)} + ${fmt(misses)} ns`],
         [`set at ${keys} vs 1k keys + its two misses at the store's own addresses`, m.setN / (m.set1k + misses), 1, 'max', `${fmt(m.setN)} vs ${fmt(m.set1k)} + ${fmt(misses)} ns (slot and block loads: ${fmt(m.rawLoadsN)} ns at ${keys}, ${fmt(m.rawLoads1k)} at 1k)`],
       ]),

@@ -118,8 +118,14 @@ function rawLoads(file) {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  if (r.error || r.status !== 0) return { rawLoadsSkipped: 1 };
-  return JSON.parse(r.stdout.trim().split('\n').pop());
+  try {
+    if (r.error) throw r.error;
+    if (r.status !== 0) throw new Error(`exit ${r.status ?? r.signal}`);
+    return JSON.parse(r.stdout.trim().split('\n').pop());
+  } catch (e) {
+    console.error(`# the probe of the store's loads did not run: ${e.message}`);
+    return { rawLoadsSkipped: 1 };
+  }
 }
 
 /** Redis's used_memory grown by the same N keys and values, per key. */

@@ -172,24 +172,34 @@ impl Store {
     /// Evicts windows of entries until a free block of `size` bytes exists or fits below
     /// maxBytes past the arena's top (writer lock held). False if no more can be evicted.
     ///
-    /// A window starts where eviction's hand points; one that runs into a block eviction never
-    /// moves (a lease, an index table, the log) ends there. After WINDOWS such windows failed,
-    /// the store looks for the longest stretch between those blocks and evicts there, so room
-    /// that exists is found without evicting the whole store first.
+    /// While free fragments are many, the first window starts at one of the largest (see the
+    /// module's comment). Otherwise, or if none can be used, a window starts where eviction's
+    /// hand points; one that runs into a block eviction never moves (a lease, an index table,
+    /// the log) ends there. After WINDOWS such windows failed, the store looks for the longest
+    /// stretch between those blocks and evicts there, so room that exists is found without
+    /// evicting the whole store first.
     pub(crate) fn make_room(&self, size: u64, limit: u64) -> Result<bool> {
         let r = self.region();
         let arena = Arena { r };
-        // Fragments many: a window from one of the largest (see the module's comment).
         if self.fragmented()? && arena.top()? + size > limit {
+            // Expired entries still go before live ones: the sweep's next slots first.
+            if r.u64(H_TTL_BLOCKS)?.load(Relaxed) != 0 {
+                self.expire_slots(EXPIRED_SEARCH as u64)?;
+            }
             for (start, len) in arena.largest_free(FRAGMENT_STARTS)? {
-                if self.window_reaches(start + len, size.saturating_sub(len))? {
-                    // (It can still fall short: its last eviction may give space back past the
-                    // top. The windows below go on from there.)
-                    if self.extend_window(Some((start, len)), size)? {
-                        return Ok(true);
-                    }
-                    break;
+                // (A free block of `size` already is one `take` passed over: the head of a
+                // list is all it looks at in the list of the size needed.)
+                if len >= size || !self.window_reaches(start + len, size - len)? {
+                    continue;
                 }
+                // The window can still fall short: its last eviction may give space back past
+                // the top. The windows below go on from there.
+                if self.extend_window(Some((start, len)), size)?
+                    && (arena.find_free(size)?.is_some() || arena.top()? + size <= limit)
+                {
+                    return Ok(true);
+                }
+                break;
             }
         }
         for _ in 0..WINDOWS {
@@ -257,18 +267,30 @@ impl Store {
         Ok(false)
     }
 
-    /// Whether the blocks from `at` on hold `more` bytes before the top or a block eviction
-    /// never moves (a dry run of `extend_window`: nothing is evicted).
+    /// Whether the blocks from `at` on hold `more` bytes before the top, a block eviction never
+    /// moves, or an entry read since the hand last passed it (a window from a fragment keeps
+    /// the hand's second chances). A dry run of `extend_window`: nothing is evicted.
     fn window_reaches(&self, mut at: u64, mut more: u64) -> Result<bool> {
-        let arena = Arena { r: self.region() };
+        let r = self.region();
+        let arena = Arena { r };
         let top = arena.top()?;
         while more > 0 {
             if at >= top {
                 return Ok(false);
             }
             let h = arena.header_at(at)?;
-            if h.is_internal() || (h.in_use() && self.pinned(at, &h)?) {
-                return Ok(false);
+            if h.in_use() {
+                if self.pinned(at, &h)? {
+                    return Ok(false);
+                }
+                let Some(slot) = self.slot_of(at)? else {
+                    return Err(Error::corrupted("a block in use is not in the index"));
+                };
+                if load_slot(r, slot, Relaxed)?.0 & SEQ_VISITED != 0 {
+                    return Ok(false);
+                }
+            } else if !h.is_free() {
+                return Ok(false); // an index table or the log
             }
             more = more.saturating_sub(h.size);
             at += h.size;

@@ -512,6 +512,13 @@ impl Store {
             });
         }
         let hash = hash_key(self.seed, key) as u32;
+        // The key's slot is a cache miss in a large store: asked for now, it comes in while
+        // the lock is taken and the write's maintenance step runs (measured at 20M keys in the
+        // core: set 866 -> 815 ns, medians of 4 alternating rounds). Read before the lock, the
+        // tables may be changing: a hint only, whatever it reads.
+        if let Ok(t) = Tables::load(&self.region) {
+            self.region.prefetch(t.t0.first_slot(hash));
+        }
         let _guard = self.write_lock()?;
         self.maintain()?;
         self.set_making_room(key, hash, value, opts)
@@ -690,7 +697,7 @@ impl Store {
     }
 
     /// Reclaims expired entries among `slots` slots from the sweep cursor on; returns how many.
-    fn expire_slots(&self, slots: u64) -> Result<u64> {
+    pub(crate) fn expire_slots(&self, slots: u64) -> Result<u64> {
         let r = &self.region;
         if r.u64(H_TTL_BLOCKS)?.load(Relaxed) == 0 {
             return Ok(0); // nothing can expire: keep plain writes free of this work

@@ -147,7 +147,7 @@ fn an_evicting_store_stays_full_of_live_data_while_sizes_drift() {
 }
 
 /// Phases of new keys whose values drift from small to large and back (benchmark/drift.js at a
-/// sixth of its scale): after each phase of values of 1 KB or more, the live bytes are at least
+/// sixth of its scale): after each phase of values of 1000 bytes or more, the live bytes are at least
 /// 86% of maxBytes (88.5% today: the index the small phase grew is 9% of this store), also for
 /// values of 1/280 and 1/140 of it written after small ones. A window of eviction from the
 /// hand's victim ran over small entries into a large one and left most of it free, a fragment
