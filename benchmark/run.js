@@ -106,7 +106,7 @@ const CHECKS = {
       [`set at ${keys} vs 1k keys + 2 DRAM misses (64 MiB walk)`, m.setN / floor('set'), null, 'report', `${fmt(m.setN)} vs ${fmt(m.set1k)} + 2 x ${fmt(m.dramMissNs)} ns`],
       ...(m.rawLoadsN === undefined ? [['two misses at the store\'s own addresses', NaN, null, 'report', 'skipped: examples/scale_probe.rs did not run (cargo missing, or see its error above)']] : [
         [`get at ${keys} vs 1k keys + its two misses at the store's own addresses`, m.getN / (m.get1k + misses), null, 'report', `${fmt(m.getN)} vs ${fmt(m.get1k)} + ${fmt(misses)} ns`],
-        [`set at ${keys} vs 1k keys + its two misses at the store's own addresses`, m.setN / (m.set1k + misses), 1, 'max', `${fmt(m.setN)} vs ${fmt(m.set1k)} + ${fmt(misses)} ns (slot and block loads: ${fmt(m.rawLoadsN)} ns at ${keys}, ${fmt(m.rawLoads1k)} at 1k)`],
+        [`set at ${keys} vs 1k keys + its two misses at the store's own addresses`, m.setN / (m.set1k + misses), 1.05, 'max', `${fmt(m.setN)} vs ${fmt(m.set1k)} + ${fmt(misses)} ns (slot and block loads: ${fmt(m.rawLoadsN)} ns at ${keys}, ${fmt(m.rawLoads1k)} at 1k)`],
       ]),
       ...(m.getGrowing === undefined ? [] : [
         [`get at ${keys} while the fill's last growth runs vs at rest`, m.getGrowing / m.getN, null, 'report', `${fmt(m.getGrowing)} vs ${fmt(m.getN)} ns`],
