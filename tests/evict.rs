@@ -245,3 +245,38 @@ fn untrusted_marks_never_write_outside_live_slots() {
     let mut out = Vec::new();
     assert!(s.get(b"a", &mut out).unwrap().is_some());
 }
+
+/// While free fragments hold more than 1/64 of maxBytes, a write that must evict starts its
+/// window at one of the largest fragments (evict.rs) but stops short of an entry read since
+/// the hand last passed it: the entry right after the largest fragment survives, and the write
+/// goes where a smaller fragment and an entry nobody read make room.
+#[test]
+fn a_window_from_a_fragment_spares_an_entry_just_read() {
+    let len = 1 << 20;
+    let mem = Mem::new(len);
+    let s = evicting(&mem, len, 0);
+    let v = vec![7u8; 8000];
+    let mut n = 0u64;
+    while s.stats().unwrap().evictions == 0 {
+        s.set(format!("e{n}").as_bytes(), &v, false).unwrap();
+        n += 1;
+    }
+    let mut out = Vec::new();
+    let held = |k: &str, out: &mut Vec<u8>| s.get(k.as_bytes(), out).unwrap();
+    for i in 40..58 {
+        assert!(held(&format!("e{i}"), &mut out).is_some(), "e{i} was the first victim");
+    }
+    // One fragment of two entries, then the entry read; four fragments of one entry each.
+    for k in ["e40", "e41", "e50", "e52", "e54", "e56"] {
+        assert!(s.delete(k.as_bytes()).unwrap());
+    }
+    assert!(s.check().unwrap().largest_free >= 16_000, "e40 and e41 were not neighbours");
+    let read = held("e42", &mut out).unwrap();
+    s.mark_visited(&[(read.seq_offset, read.seq)]).unwrap();
+    let evictions = s.stats().unwrap().evictions;
+    s.set(b"big", &vec![9u8; 20_000], false).unwrap();
+    assert!(held("big", &mut out).is_some());
+    assert!(held("e42", &mut out).is_some(), "the entry just read was evicted");
+    assert!(s.stats().unwrap().evictions > evictions, "the write evicted nothing");
+    s.check().unwrap();
+}
