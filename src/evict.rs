@@ -45,6 +45,9 @@ const EXPIRED_SEARCH: u32 = 64;
 const WINDOWS: u32 = 8;
 /// The largest free fragments a write that must evict tries to start its window at.
 const FRAGMENT_STARTS: usize = 8;
+/// Entries the dry runs of those windows may look up in the index, in all (a 180 KB value
+/// among 700-byte entries takes about 260).
+const WINDOW_LOOKUPS: u32 = 1024;
 /// An entry larger than maxBytes / WALK_ABOVE is checked against the longest stretch eviction
 /// can free before anything is evicted (a walk of every block; smaller ones always fit).
 const WALK_ABOVE: u64 = 64;
@@ -182,21 +185,29 @@ impl Store {
         let r = self.region();
         let arena = Arena { r };
         if self.fragmented()? && arena.top()? + size > limit {
+            // Room `take` will find.
+            let room = |arena: &Arena| -> Result<bool> {
+                Ok(arena.find_free(size)?.is_some() || arena.top()? + size <= limit)
+            };
             // Expired entries still go before live ones: the sweep's next slots first.
-            if r.u64(H_TTL_BLOCKS)?.load(Relaxed) != 0 {
-                self.expire_slots(EXPIRED_SEARCH as u64)?;
+            if r.u64(H_TTL_BLOCKS)?.load(Relaxed) != 0
+                && self.expire_slots(EXPIRED_SEARCH as u64)? > 0
+                && room(&arena)?
+            {
+                return Ok(true);
             }
+            // Dry runs look each entry up in the index: bounded, for a large write among tiny
+            // entries (past the budget, the hand's windows as before).
+            let mut lookups = WINDOW_LOOKUPS;
             for (start, len) in arena.largest_free(FRAGMENT_STARTS)? {
                 // (A free block of `size` already is one `take` passed over: the head of a
                 // list is all it looks at in the list of the size needed.)
-                if len >= size || !self.window_reaches(start + len, size - len)? {
+                if len >= size || !self.window_reaches(start + len, size - len, &mut lookups)? {
                     continue;
                 }
                 // The window can still fall short: its last eviction may give space back past
                 // the top. The windows below go on from there.
-                if self.extend_window(Some((start, len)), size)?
-                    && (arena.find_free(size)?.is_some() || arena.top()? + size <= limit)
-                {
+                if self.extend_window(Some((start, len)), size)? && room(&arena)? {
                     return Ok(true);
                 }
                 break;
@@ -270,7 +281,7 @@ impl Store {
     /// Whether the blocks from `at` on hold `more` bytes before the top, a block eviction never
     /// moves, or an entry read since the hand last passed it (a window from a fragment keeps
     /// the hand's second chances). A dry run of `extend_window`: nothing is evicted.
-    fn window_reaches(&self, mut at: u64, mut more: u64) -> Result<bool> {
+    fn window_reaches(&self, mut at: u64, mut more: u64, lookups: &mut u32) -> Result<bool> {
         let r = self.region();
         let arena = Arena { r };
         let top = arena.top()?;
@@ -280,9 +291,10 @@ impl Store {
             }
             let h = arena.header_at(at)?;
             if h.in_use() {
-                if self.pinned(at, &h)? {
+                if self.pinned(at, &h)? || *lookups == 0 {
                     return Ok(false);
                 }
+                *lookups -= 1;
                 let Some(slot) = self.slot_of(at)? else {
                     return Err(Error::corrupted("a block in use is not in the index"));
                 };
