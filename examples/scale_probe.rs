@@ -25,13 +25,8 @@ use shared_kv_store::Store;
 
 fn open(path: &str, max_bytes: u64, create: bool) -> (Memory, Store) {
     let opts = FileOptions {
-        max_bytes,
-        mode: 0o600,
         create,
-        evict: false,
-        max_entries: 0,
-        expected_keys: 0,
-        max_file_bytes: shared_kv_store::layout::MAX_REGION_BYTES,
+        ..FileOptions::new(max_bytes)
     };
     let (m, _) = Memory::open_file(path, opts).expect("open the store file");
     let s = Store::attach(m.region()).expect("attach");
@@ -88,27 +83,40 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let n: u64 = std::env::var("N").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000_000);
+    let n: u64 = std::env::var("N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000_000);
     let dir = std::env::var("SKV_PROBE_DIR").unwrap_or_else(|_| "/dev/shm".into());
     let pid = std::process::id();
     let small_path = format!("{dir}/skv-probe-{pid}-1k.kv");
     let (_sm, small) = open(&small_path, 64 << 20, true);
     for i in 0..1000 {
-        small.set(format!("key:{i}").as_bytes(), &value(i), false).unwrap();
+        small
+            .set(format!("key:{i}").as_bytes(), &value(i), false)
+            .unwrap();
     }
     let existing = std::env::var("SKV_PROBE_FILE").ok();
-    let big_path = existing.clone().unwrap_or_else(|| format!("{dir}/skv-probe-{pid}.kv"));
+    let big_path = existing
+        .clone()
+        .unwrap_or_else(|| format!("{dir}/skv-probe-{pid}.kv"));
     let big_len = std::fs::metadata(&big_path).map(|m| m.len()).unwrap_or(0);
-    let (_bm, big) = open(&big_path, big_len.max((n * 128).max(1 << 30)), existing.is_none());
+    let (_bm, big) = open(
+        &big_path,
+        big_len.max((n * 128).max(1 << 30)),
+        existing.is_none(),
+    );
     if existing.is_none() {
         let t = Instant::now();
         for i in 0..n {
-            big.set(format!("key:{i}").as_bytes(), &value(i), false).unwrap();
+            big.set(format!("key:{i}").as_bytes(), &value(i), false)
+                .unwrap();
         }
         // Finish a growth the fill started, with overwrites.
         let mut i = 0;
         while big.stats().unwrap().growing {
-            big.set(format!("key:{i}").as_bytes(), &value(i), false).unwrap();
+            big.set(format!("key:{i}").as_bytes(), &value(i), false)
+                .unwrap();
             i += 1;
         }
         println!("fill of {n} keys: {:.1} s", t.elapsed().as_secs_f64());

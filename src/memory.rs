@@ -53,6 +53,22 @@ pub struct FileOptions {
     pub max_file_bytes: u64,
 }
 
+impl FileOptions {
+    /// A new private (0600) store file of `max_bytes` that does not evict, created if missing:
+    /// the other fields set with `..FileOptions::new(n)`.
+    pub const fn new(max_bytes: u64) -> FileOptions {
+        FileOptions {
+            max_bytes,
+            mode: 0o600,
+            create: true,
+            evict: false,
+            max_entries: 0,
+            expected_keys: 0,
+            max_file_bytes: MAX_REGION_BYTES,
+        }
+    }
+}
+
 impl Memory {
     pub fn base(&self) -> *mut u8 {
         self.base
@@ -497,15 +513,7 @@ mod tests {
         d
     }
 
-    const OPTS: FileOptions = FileOptions {
-        max_bytes: 1 << 20,
-        mode: 0o600,
-        create: true,
-        evict: false,
-        max_entries: 0,
-        expected_keys: 0,
-        max_file_bytes: MAX_REGION_BYTES,
-    };
+    const OPTS: FileOptions = FileOptions::new(1 << 20);
 
     #[test]
     fn creates_formats_and_reopens_a_store_file() {

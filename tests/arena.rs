@@ -164,7 +164,11 @@ fn new_keys_of_drifting_sizes_leave_few_fragments() {
         let v = vec![phase as u8; size as usize];
         // Large values three times the store over; small ones once and a half (what makes the
         // next large phase start among small entries; and a debug build's minute).
-        let writes = if size >= 1000 { 3 * len / size } else { 3 * len / size / 2 };
+        let writes = if size >= 1000 {
+            3 * len / size
+        } else {
+            3 * len / size / 2
+        };
         for i in 0..writes {
             s.set(format!("d{phase}:{i}").as_bytes(), &v, false)
                 .unwrap_or_else(|e| panic!("phase {phase}, set {i} of {size} bytes: {e}"));

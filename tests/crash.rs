@@ -162,14 +162,9 @@ impl Log {
 
 fn open_store(path: &str, evict: bool) -> Store {
     let opts = FileOptions {
-        // Small when evicting, so that even a debug build's victims fill it.
-        max_bytes: if evict { STORE_BYTES / 4 } else { STORE_BYTES },
-        mode: 0o600,
-        create: true,
         evict,
-        max_entries: 0,
-        expected_keys: 0,
-        max_file_bytes: shared_kv_store::layout::MAX_REGION_BYTES,
+        // Small when evicting, so that even a debug build's victims fill it.
+        ..FileOptions::new(if evict { STORE_BYTES / 4 } else { STORE_BYTES })
     };
     let (m, _) = Memory::open_file(path, opts).unwrap();
     let mut s = Store::attach(m.region()).unwrap();

@@ -264,19 +264,31 @@ fn a_window_from_a_fragment_spares_an_entry_just_read() {
     let mut out = Vec::new();
     let held = |k: &str, out: &mut Vec<u8>| s.get(k.as_bytes(), out).unwrap();
     for i in 40..58 {
-        assert!(held(&format!("e{i}"), &mut out).is_some(), "e{i} was the first victim");
+        assert!(
+            held(&format!("e{i}"), &mut out).is_some(),
+            "e{i} was the first victim"
+        );
     }
     // One fragment of two entries, then the entry read; four fragments of one entry each.
     for k in ["e40", "e41", "e50", "e52", "e54", "e56"] {
         assert!(s.delete(k.as_bytes()).unwrap());
     }
-    assert!(s.check().unwrap().largest_free >= 16_000, "e40 and e41 were not neighbours");
+    assert!(
+        s.check().unwrap().largest_free >= 16_000,
+        "e40 and e41 were not neighbours"
+    );
     let read = held("e42", &mut out).unwrap();
     s.mark_visited(&[(read.seq_offset, read.seq)]).unwrap();
     let evictions = s.stats().unwrap().evictions;
     s.set(b"big", &vec![9u8; 20_000], false).unwrap();
     assert!(held("big", &mut out).is_some());
-    assert!(held("e42", &mut out).is_some(), "the entry just read was evicted");
-    assert!(s.stats().unwrap().evictions > evictions, "the write evicted nothing");
+    assert!(
+        held("e42", &mut out).is_some(),
+        "the entry just read was evicted"
+    );
+    assert!(
+        s.stats().unwrap().evictions > evictions,
+        "the write evicted nothing"
+    );
     s.check().unwrap();
 }

@@ -22,13 +22,8 @@ fn path(name: &str) -> String {
 /// How the tests open a store file of MAX bytes.
 fn options(create: bool) -> FileOptions {
     FileOptions {
-        max_bytes: MAX,
-        mode: 0o600,
         create,
-        evict: false,
-        max_entries: 0,
-        expected_keys: 0,
-        max_file_bytes: shared_kv_store::layout::MAX_REGION_BYTES,
+        ..FileOptions::new(MAX)
     }
 }
 

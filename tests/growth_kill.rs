@@ -31,16 +31,8 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 fn open_store(path: &str, keys: u64) -> Store {
-    let opts = FileOptions {
-        // About 48 bytes an entry, two tables of 16 bytes a slot at most, and room to spare.
-        max_bytes: (keys * 160).max(64 << 20),
-        mode: 0o600,
-        create: true,
-        evict: false,
-        max_entries: 0,
-        expected_keys: 0,
-        max_file_bytes: shared_kv_store::layout::MAX_REGION_BYTES,
-    };
+    // About 48 bytes an entry, two tables of 16 bytes a slot at most, and room to spare.
+    let opts = FileOptions::new((keys * 160).max(64 << 20));
     let (m, _) = Memory::open_file(path, opts).unwrap();
     let mut s = Store::attach(m.region()).unwrap();
     // (Mappings are never unmapped while a Region may use them.)

@@ -22,15 +22,7 @@ fn the_write_that_starts_a_growth_allocates_nothing() {
     let p = std::env::temp_dir().join(format!("skv-reserve-{}.kv", std::process::id()));
     let path = p.to_str().unwrap().to_string();
     let _ = std::fs::remove_file(&p);
-    let opts = FileOptions {
-        max_bytes: MAX,
-        mode: 0o600,
-        create: true,
-        evict: false,
-        max_entries: 0,
-        expected_keys: 0,
-        max_file_bytes: shared_kv_store::layout::MAX_REGION_BYTES,
-    };
+    let opts = FileOptions::new(MAX);
     let (m, _) = Memory::open_file(&path, opts).unwrap();
     let s = Store::attach(m.region()).unwrap();
     s.set(b"first", b"1", false).unwrap();
